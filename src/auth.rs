@@ -1,0 +1,544 @@
+//! The login itself: recognising sessions, signing in and out, CSRF checks,
+//! throttling and the audit trail. [`Auth`] is what an embedding app holds.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+use axum::response::{IntoResponseParts, ResponseParts};
+use ipnet::IpNet;
+
+use crate::csrf::{self, CsrfKeys};
+use crate::error::AppError;
+use crate::password::{HashError, MAX_PASSWORD_BYTES, PasswordHasher};
+use crate::secret::{Password, ServerSecret};
+use crate::session::{ActiveSession, CookieSettings, CookieSigner, Session, SessionLayer, SessionToken};
+use crate::store::{FailurePolicy, Millis, SessionRecord, StoreError, Stores, now_millis};
+use crate::username::{MAX_USERNAME_BYTES, Username, key_of};
+use crate::users::Accounts;
+
+/// Audit events go to this tracing target, one event per login attempt,
+/// logout or revocation, with username, client address and outcome.
+pub const AUDIT_TARGET: &str = "latchkey::audit";
+
+/// Everything [`Auth`] needs to know besides its stores and secret.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// The site's origin as browsers send it in `Origin` (`https://example.com`).
+    pub public_origin: String,
+    /// Cookie names and attributes.
+    pub cookies: CookieSettings,
+    /// A session unused this long ends.
+    pub idle_timeout: Duration,
+    /// A session ends this long after sign-in, however busy.
+    pub absolute_timeout: Duration,
+    /// Failed logins per account before it is locked.
+    pub account_failures: FailurePolicy,
+    /// Failed logins per client address before it is locked.
+    pub ip_failures: FailurePolicy,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// A handle on the login: cheap to clone, shared by the layer, the routes
+/// and the CLI.
+#[derive(Clone)]
+pub struct Auth {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: AuthSettings,
+    stores: Stores,
+    hasher: Arc<PasswordHasher>,
+    signer: CookieSigner,
+    csrf: CsrfKeys,
+    idle: Millis,
+    absolute: Millis,
+    touch_every: Millis,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("settings", &self.inner.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the session layer found for a request.
+pub(crate) enum Resolution {
+    /// No session cookie, or one that is forged, unknown or ended.
+    Anonymous,
+    /// A live session.
+    Active(Arc<ActiveSession>),
+    /// A live session whose token was replaced (its roles changed); the
+    /// response must carry the new cookie.
+    Rotated(Arc<ActiveSession>, HeaderValue),
+}
+
+/// Why a login did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// Unknown user, wrong password or disabled account: one answer for all.
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    /// Input that cannot be a valid login (over-long fields).
+    #[error("{0}")]
+    InvalidInput(&'static str),
+    /// Too many recent failures for the account or the client address.
+    #[error("too many failed login attempts")]
+    Throttled {
+        /// How long until the lock ends.
+        retry_after: Duration,
+    },
+    /// The hashing pool is saturated.
+    #[error("password hashing is saturated")]
+    Busy,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Hashing failed.
+    #[error("password hashing failed")]
+    Hash(#[source] HashError),
+}
+
+impl From<HashError> for LoginError {
+    fn from(e: HashError) -> Self {
+        match e {
+            HashError::Busy => Self::Busy,
+            other => Self::Hash(other),
+        }
+    }
+}
+
+impl From<LoginError> for AppError {
+    fn from(e: LoginError) -> Self {
+        match e {
+            LoginError::InvalidCredentials => Self::InvalidCredentials,
+            LoginError::InvalidInput(msg) => Self::Unprocessable(msg.into()),
+            LoginError::Throttled { retry_after } => Self::Throttled {
+                retry_after_secs: retry_after.as_secs().max(1),
+            },
+            LoginError::Busy => Self::Busy,
+            LoginError::Store(e) => e.into(),
+            LoginError::Hash(e) => Self::Internal(e.into()),
+        }
+    }
+}
+
+/// A successful login: the new session, and the cookies to send (the
+/// session cookie, and removal of the login form's CSRF cookie).
+#[derive(Debug)]
+pub struct LoggedIn {
+    /// The new session.
+    pub session: Arc<ActiveSession>,
+    cookies: [HeaderValue; 2],
+}
+
+impl IntoResponseParts for LoggedIn {
+    type Error = std::convert::Infallible;
+
+    fn into_response_parts(self, mut res: ResponseParts) -> Result<ResponseParts, Self::Error> {
+        for c in self.cookies {
+            res.headers_mut().append(header::SET_COOKIE, c);
+        }
+        Ok(res)
+    }
+}
+
+/// The headers of a logout: the cookie removed, and `Clear-Site-Data`.
+#[derive(Debug)]
+pub struct LoggedOut {
+    clear: HeaderValue,
+}
+
+impl IntoResponseParts for LoggedOut {
+    type Error = std::convert::Infallible;
+
+    fn into_response_parts(self, mut res: ResponseParts) -> Result<ResponseParts, Self::Error> {
+        res.headers_mut().append(header::SET_COOKIE, self.clear);
+        res.headers_mut().insert(
+            HeaderName::from_static("clear-site-data"),
+            HeaderValue::from_static("\"cookies\""),
+        );
+        Ok(res)
+    }
+}
+
+fn millis(d: Duration) -> Millis {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Auth {
+    /// Puts the parts together. `hasher` runs argon2 on a bounded pool; see
+    /// [`PasswordHasher::new`].
+    #[must_use]
+    pub fn new(
+        settings: AuthSettings,
+        secret: &ServerSecret,
+        stores: Stores,
+        hasher: Arc<PasswordHasher>,
+    ) -> Self {
+        let idle = millis(settings.idle_timeout).max(1);
+        let absolute = millis(settings.absolute_timeout).max(1);
+        Self {
+            inner: Arc::new(Inner {
+                signer: CookieSigner::new(secret),
+                csrf: CsrfKeys::new(secret),
+                // Recording activity on every request would make every read a
+                // write. Once per tenth of the idle timeout (at most a minute)
+                // bounds the writes; a session may then end up to that much
+                // before the full idle timeout, never after it.
+                touch_every: (idle / 10).min(60_000),
+                idle,
+                absolute,
+                settings,
+                stores,
+                hasher,
+            }),
+        }
+    }
+
+    /// The tower layer that recognises sessions; add it around every route
+    /// that uses [`Session`] or [`crate::AuthUser`].
+    #[must_use]
+    pub fn layer(&self) -> SessionLayer {
+        SessionLayer::new(self.clone())
+    }
+
+    /// The settings.
+    #[must_use]
+    pub fn settings(&self) -> &AuthSettings {
+        &self.inner.settings
+    }
+
+    /// The stores.
+    #[must_use]
+    pub fn stores(&self) -> &Stores {
+        &self.inner.stores
+    }
+
+    /// The password hasher.
+    #[must_use]
+    pub fn hasher(&self) -> &Arc<PasswordHasher> {
+        &self.inner.hasher
+    }
+
+    /// The CSRF keys (for login forms shown to anonymous visitors).
+    #[must_use]
+    pub fn csrf_keys(&self) -> &CsrfKeys {
+        &self.inner.csrf
+    }
+
+    /// User and session administration.
+    #[must_use]
+    pub fn accounts(&self) -> Accounts {
+        Accounts::new(self.clone())
+    }
+
+    /// The client's address: the peer, or what a trusted proxy reports.
+    #[must_use]
+    pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        crate::client_ip::client_ip(peer, headers, &self.inner.settings.trusted_proxies)
+    }
+
+    /// Whether the stores answer.
+    ///
+    /// # Errors
+    /// The first store that does not.
+    pub async fn health(&self) -> Result<(), StoreError> {
+        self.inner.stores.users.ping().await?;
+        self.inner.stores.sessions.ping().await
+    }
+
+    /// Finds the session a request's cookie names. Forged or malformed
+    /// cookies are refused before any store access.
+    pub(crate) async fn resolve(&self, headers: &HeaderMap) -> Result<Resolution, StoreError> {
+        let inner = &*self.inner;
+        let name = inner.settings.cookies.session_name();
+        let Some(token) =
+            crate::session::cookie_values(headers, name).find_map(|v| inner.signer.verify(v))
+        else {
+            return Ok(Resolution::Anonymous);
+        };
+        let key = token.key();
+        let Some(record) = inner.stores.sessions.load(&key).await? else {
+            return Ok(Resolution::Anonymous);
+        };
+        let user = inner.stores.users.user_by_id(record.user_id).await?;
+        let now = now_millis();
+        let ended = match &user {
+            None => Some("user removed"),
+            Some(u) if u.disabled => Some("user disabled"),
+            Some(u) if u.credential_epoch != record.credential_epoch => Some("password changed"),
+            Some(_) if now - record.created_at >= inner.absolute => Some("absolute timeout"),
+            Some(_) if now - record.last_seen >= inner.idle => Some("idle timeout"),
+            Some(_) => None,
+        };
+        let Some(user) = user.filter(|_| ended.is_none()) else {
+            tracing::debug!(session = %key.short(), reason = ended, "session ended");
+            inner.stores.sessions.delete(&key).await?;
+            return Ok(Resolution::Anonymous);
+        };
+        if user.roles_epoch != record.roles_epoch {
+            // A privilege change: the session continues under a new token.
+            let token = SessionToken::generate();
+            let new = SessionRecord {
+                key: token.key(),
+                roles_epoch: user.roles_epoch,
+                last_seen: now,
+                ..record
+            };
+            if !inner.stores.sessions.rotate(&key, &new).await? {
+                return Ok(Resolution::Anonymous);
+            }
+            tracing::info!(target: AUDIT_TARGET, event = "session_rotated", username = %user.username,
+                reason = "roles changed", session = %new.key.short());
+            let cookie = self.session_cookie(&token);
+            return Ok(Resolution::Rotated(self.active(&new, user), cookie));
+        }
+        if now - record.last_seen >= inner.touch_every
+            && !inner.stores.sessions.touch(&key, now).await?
+        {
+            // Deleted between load and touch (a logout or revocation won).
+            return Ok(Resolution::Anonymous);
+        }
+        Ok(Resolution::Active(self.active(&record, user)))
+    }
+
+    fn active(&self, record: &SessionRecord, user: crate::store::UserRecord) -> Arc<ActiveSession> {
+        Arc::new(ActiveSession {
+            user_id: user.id,
+            username: user.username,
+            roles: user.roles,
+            csrf_token: self.inner.csrf.session_token(&record.key),
+            created_at: record.created_at,
+            key: record.key,
+        })
+    }
+
+    fn session_cookie(&self, token: &SessionToken) -> HeaderValue {
+        let cookies = &self.inner.settings.cookies;
+        cookies.set(cookies.session_name(), &self.inner.signer.sign(token))
+    }
+
+    /// Signs a user in. Any session the request already had is destroyed and
+    /// a new token issued (no session fixation). Unknown names cost one
+    /// argon2 verification like known ones and fail the same way.
+    ///
+    /// # Errors
+    /// See [`LoginError`]; every failure is audited.
+    #[tracing::instrument(skip_all)]
+    pub async fn login(
+        &self,
+        current: &Session,
+        username: &str,
+        password: &Password,
+        client: IpAddr,
+    ) -> Result<LoggedIn, LoginError> {
+        let audit = |outcome: &str| {
+            tracing::info!(target: AUDIT_TARGET, event = "login", outcome, username = ?username,
+                client_ip = %client);
+        };
+        if username.len() > MAX_USERNAME_BYTES {
+            audit("invalid_input");
+            return Err(LoginError::InvalidInput("the username is too long"));
+        }
+        if password.expose().len() > MAX_PASSWORD_BYTES {
+            audit("invalid_input");
+            return Err(LoginError::InvalidInput("the password is too long"));
+        }
+        let inner = &*self.inner;
+        let account_key = format!("account:{}", key_of(username));
+        let ip_key = format!("ip:{client}");
+        let now = now_millis();
+        let failures = &inner.stores.failures;
+        let locked = [
+            failures.locked_until(&account_key, now).await?,
+            failures.locked_until(&ip_key, now).await?,
+        ]
+        .into_iter()
+        .flatten()
+        .max();
+        if let Some(until) = locked {
+            audit("throttled");
+            return Err(LoginError::Throttled {
+                retry_after: Duration::from_millis(u64::try_from(until - now).unwrap_or(0)),
+            });
+        }
+        let user = match Username::parse(username) {
+            Ok(name) => inner.stores.users.user_by_key(name.key()).await?,
+            Err(_) => None,
+        };
+        let verified = inner
+            .hasher
+            .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
+            .await?;
+        let user = match user {
+            Some(u) if verified.matches && !u.disabled => u,
+            _ => {
+                let now = now_millis();
+                failures
+                    .record_failure(&account_key, now, inner.settings.account_failures)
+                    .await?;
+                failures
+                    .record_failure(&ip_key, now, inner.settings.ip_failures)
+                    .await?;
+                audit("failure");
+                return Err(LoginError::InvalidCredentials);
+            }
+        };
+        failures.clear(&account_key).await?;
+        if verified.needs_rehash {
+            match inner.hasher.hash(password).await {
+                Ok(hash) => {
+                    inner.stores.users.set_password_hash(user.id, &hash, false).await?;
+                    tracing::info!(username = %user.username, "password hash upgraded to current parameters");
+                }
+                Err(e) => tracing::warn!(error = %e, "password rehash skipped"),
+            }
+        }
+        if let Some(old) = current.active() {
+            inner.stores.sessions.delete(&old.key).await?;
+        }
+        let token = SessionToken::generate();
+        let now = now_millis();
+        let record = SessionRecord {
+            key: token.key(),
+            user_id: user.id,
+            credential_epoch: user.credential_epoch,
+            roles_epoch: user.roles_epoch,
+            created_at: now,
+            last_seen: now,
+        };
+        inner.stores.sessions.create(&record).await?;
+        tracing::info!(target: AUDIT_TARGET, event = "login", outcome = "success",
+            username = ?username, client_ip = %client, session = %record.key.short());
+        let cookies = &inner.settings.cookies;
+        Ok(LoggedIn {
+            cookies: [
+                self.session_cookie(&token),
+                cookies.clear(cookies.csrf_name()),
+            ],
+            session: self.active(&record, user),
+        })
+    }
+
+    /// Ends the request's session on the server and returns the headers that
+    /// remove it from the browser.
+    ///
+    /// # Errors
+    /// When the store fails (the session may then still exist).
+    pub async fn logout(&self, session: &Session, client: IpAddr) -> Result<LoggedOut, StoreError> {
+        if let Some(active) = session.active() {
+            self.inner.stores.sessions.delete(&active.key).await?;
+            tracing::info!(target: AUDIT_TARGET, event = "logout", outcome = "success",
+                username = %active.username, client_ip = %client, session = %active.key.short());
+        }
+        let cookies = &self.inner.settings.cookies;
+        Ok(LoggedOut {
+            clear: cookies.clear(cookies.session_name()),
+        })
+    }
+
+    /// Checks a state-changing request made with a session cookie: it must
+    /// come from this site and carry the session's CSRF token, in the
+    /// `X-CSRF-Token` header or the `csrf_token` form field.
+    ///
+    /// # Errors
+    /// [`AppError::Csrf`] when either check fails or there is no session.
+    pub fn check_csrf(
+        &self,
+        session: &Session,
+        headers: &HeaderMap,
+        form_token: Option<&str>,
+    ) -> Result<(), AppError> {
+        if !csrf::same_origin(headers, &self.inner.settings.public_origin) {
+            return Err(AppError::Csrf);
+        }
+        let provided = headers
+            .get(csrf::HEADER)
+            .and_then(|v| v.to_str().ok())
+            .or(form_token);
+        match (session.active(), provided) {
+            (Some(active), Some(token)) if csrf::tokens_match(&active.csrf_token, token) => Ok(()),
+            _ => Err(AppError::Csrf),
+        }
+    }
+
+    /// Checks the login form's CSRF token against its cookie, and the origin.
+    ///
+    /// # Errors
+    /// [`AppError::Csrf`] when either check fails.
+    pub fn check_login_csrf(&self, headers: &HeaderMap, form_token: Option<&str>) -> Result<(), AppError> {
+        if !csrf::same_origin(headers, &self.inner.settings.public_origin) {
+            return Err(AppError::Csrf);
+        }
+        let name = self.inner.settings.cookies.csrf_name();
+        let form = form_token.ok_or(AppError::Csrf)?;
+        if crate::session::cookie_values(headers, name).any(|c| self.inner.csrf.verify_login_token(c, form)) {
+            Ok(())
+        } else {
+            Err(AppError::Csrf)
+        }
+    }
+
+    /// The login form's CSRF token for a visitor: the one in their cookie if
+    /// valid, else a new one with the `Set-Cookie` that stores it.
+    #[must_use]
+    pub fn login_csrf(&self, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
+        let cookies = &self.inner.settings.cookies;
+        let keys = &self.inner.csrf;
+        if let Some(existing) = crate::session::cookie_values(headers, cookies.csrf_name())
+            .find_map(|c| keys.login_form_value(c))
+        {
+            return (existing.to_owned(), None);
+        }
+        let (cookie, form) = keys.issue_login_token();
+        (form, Some(cookies.set(cookies.csrf_name(), &cookie)))
+    }
+
+    /// Deletes expired sessions and stale failure counters; returns how many sessions went.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn delete_expired(&self) -> Result<u64, StoreError> {
+        let inner = &*self.inner;
+        let now = now_millis();
+        let n = inner
+            .stores
+            .sessions
+            .delete_expired(now - inner.idle, now - inner.absolute)
+            .await?;
+        let window = inner
+            .settings
+            .account_failures
+            .window
+            .max(inner.settings.ip_failures.window);
+        inner.stores.failures.delete_stale(now, window).await?;
+        Ok(n)
+    }
+
+    /// Runs [`Auth::delete_expired`] in the background, every tenth of the
+    /// idle timeout (between 1 s and 1 min).
+    pub fn spawn_cleanup(&self) -> tokio::task::JoinHandle<()> {
+        let auth = self.clone();
+        let every = Duration::from_millis(
+            u64::try_from((self.inner.idle / 10).clamp(1_000, 60_000)).unwrap_or(60_000),
+        );
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match auth.delete_expired().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(sessions = n, "expired sessions deleted"),
+                    Err(e) => tracing::warn!(error = %crate::error::chain(&e), "session cleanup failed"),
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,285 @@
+//! The `latchkey` command line: `serve`, and user and session administration
+//! that works beside a running server on the same database.
+
+use std::io::{BufRead as _, IsTerminal as _};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, LogFormat};
+use crate::secret::Password;
+use crate::startup::{Application, open_auth};
+use crate::users::Accounts;
+
+/// Session-based login service.
+#[derive(Debug, Parser)]
+#[command(name = "latchkey", version, about, propagate_version = true)]
+pub struct Cli {
+    /// TOML configuration file; LATCHKEY_* environment variables override it.
+    #[arg(long, global = true, env = "LATCHKEY_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the login service.
+    Serve,
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// List and revoke sessions.
+    #[command(subcommand)]
+    Session(SessionCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a user (asks for the password twice unless --password-stdin).
+    Add {
+        /// Username.
+        name: String,
+        /// Role to grant; repeat for several.
+        #[arg(long = "role", value_name = "ROLE")]
+        roles: Vec<String>,
+        #[command(flatten)]
+        input: PasswordInput,
+    },
+    /// List users.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a new password; ends all of the user's sessions.
+    Passwd {
+        /// Username.
+        name: String,
+        #[command(flatten)]
+        input: PasswordInput,
+    },
+    /// Add or remove roles; takes effect on the user's sessions at their next request.
+    Roles {
+        /// Username.
+        name: String,
+        /// Role to add; repeat for several.
+        #[arg(long = "add", value_name = "ROLE")]
+        add: Vec<String>,
+        /// Role to remove; repeat for several.
+        #[arg(long = "remove", value_name = "ROLE")]
+        remove: Vec<String>,
+    },
+    /// Disable a user: login refused, sessions ended.
+    Disable {
+        /// Username.
+        name: String,
+    },
+    /// Enable a disabled user.
+    Enable {
+        /// Username.
+        name: String,
+    },
+    /// Delete a user and their sessions.
+    Remove {
+        /// Username.
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct PasswordInput {
+    /// Read the password from the first line of standard input.
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum SessionCommand {
+    /// List live sessions.
+    List {
+        /// Only this user's sessions.
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
+    },
+    /// End every session of a user.
+    Revoke {
+        /// Whose sessions to end.
+        #[arg(long, value_name = "NAME")]
+        user: String,
+    },
+}
+
+/// Parses the command line and runs it; errors are one line on stderr and
+/// a non-zero exit.
+#[must_use]
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("latchkey: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("latchkey: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn one_line(e: &anyhow::Error) -> String {
+    e.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ")
+}
+
+fn init_logging(format: LogFormat, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Warnings from loading the configuration need a subscriber already.
+    let early_format = match std::env::var("LATCHKEY_LOG_FORMAT").as_deref() {
+        Ok("json") => LogFormat::Json,
+        _ => LogFormat::Text,
+    };
+    let level = if matches!(cli.command, Command::Serve) { "info" } else { "warn" };
+    init_logging(early_format, level);
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve => serve(config).await,
+        Command::User(cmd) => user(&open_auth(&config).await?.accounts(), cmd).await,
+        Command::Session(cmd) => session(&open_auth(&config).await?.accounts(), cmd).await,
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let app = Application::build(config).await?;
+    app.run_until(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
+
+fn read_password(input: &PasswordInput) -> anyhow::Result<Password> {
+    if input.password_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the password from standard input")?;
+        let trimmed = line.strip_suffix('\n').unwrap_or(&line);
+        let trimmed = trimmed.strip_suffix('\r').unwrap_or(trimmed);
+        if trimmed.is_empty() {
+            bail!("no password on standard input");
+        }
+        return Ok(Password::new(trimmed.to_owned()));
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("standard input is not a terminal; use --password-stdin to pipe a password");
+    }
+    let first = rpassword::prompt_password("Password: ").context("cannot read the password")?;
+    let second = rpassword::prompt_password("Password again: ").context("cannot read the password")?;
+    if first != second {
+        bail!("the passwords differ");
+    }
+    Ok(Password::new(first))
+}
+
+async fn user(accounts: &Accounts, cmd: UserCommand) -> anyhow::Result<()> {
+    match cmd {
+        UserCommand::Add { name, roles, input } => {
+            let password = read_password(&input)?;
+            let user = accounts.create_user(&name, &password, &roles).await?;
+            println!("created user {} (roles: {})", user.username, roles_text(&user.roles));
+        }
+        UserCommand::List { json } => {
+            let users = accounts.list_users().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&users)?);
+            } else {
+                println!("{:<24} {:<24} {:<9} CREATED", "USERNAME", "ROLES", "STATUS");
+                for u in users {
+                    let status = if u.disabled { "disabled" } else { "active" };
+                    println!("{:<24} {:<24} {:<9} {}", u.username, roles_text(&u.roles), status, u.created_at);
+                }
+            }
+        }
+        UserCommand::Passwd { name, input } => {
+            let password = read_password(&input)?;
+            accounts.change_password(&name, &password).await?;
+            println!("password changed for {name}; their sessions have ended");
+        }
+        UserCommand::Roles { name, add, remove } => {
+            if add.is_empty() && remove.is_empty() {
+                bail!("nothing to change: give --add ROLE or --remove ROLE");
+            }
+            let roles = accounts.change_roles(&name, &add, &remove).await?;
+            println!("roles of {name}: {}", roles_text(&roles));
+        }
+        UserCommand::Disable { name } => {
+            accounts.set_disabled(&name, true).await?;
+            println!("disabled {name}; their sessions have ended");
+        }
+        UserCommand::Enable { name } => {
+            accounts.set_disabled(&name, false).await?;
+            println!("enabled {name}");
+        }
+        UserCommand::Remove { name } => {
+            accounts.remove_user(&name).await?;
+            println!("removed {name}");
+        }
+    }
+    Ok(())
+}
+
+fn roles_text(roles: &[String]) -> String {
+    if roles.is_empty() { "-".to_owned() } else { roles.join(",") }
+}
+
+async fn session(accounts: &Accounts, cmd: SessionCommand) -> anyhow::Result<()> {
+    match cmd {
+        SessionCommand::List { user } => {
+            let sessions = accounts.list_sessions(user.as_deref()).await?;
+            println!("{:<10} {:<24} {:<22} LAST SEEN", "SESSION", "USERNAME", "SIGNED IN");
+            for s in sessions {
+                println!("{:<10} {:<24} {:<22} {}", s.id, s.username, s.created_at, s.last_seen);
+            }
+        }
+        SessionCommand::Revoke { user } => {
+            let n = accounts.revoke_sessions(&user).await?;
+            println!("revoked {n} session(s) of {user}");
+        }
+    }
+    Ok(())
+}

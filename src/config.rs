@@ -1,0 +1,553 @@
+//! Configuration: defaults, then an optional TOML file, then `LATCHKEY_*`
+//! environment variables. Every bad setting stops start-up with a message
+//! that names it.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Format as _, Serialized, Toml};
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::password::HashParams;
+use crate::secret::{SecretTooShort, ServerSecret};
+use crate::session::SameSite;
+
+/// Prefix of every environment variable latchkey reads.
+pub const ENV_PREFIX: &str = "LATCHKEY_";
+
+/// The settings as read, before validation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    bind: String,
+    public_url: String,
+    database_url: String,
+    #[serde(skip_serializing)]
+    secret: Option<String>,
+    secret_file: Option<PathBuf>,
+    idle_timeout: String,
+    absolute_timeout: String,
+    login_max_failures: u32,
+    login_lockout: String,
+    login_window: String,
+    login_ip_max_failures: u32,
+    #[serde(deserialize_with = "string_or_list")]
+    trusted_proxies: Vec<String>,
+    same_site: String,
+    argon2_memory_kib: u32,
+    argon2_iterations: u32,
+    argon2_parallelism: u32,
+    hash_concurrency: usize,
+    log_format: String,
+}
+
+impl Default for Raw {
+    fn default() -> Self {
+        let hash = HashParams::default();
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            public_url: "http://127.0.0.1:8080".into(),
+            database_url: "sqlite://latchkey.db".into(),
+            secret: None,
+            secret_file: None,
+            idle_timeout: "30m".into(),
+            absolute_timeout: "12h".into(),
+            login_max_failures: 5,
+            login_lockout: "15m".into(),
+            login_window: "15m".into(),
+            login_ip_max_failures: 50,
+            trusted_proxies: Vec::new(),
+            same_site: "lax".into(),
+            argon2_memory_kib: hash.memory_kib,
+            argon2_iterations: hash.iterations,
+            argon2_parallelism: hash.parallelism,
+            hash_concurrency: 0,
+            log_format: "text".into(),
+        }
+    }
+}
+
+fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        Either::Many(v) => v,
+    })
+}
+
+/// Where the server secret comes from.
+#[derive(Debug, Clone)]
+pub enum SecretSource {
+    /// Given directly (`LATCHKEY_SECRET` or `secret` in the file).
+    Given(ServerSecret),
+    /// Read from a file (`LATCHKEY_SECRET_FILE`).
+    File(PathBuf),
+    /// Not configured: generated once into this file beside the SQLite database.
+    Generated(PathBuf),
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per event.
+    Json,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on.
+    pub bind: SocketAddr,
+    /// The URL people use to reach the service.
+    pub public_url: url::Url,
+    /// `sqlite://PATH`, `postgres://…` or `memory:`.
+    pub database_url: String,
+    /// Where the server secret comes from.
+    pub secret: SecretSource,
+    /// Session idle timeout.
+    pub idle_timeout: Duration,
+    /// Session absolute timeout.
+    pub absolute_timeout: Duration,
+    /// Failed logins per account within `login_window` that lock it.
+    pub login_max_failures: u32,
+    /// How long a lock lasts.
+    pub login_lockout: Duration,
+    /// How far back failures count.
+    pub login_window: Duration,
+    /// Failed logins per client address within `login_window` that lock it.
+    pub login_ip_max_failures: u32,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Session cookie `SameSite`.
+    pub same_site: SameSite,
+    /// argon2id parameters for new hashes.
+    pub hash_params: HashParams,
+    /// How many password hashes run at once (default: the number of cores).
+    pub hash_concurrency: usize,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+/// A setting that stops start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or the environment could not be read into settings.
+    #[error("{0}")]
+    Read(Box<figment::Error>),
+    /// One setting is wrong.
+    #[error("invalid setting {setting} ({env}): {reason}")]
+    Invalid {
+        /// The setting's name in the file.
+        setting: String,
+        /// The matching environment variable.
+        env: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The secret file could not be read or written.
+    #[error("secret file {path}: {source}")]
+    SecretFile {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+fn invalid(setting: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        setting: setting.to_owned(),
+        env: format!("{ENV_PREFIX}{}", setting.to_uppercase()),
+        reason: reason.into(),
+    }
+}
+
+fn duration(setting: &str, value: &str) -> Result<Duration, ConfigError> {
+    let d = humantime::parse_duration(value.trim())
+        .map_err(|e| invalid(setting, format!("{value:?} is not a duration like 30m, 12h or 2s ({e})")))?;
+    if d.is_zero() {
+        return Err(invalid(setting, "must be longer than zero"));
+    }
+    Ok(d)
+}
+
+/// Environment variables latchkey knows; others with the prefix get a warning.
+const KNOWN_ENV: &[&str] = &[
+    "BIND", "PUBLIC_URL", "DATABASE_URL", "SECRET", "SECRET_FILE", "IDLE_TIMEOUT",
+    "ABSOLUTE_TIMEOUT", "LOGIN_MAX_FAILURES", "LOGIN_LOCKOUT", "LOGIN_WINDOW",
+    "LOGIN_IP_MAX_FAILURES", "TRUSTED_PROXIES", "SAME_SITE", "ARGON2_MEMORY_KIB",
+    "ARGON2_ITERATIONS", "ARGON2_PARALLELISM", "HASH_CONCURRENCY", "LOG_FORMAT", "CONFIG",
+];
+
+impl Config {
+    /// Loads defaults, then `file` (if given), then the process environment.
+    ///
+    /// # Errors
+    /// The first bad setting, named.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// Like [`Config::load`] with an explicit environment (for tests).
+    ///
+    /// # Errors
+    /// The first bad setting, named.
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
+        let mut figment = Figment::from(Serialized::defaults(Raw::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(invalid("config", format!("file {} does not exist", path.display())));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let mut env_values = Vec::new();
+        for (key, value) in &env {
+            let name = &key[ENV_PREFIX.len()..];
+            if !KNOWN_ENV.contains(&name) {
+                tracing::warn!(variable = %key, "unknown latchkey environment variable ignored");
+                continue;
+            }
+            if matches!(name, "CONFIG" | "SECRET") {
+                continue;
+            }
+            env_values.push((name.to_lowercase(), value.clone()));
+        }
+        // Values are given to figment as strings or numbers, never guessed as
+        // TOML, so a secret or URL is taken exactly as written.
+        for (name, value) in env_values {
+            let numeric = matches!(
+                name.as_str(),
+                "login_max_failures" | "login_ip_max_failures" | "argon2_memory_kib"
+                    | "argon2_iterations" | "argon2_parallelism" | "hash_concurrency"
+            );
+            figment = if numeric {
+                let n: u64 = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| invalid(&name, format!("{value:?} is not a whole number")))?;
+                figment.merge(Serialized::default(&name, n))
+            } else {
+                figment.merge(Serialized::default(&name, value))
+            };
+        }
+        let mut raw: Raw = figment.extract().map_err(|e| ConfigError::Read(Box::new(e)))?;
+        if let Some((_, secret)) = env.iter().find(|(k, _)| k == "LATCHKEY_SECRET") {
+            raw.secret = Some(secret.clone());
+        }
+        Self::validate(raw)
+    }
+
+    fn validate(raw: Raw) -> Result<Self, ConfigError> {
+        let bind: SocketAddr = raw
+            .bind
+            .parse()
+            .map_err(|_| invalid("bind", format!("{:?} is not an address like 127.0.0.1:8080", raw.bind)))?;
+        let public_url = url::Url::parse(&raw.public_url)
+            .map_err(|e| invalid("public_url", format!("{:?}: {e}", raw.public_url)))?;
+        match public_url.scheme() {
+            "https" => {}
+            "http" => {
+                let loopback = match public_url.host() {
+                    Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                    Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                    Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                    None => false,
+                };
+                if !loopback {
+                    return Err(invalid(
+                        "public_url",
+                        "plain http is only allowed for a loopback address (127.0.0.1, ::1, localhost); \
+                         serve latchkey over https",
+                    ));
+                }
+            }
+            other => return Err(invalid("public_url", format!("scheme {other:?} is not http or https"))),
+        }
+        let database_url = raw.database_url.trim().to_owned();
+        let secret = match (&raw.secret, &raw.secret_file) {
+            (Some(s), _) => SecretSource::Given(
+                ServerSecret::new(s).map_err(|e: SecretTooShort| invalid("secret", e.to_string()))?,
+            ),
+            (None, Some(path)) => SecretSource::File(path.clone()),
+            (None, None) => match sqlite_path(&database_url) {
+                Some(db) => SecretSource::Generated(secret_path_beside(&db)),
+                None if database_url.starts_with("memory:") => {
+                    SecretSource::Given(ServerSecret::new(&ServerSecret::generate()).map_err(|e| invalid("secret", e.to_string()))?)
+                }
+                None => {
+                    return Err(invalid(
+                        "secret",
+                        format!(
+                            "set LATCHKEY_SECRET or LATCHKEY_SECRET_FILE: several instances sharing a \
+                             database must share one secret (for example: {})",
+                            ServerSecret::generate()
+                        ),
+                    ));
+                }
+            },
+        };
+        let idle_timeout = duration("idle_timeout", &raw.idle_timeout)?;
+        let absolute_timeout = duration("absolute_timeout", &raw.absolute_timeout)?;
+        let login_lockout = duration("login_lockout", &raw.login_lockout)?;
+        let login_window = duration("login_window", &raw.login_window)?;
+        if raw.login_max_failures == 0 {
+            return Err(invalid("login_max_failures", "must be at least 1"));
+        }
+        if raw.login_ip_max_failures == 0 {
+            return Err(invalid("login_ip_max_failures", "must be at least 1"));
+        }
+        let trusted_proxies = raw
+            .trusted_proxies
+            .iter()
+            .map(|p| {
+                p.parse::<IpNet>()
+                    .or_else(|_| p.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| invalid("trusted_proxies", format!("{p:?} is not an IP address or CIDR range")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let same_site = match raw.same_site.to_ascii_lowercase().as_str() {
+            "lax" => SameSite::Lax,
+            "strict" => SameSite::Strict,
+            other => return Err(invalid("same_site", format!("{other:?} is not lax or strict"))),
+        };
+        let hash_params = HashParams {
+            memory_kib: raw.argon2_memory_kib,
+            iterations: raw.argon2_iterations,
+            parallelism: raw.argon2_parallelism,
+        };
+        hash_params
+            .validate()
+            .map_err(|e| invalid("argon2_memory_kib", format!("argon2 parameters refused: {e}")))?;
+        let hash_concurrency = if raw.hash_concurrency == 0 {
+            std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+        } else {
+            raw.hash_concurrency
+        };
+        let log_format = match raw.log_format.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => return Err(invalid("log_format", format!("{other:?} is not text or json"))),
+        };
+        Ok(Self {
+            bind,
+            public_url,
+            database_url,
+            secret,
+            idle_timeout,
+            absolute_timeout,
+            login_max_failures: raw.login_max_failures,
+            login_lockout,
+            login_window,
+            login_ip_max_failures: raw.login_ip_max_failures,
+            trusted_proxies,
+            same_site,
+            hash_params,
+            hash_concurrency,
+            log_format,
+        })
+    }
+
+    /// The public URL's origin (`scheme://host[:port]`), as browsers send it.
+    #[must_use]
+    pub fn public_origin(&self) -> String {
+        self.public_url.origin().ascii_serialization()
+    }
+
+    /// Whether cookies must be `Secure` (the public URL is https).
+    #[must_use]
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.scheme() == "https"
+    }
+
+    /// Reads or creates the server secret. A generated one is written with
+    /// mode 0600 and announced in the log.
+    ///
+    /// # Errors
+    /// When a secret file cannot be read or written, or is too short.
+    pub fn load_secret(&self) -> Result<ServerSecret, ConfigError> {
+        match &self.secret {
+            SecretSource::Given(s) => Ok(s.clone()),
+            SecretSource::File(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
+                    path: path.clone(),
+                    source,
+                })?;
+                ServerSecret::new(&text).map_err(|e| invalid("secret_file", e.to_string()))
+            }
+            SecretSource::Generated(path) => {
+                if path.exists() {
+                    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
+                        path: path.clone(),
+                        source,
+                    })?;
+                    return ServerSecret::new(&text).map_err(|e| invalid("secret_file", e.to_string()));
+                }
+                let secret = ServerSecret::generate();
+                write_private(path, &secret).map_err(|source| ConfigError::SecretFile {
+                    path: path.clone(),
+                    source,
+                })?;
+                tracing::warn!(file = %path.display(),
+                    "no secret configured: generated a new one into this file (mode 0600); keep it, \
+                     or set LATCHKEY_SECRET / LATCHKEY_SECRET_FILE");
+                ServerSecret::new(&secret).map_err(|e| invalid("secret", e.to_string()))
+            }
+        }
+    }
+}
+
+/// The file path in a `sqlite://` URL, if it names a file.
+#[must_use]
+pub fn sqlite_path(database_url: &str) -> Option<PathBuf> {
+    let rest = database_url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or("");
+    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+}
+
+fn secret_path_beside(db: &Path) -> PathBuf {
+    let mut name = db.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
+    name.push(".secret");
+    db.with_file_name(name)
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = Config::load_from(None, env(&[])).expect("defaults load");
+        assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.public_origin(), "http://127.0.0.1:8080");
+        assert_eq!(c.database_url, "sqlite://latchkey.db");
+        assert_eq!(c.idle_timeout, Duration::from_secs(30 * 60));
+        assert_eq!(c.absolute_timeout, Duration::from_secs(12 * 3600));
+        assert_eq!(c.login_max_failures, 5);
+        assert_eq!(c.login_lockout, Duration::from_secs(15 * 60));
+        assert_eq!(c.login_ip_max_failures, 50);
+        assert!(matches!(c.secret, SecretSource::Generated(ref p) if p == Path::new("latchkey.db.secret")));
+        assert_eq!(c.hash_params, HashParams::default());
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("latchkey.toml");
+        std::fs::write(&file, "idle_timeout = \"5m\"\nlogin_max_failures = 3\nbind = \"127.0.0.1:9000\"\n")
+            .expect("write");
+        let c = Config::load_from(
+            Some(&file),
+            env(&[("LATCHKEY_IDLE_TIMEOUT", "2s"), ("LATCHKEY_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.1")]),
+        )
+        .expect("loads");
+        assert_eq!(c.idle_timeout, Duration::from_secs(2));
+        assert_eq!(c.login_max_failures, 3);
+        assert_eq!(c.bind.port(), 9000);
+        assert_eq!(c.trusted_proxies.len(), 2);
+    }
+
+    #[test]
+    fn bad_settings_name_themselves() {
+        for (var, value, needle) in [
+            ("LATCHKEY_IDLE_TIMEOUT", "soon", "LATCHKEY_IDLE_TIMEOUT"),
+            ("LATCHKEY_BIND", "nowhere", "LATCHKEY_BIND"),
+            ("LATCHKEY_PUBLIC_URL", "http://example.com", "LATCHKEY_PUBLIC_URL"),
+            ("LATCHKEY_SECRET", "too-short", "LATCHKEY_SECRET"),
+            ("LATCHKEY_LOGIN_MAX_FAILURES", "many", "LATCHKEY_LOGIN_MAX_FAILURES"),
+            ("LATCHKEY_LOGIN_MAX_FAILURES", "0", "LATCHKEY_LOGIN_MAX_FAILURES"),
+            ("LATCHKEY_TRUSTED_PROXIES", "proxy.local", "LATCHKEY_TRUSTED_PROXIES"),
+            ("LATCHKEY_ABSOLUTE_TIMEOUT", "0s", "LATCHKEY_ABSOLUTE_TIMEOUT"),
+        ] {
+            let err = Config::load_from(None, env(&[(var, value)])).expect_err(var).to_string();
+            assert!(err.contains(needle), "{var}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "idle_timout = \"5m\"\n").expect("write");
+        let err = Config::load_from(Some(&file), env(&[])).expect_err("typo").to_string();
+        assert!(err.contains("idle_timout"), "{err}");
+    }
+
+    #[test]
+    fn https_and_loopback_http_are_accepted() {
+        for url in ["https://login.example.com", "http://localhost:8080", "http://[::1]:8080"] {
+            Config::load_from(None, env(&[("LATCHKEY_PUBLIC_URL", url)])).expect(url);
+        }
+    }
+
+    #[test]
+    fn a_shared_database_needs_an_explicit_secret() {
+        let err = Config::load_from(None, env(&[("LATCHKEY_DATABASE_URL", "postgres://localhost/x")]))
+            .expect_err("no secret")
+            .to_string();
+        assert!(err.contains("LATCHKEY_SECRET"), "{err}");
+    }
+
+    #[test]
+    fn a_generated_secret_is_private_and_reused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("x.db");
+        let url = format!("sqlite://{}", db.display());
+        let c = Config::load_from(None, env(&[("LATCHKEY_DATABASE_URL", &url)])).expect("loads");
+        c.load_secret().expect("generated");
+        let path = dir.path().join("x.db.secret");
+        let first = std::fs::read_to_string(&path).expect("written");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        c.load_secret().expect("reused");
+        assert_eq!(first, std::fs::read_to_string(&path).expect("still there"));
+    }
+}

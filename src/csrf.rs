@@ -1,0 +1,151 @@
+//! Cross-site request forgery defences: per-session tokens, a signed
+//! double-submit token for the login form, and an Origin / Sec-Fetch-Site check.
+
+use axum::http::{HeaderMap, header};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::Mac;
+use subtle::ConstantTimeEq;
+
+use crate::secret::ServerSecret;
+use crate::store::SessionKey;
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+/// Name of the form field that carries the token.
+pub const FORM_FIELD: &str = "csrf_token";
+/// Name of the header that carries the token.
+pub const HEADER: &str = "x-csrf-token";
+
+/// Derives and checks CSRF tokens.
+#[derive(Clone)]
+pub struct CsrfKeys {
+    session: HmacSha256,
+    login: HmacSha256,
+}
+
+impl std::fmt::Debug for CsrfKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CsrfKeys")
+    }
+}
+
+impl CsrfKeys {
+    /// Keys derived from the server secret.
+    #[must_use]
+    pub fn new(secret: &ServerSecret) -> Self {
+        Self {
+            session: secret.derive("csrf session"),
+            login: secret.derive("csrf login"),
+        }
+    }
+
+    /// The session's CSRF token: an HMAC of the session key, so it needs no
+    /// storage, changes whenever the session token does, and cannot be
+    /// computed without the server secret.
+    #[must_use]
+    pub fn session_token(&self, key: &SessionKey) -> String {
+        let mut mac = self.session.clone();
+        mac.update(&key.0);
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    }
+
+    /// A token for a login form shown to someone without a session:
+    /// `(cookie value, form value)`. The cookie carries the form value and its
+    /// signature; a cross-site page can neither read the cookie nor forge one.
+    #[must_use]
+    pub fn issue_login_token(&self) -> (String, String) {
+        let form = crate::session::random_base64::<32>();
+        (format!("{form}.{}", self.sign_login(&form)), form)
+    }
+
+    /// Whether a login form's token matches its cookie.
+    #[must_use]
+    pub fn verify_login_token(&self, cookie: &str, form: &str) -> bool {
+        let Some((value, sig)) = cookie.split_once('.') else {
+            return false;
+        };
+        tokens_match(&self.sign_login(value), sig) && tokens_match(value, form)
+    }
+
+    /// The form value inside a valid login-token cookie (to show it again).
+    #[must_use]
+    pub fn login_form_value<'a>(&self, cookie: &'a str) -> Option<&'a str> {
+        let (value, sig) = cookie.split_once('.')?;
+        tokens_match(&self.sign_login(value), sig).then_some(value)
+    }
+
+    fn sign_login(&self, value: &str) -> String {
+        let mut mac = self.login.clone();
+        mac.update(value.as_bytes());
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    }
+}
+
+/// Constant-time equality of two tokens (their lengths are not secret).
+#[must_use]
+pub fn tokens_match(expected: &str, provided: &str) -> bool {
+    expected.len() == provided.len() && bool::from(expected.as_bytes().ct_eq(provided.as_bytes()))
+}
+
+/// Refuses requests that a browser marks as coming from another site:
+/// `Sec-Fetch-Site` other than `same-origin` or `none`, or an `Origin` other
+/// than this site's. Requests without either header (non-browser clients,
+/// old browsers) pass here and rely on the token alone.
+#[must_use]
+pub fn same_origin(headers: &HeaderMap, public_origin: &str) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        if !matches!(site.as_bytes(), b"same-origin" | b"none") {
+            return false;
+        }
+    }
+    match headers.get(header::ORIGIN) {
+        Some(origin) => origin.as_bytes() == public_origin.as_bytes(),
+        None => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn keys() -> CsrfKeys {
+        CsrfKeys::new(&ServerSecret::new(&"k".repeat(32)).expect("secret"))
+    }
+
+    #[test]
+    fn session_tokens_differ_per_session_and_are_stable() {
+        let k = keys();
+        let a = k.session_token(&SessionKey([1; 32]));
+        assert_eq!(a, k.session_token(&SessionKey([1; 32])));
+        assert_ne!(a, k.session_token(&SessionKey([2; 32])));
+    }
+
+    #[test]
+    fn login_tokens_need_the_matching_signed_cookie() {
+        let k = keys();
+        let (cookie, form) = k.issue_login_token();
+        assert!(k.verify_login_token(&cookie, &form));
+        assert!(!k.verify_login_token(&cookie, "other"));
+        let (_, other_form) = k.issue_login_token();
+        assert!(!k.verify_login_token(&format!("{other_form}.forged"), &other_form));
+        assert_eq!(k.login_form_value(&cookie), Some(form.as_str()));
+    }
+
+    #[test]
+    fn cross_site_requests_are_recognised() {
+        let origin = "http://127.0.0.1:8080";
+        let mut h = HeaderMap::new();
+        assert!(same_origin(&h, origin));
+        h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert!(!same_origin(&h, origin));
+        h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        h.insert(header::ORIGIN, HeaderValue::from_static("https://evil.example"));
+        assert!(!same_origin(&h, origin));
+        h.insert(header::ORIGIN, HeaderValue::from_static("http://127.0.0.1:8080"));
+        assert!(same_origin(&h, origin));
+        h.insert(header::ORIGIN, HeaderValue::from_static("null"));
+        assert!(!same_origin(&h, origin));
+    }
+}

@@ -1,0 +1,178 @@
+//! The HTTP boundary's error: a short, stable code and message for the
+//! client; the cause chain for the log.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::store::StoreError;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// Malformed request (bad syntax, invalid UTF-8).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The body is of a type this route does not read.
+    #[error("unsupported content type; send application/x-www-form-urlencoded or application/json")]
+    UnsupportedMediaType,
+    /// The body is over the size limit.
+    #[error("request body too large")]
+    PayloadTooLarge,
+    /// Well-formed but unacceptable input (missing field, too long, weak password).
+    #[error("{0}")]
+    Unprocessable(String),
+    /// Wrong username or password; deliberately says which of neither.
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    /// Too many failed logins.
+    #[error("too many failed login attempts; try again later")]
+    Throttled {
+        /// Seconds until the lock ends.
+        retry_after_secs: u64,
+    },
+    /// No valid session. Browsers are sent to the login page, coming back to `next`.
+    #[error("sign-in required")]
+    NotAuthenticated {
+        /// Where to return after signing in.
+        next: Option<String>,
+    },
+    /// Signed in, but without the needed role.
+    #[error("you do not have access to this page")]
+    Forbidden,
+    /// Missing or wrong CSRF token, or a cross-site request.
+    #[error("missing or invalid CSRF token")]
+    Csrf,
+    /// No such page.
+    #[error("not found")]
+    NotFound,
+    /// The route exists but not for this method.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// A name or record that already exists.
+    #[error("{0}")]
+    Conflict(String),
+    /// Too much work queued (the password hashing pool is full).
+    #[error("the service is busy; try again shortly")]
+    Busy,
+    /// The store did not answer. Never treated as signed in or signed out.
+    #[error("the session store is unavailable; try again shortly")]
+    StoreUnavailable(#[source] StoreError),
+    /// Anything else; details go to the log only.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+/// What [`AppError`] leaves in the response's extensions, so that a
+/// rendering layer can turn it into an HTML page for browsers.
+#[derive(Debug, Clone)]
+pub struct ErrorInfo {
+    /// Stable machine-readable code, as in the JSON body's `error`.
+    pub code: &'static str,
+    /// The message shown to the client.
+    pub message: String,
+    /// For [`AppError::NotAuthenticated`]: the path to come back to.
+    pub login_next: Option<String>,
+}
+
+impl AppError {
+    /// HTTP status.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::InvalidCredentials | Self::NotAuthenticated { .. } => StatusCode::UNAUTHORIZED,
+            Self::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Forbidden | Self::Csrf => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Busy | Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Stable machine-readable code.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "bad_request",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::Unprocessable(_) => "invalid_input",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::Throttled { .. } => "too_many_attempts",
+            Self::NotAuthenticated { .. } => "not_authenticated",
+            Self::Forbidden => "forbidden",
+            Self::Csrf => "csrf_failed",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::Conflict(_) => "conflict",
+            Self::Busy => "busy",
+            Self::StoreUnavailable(_) => "store_unavailable",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+}
+
+/// The error and its sources, one line, for logs.
+#[must_use]
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict => Self::Conflict("already exists".into()),
+            other => Self::StoreUnavailable(other),
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %chain(&self), code = self.code(), "request failed");
+        }
+        let message = self.to_string();
+        let code = self.code();
+        let mut response = (
+            status,
+            Json(serde_json::json!({ "error": code, "message": message })),
+        )
+            .into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        match &self {
+            Self::Throttled { retry_after_secs } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            Self::Busy | Self::StoreUnavailable(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        let login_next = match self {
+            Self::NotAuthenticated { next } => next,
+            _ => None,
+        };
+        response.extensions_mut().insert(ErrorInfo {
+            code,
+            message,
+            login_next,
+        });
+        response
+    }
+}

@@ -1,0 +1,101 @@
+//! Content negotiation: JSON for API clients, HTML for browsers.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+
+/// What kind of response the client wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// An HTML page (browsers, and anything that does not ask for JSON).
+    Html,
+    /// A JSON document.
+    Json,
+}
+
+impl Format {
+    /// JSON when the request sends a JSON body or its `Accept` prefers
+    /// `application/json` to `text/html`; HTML otherwise.
+    #[must_use]
+    pub fn of(headers: &HeaderMap) -> Self {
+        let json_body = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(is_json_media_type);
+        if json_body || prefers_json(headers) {
+            Self::Json
+        } else {
+            Self::Html
+        }
+    }
+}
+
+/// Whether a `Content-Type` value is JSON (`application/json`, with or without parameters).
+#[must_use]
+pub fn is_json_media_type(value: &str) -> bool {
+    let essence = value.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
+}
+
+fn prefers_json(headers: &HeaderMap) -> bool {
+    let mut json = 0.0_f32;
+    let mut html = 0.0_f32;
+    for value in headers.get_all(header::ACCEPT) {
+        let Ok(value) = value.to_str() else { continue };
+        for item in value.split(',') {
+            let mut parts = item.split(';');
+            let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            match media.as_str() {
+                "application/json" => json = json.max(q),
+                "text/html" => html = html.max(q),
+                _ => {}
+            }
+        }
+    }
+    json > 0.0 && json > html
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Format {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self::of(&parts.headers))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn with(name: header::HeaderName, v: &'static str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(name, HeaderValue::from_static(v));
+        h
+    }
+
+    #[test]
+    fn browsers_get_html() {
+        let browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+        assert_eq!(Format::of(&with(header::ACCEPT, browser)), Format::Html);
+        assert_eq!(Format::of(&HeaderMap::new()), Format::Html);
+        assert_eq!(Format::of(&with(header::ACCEPT, "*/*")), Format::Html);
+    }
+
+    #[test]
+    fn api_clients_get_json() {
+        assert_eq!(Format::of(&with(header::ACCEPT, "application/json")), Format::Json);
+        assert_eq!(
+            Format::of(&with(header::ACCEPT, "text/html;q=0.5, application/json")),
+            Format::Json
+        );
+        assert_eq!(
+            Format::of(&with(header::CONTENT_TYPE, "application/json; charset=utf-8")),
+            Format::Json
+        );
+    }
+}

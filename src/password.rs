@@ -1,0 +1,350 @@
+//! Password hashing (argon2id on a bounded blocking pool), verification of
+//! older hash formats, and the rules a new password must meet.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use argon2::{Algorithm, Argon2, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version};
+use tokio::sync::Semaphore;
+
+use crate::secret::Password;
+
+/// argon2id cost parameters. The defaults are OWASP's: 19 MiB, 2 passes, 1 lane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashParams {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Passes over memory.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+impl Default for HashParams {
+    fn default() -> Self {
+        Self {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+impl HashParams {
+    fn argon2(self) -> Result<Argon2<'static>, argon2::Error> {
+        let params = argon2::Params::new(self.memory_kib, self.iterations, self.parallelism, None)?;
+        Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+    }
+
+    /// Checks that argon2 accepts these parameters.
+    ///
+    /// # Errors
+    /// With argon2's reason when it does not.
+    pub fn validate(self) -> Result<(), String> {
+        self.argon2().map(|_| ()).map_err(|e| e.to_string())
+    }
+}
+
+/// Why hashing could not be done.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// Too many logins are already waiting for the hashing pool.
+    #[error("the password hashing queue is full")]
+    Busy,
+    /// The hashing task failed.
+    #[error("password hashing failed: {0}")]
+    Failed(String),
+}
+
+/// The outcome of checking a password against a stored hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    /// The password is right.
+    pub matches: bool,
+    /// The stored hash is of another kind or cost than the current one and
+    /// should be replaced now that the password is known.
+    pub needs_rehash: bool,
+}
+
+/// Hashes and verifies passwords on tokio's blocking pool, at most
+/// `concurrency` at a time, so that a login flood neither starves the async
+/// threads nor grows memory by 19 MiB per waiting login.
+pub struct PasswordHasher {
+    params: HashParams,
+    argon2: Argon2<'static>,
+    permits: Semaphore,
+    waiting: AtomicUsize,
+    max_waiting: usize,
+    dummy_hash: String,
+}
+
+impl std::fmt::Debug for PasswordHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordHasher")
+            .field("params", &self.params)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PasswordHasher {
+    /// A hasher with these parameters, hashing at most `concurrency` passwords
+    /// at once (normally the number of cores). Computes the dummy hash used
+    /// for unknown usernames.
+    ///
+    /// # Errors
+    /// When the parameters are invalid.
+    pub async fn new(params: HashParams, concurrency: usize) -> Result<Arc<Self>, HashError> {
+        let argon2 = params.argon2().map_err(|e| HashError::Failed(e.to_string()))?;
+        let concurrency = concurrency.max(1);
+        let mut hasher = Self {
+            params,
+            argon2,
+            permits: Semaphore::new(concurrency),
+            waiting: AtomicUsize::new(0),
+            max_waiting: 256 * concurrency,
+            dummy_hash: String::new(),
+        };
+        let random = Password::new(crate::session::random_base64::<24>());
+        hasher.dummy_hash = hasher.run(move |a| hash_blocking(&a, &random)).await?;
+        Ok(Arc::new(hasher))
+    }
+
+    /// The current parameters.
+    #[must_use]
+    pub fn params(&self) -> HashParams {
+        self.params
+    }
+
+    async fn run<T, F>(&self, work: F) -> Result<T, HashError>
+    where
+        F: FnOnce(Argon2<'static>) -> Result<T, HashError> + Send + 'static,
+        T: Send + 'static,
+    {
+        if self.waiting.fetch_add(1, Ordering::Relaxed) >= self.max_waiting {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            return Err(HashError::Busy);
+        }
+        let permit = self.permits.acquire().await;
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        let _permit = permit.map_err(|e| HashError::Failed(e.to_string()))?;
+        let argon2 = self.argon2.clone();
+        tokio::task::spawn_blocking(move || work(argon2))
+            .await
+            .map_err(|e| HashError::Failed(e.to_string()))?
+    }
+
+    /// Hashes a password with the current parameters.
+    ///
+    /// # Errors
+    /// When the pool is saturated or hashing fails.
+    #[tracing::instrument(skip_all)]
+    pub async fn hash(&self, password: &Password) -> Result<String, HashError> {
+        let password = password.clone();
+        self.run(move |a| hash_blocking(&a, &password)).await
+    }
+
+    /// Checks a password against a stored hash; with `None` (no such user) it
+    /// checks against a dummy hash of the same cost, so that unknown names
+    /// take as long as wrong passwords, and reports no match.
+    ///
+    /// # Errors
+    /// When the pool is saturated or the task fails.
+    #[tracing::instrument(skip_all)]
+    pub async fn verify(
+        &self,
+        password: &Password,
+        stored: Option<&str>,
+    ) -> Result<Verified, HashError> {
+        let known = stored.is_some();
+        let stored = stored.unwrap_or(&self.dummy_hash).to_owned();
+        let password = password.clone();
+        let params = self.params;
+        let verified = self
+            .run(move |a| Ok(verify_blocking(&a, params, &password, &stored)))
+            .await?;
+        Ok(Verified {
+            matches: verified.matches && known,
+            needs_rehash: verified.needs_rehash && known,
+        })
+    }
+}
+
+fn hash_blocking(argon2: &Argon2<'static>, password: &Password) -> Result<String, HashError> {
+    argon2
+        .hash_password(password.expose().as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| HashError::Failed(e.to_string()))
+}
+
+fn verify_blocking(
+    argon2: &Argon2<'static>,
+    params: HashParams,
+    password: &Password,
+    stored: &str,
+) -> Verified {
+    let pw = password.expose().as_bytes();
+    if stored.starts_with("$2a$") || stored.starts_with("$2b$") || stored.starts_with("$2y$") {
+        return Verified {
+            matches: bcrypt::verify(pw, stored).unwrap_or(false),
+            needs_rehash: true,
+        };
+    }
+    let Ok(parsed) = PasswordHash::new(stored) else {
+        tracing::warn!("a stored password hash is in no format latchkey reads");
+        return Verified {
+            matches: false,
+            needs_rehash: false,
+        };
+    };
+    let algorithm = parsed.algorithm.as_str();
+    let matches = match algorithm {
+        "argon2id" | "argon2i" | "argon2d" => argon2.verify_password(pw, &parsed).is_ok(),
+        "scrypt" => scrypt::Scrypt::default().verify_password(pw, &parsed).is_ok(),
+        a if a.starts_with("pbkdf2") => pbkdf2::Pbkdf2::default()
+            .verify_password(pw, &parsed)
+            .is_ok(),
+        _ => false,
+    };
+    let current = algorithm == "argon2id"
+        && parsed.version == Some(0x13)
+        && argon2::Params::try_from(&parsed).is_ok_and(|p| {
+            p.m_cost() == params.memory_kib
+                && p.t_cost() == params.iterations
+                && p.p_cost() == params.parallelism
+        });
+    Verified {
+        matches,
+        needs_rehash: !current,
+    }
+}
+
+/// Fewest characters in a new password (NIST SP 800-63B).
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Most bytes in any password; longer input is refused before hashing.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// Why a new password was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordRejected {
+    /// Fewer than [`MIN_PASSWORD_CHARS`] characters.
+    #[error("the password must have at least 8 characters")]
+    TooShort,
+    /// More than [`MAX_PASSWORD_BYTES`] bytes.
+    #[error("the password must be at most 1024 bytes")]
+    TooLong,
+    /// A common, guessable or name-derived password.
+    #[error("the password is too easy to guess; use a longer or less common one")]
+    TooGuessable,
+}
+
+/// Checks a new password against the rules: length, then guessability by
+/// zxcvbn (common passwords, keyboard patterns, dates, the username itself).
+/// CPU-heavy for long input: call off the async threads (see
+/// [`check_new_password_async`]).
+///
+/// # Errors
+/// With the first rule the password breaks.
+pub fn check_new_password(password: &Password, username: &str) -> Result<(), PasswordRejected> {
+    let pw = password.expose();
+    if pw.len() > MAX_PASSWORD_BYTES {
+        return Err(PasswordRejected::TooLong);
+    }
+    if pw.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(PasswordRejected::TooShort);
+    }
+    // zxcvbn's cost grows with length; 100 characters of anything it cannot
+    // guess are plenty, so only a prefix is scored.
+    let prefix: String = pw.chars().take(100).collect();
+    let score = zxcvbn::zxcvbn(&prefix, &[username, "latchkey"]).score();
+    if (score as u8) < 3 {
+        return Err(PasswordRejected::TooGuessable);
+    }
+    Ok(())
+}
+
+/// [`check_new_password`] on the blocking pool.
+///
+/// # Errors
+/// As [`check_new_password`].
+pub async fn check_new_password_async(
+    password: &Password,
+    username: &str,
+) -> Result<(), PasswordRejected> {
+    let password = password.clone();
+    let username = username.to_owned();
+    tokio::task::spawn_blocking(move || check_new_password(&password, &username))
+        .await
+        .unwrap_or(Err(PasswordRejected::TooGuessable))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pw(s: &str) -> Password {
+        Password::new(s.to_owned())
+    }
+
+    const CHEAP: HashParams = HashParams {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
+
+    #[tokio::test]
+    async fn a_hash_verifies_only_its_own_password() {
+        let h = PasswordHasher::new(CHEAP, 2).await.expect("hasher");
+        let hash = h.hash(&pw("plover-trombone-91")).await.expect("hash");
+        assert!(hash.starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
+        let ok = h.verify(&pw("plover-trombone-91"), Some(&hash)).await.expect("verify");
+        assert!(ok.matches && !ok.needs_rehash);
+        let bad = h.verify(&pw("plover-trombone-92"), Some(&hash)).await.expect("verify");
+        assert!(!bad.matches);
+    }
+
+    #[tokio::test]
+    async fn unknown_users_never_match() {
+        let h = PasswordHasher::new(CHEAP, 1).await.expect("hasher");
+        let v = h.verify(&pw("anything at all"), None).await.expect("verify");
+        assert!(!v.matches && !v.needs_rehash);
+    }
+
+    #[tokio::test]
+    async fn bcrypt_and_other_costs_verify_and_ask_for_a_rehash() {
+        let h = PasswordHasher::new(CHEAP, 1).await.expect("hasher");
+        let bc = bcrypt::hash("old-school-secret", 4).expect("bcrypt");
+        let v = h.verify(&pw("old-school-secret"), Some(&bc)).await.expect("verify");
+        assert!(v.matches && v.needs_rehash);
+        let other = PasswordHasher::new(
+            HashParams {
+                memory_kib: 128,
+                ..CHEAP
+            },
+            1,
+        )
+        .await
+        .expect("hasher");
+        let hash = other.hash(&pw("plover-trombone-91")).await.expect("hash");
+        let v = h.verify(&pw("plover-trombone-91"), Some(&hash)).await.expect("verify");
+        assert!(v.matches && v.needs_rehash);
+    }
+
+    #[test]
+    fn weak_new_passwords_are_refused() {
+        assert_eq!(check_new_password(&pw("short"), "ann"), Err(PasswordRejected::TooShort));
+        assert_eq!(
+            check_new_password(&pw("password1"), "ann"),
+            Err(PasswordRejected::TooGuessable)
+        );
+        assert_eq!(
+            check_new_password(&pw("annabelle1"), "annabelle"),
+            Err(PasswordRejected::TooGuessable)
+        );
+        assert_eq!(
+            check_new_password(&pw(&"é".repeat(600)), "ann"),
+            Err(PasswordRejected::TooLong)
+        );
+        assert_eq!(check_new_password(&pw("plover-trombone-91"), "ann"), Ok(()));
+        assert_eq!(check_new_password(&pw("grüne Ölkännchen wandern"), "ann"), Ok(()));
+    }
+}

@@ -1,0 +1,41 @@
+//! `GET /admin`: for users with the `admin` role.
+
+use askama::Template;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use super::errors::page;
+use crate::error::AppError;
+use crate::negotiate::Format;
+use crate::session::AuthUser;
+use crate::users::{AccountError, UserSummary};
+
+/// The role that opens `/admin`.
+pub const ADMIN_ROLE: &str = "admin";
+
+#[derive(Template)]
+#[template(path = "admin.html")]
+struct AdminPage<'a> {
+    users: &'a [UserSummary],
+}
+
+pub(crate) async fn admin(
+    State(state): State<AppState>,
+    user: AuthUser,
+    format: Format,
+) -> Result<Response, AppError> {
+    if !user.has_role(ADMIN_ROLE) {
+        return Err(AppError::Forbidden);
+    }
+    let users = state.auth.accounts().list_users().await.map_err(|e| match e {
+        AccountError::Store(e) => AppError::from(e),
+        other => AppError::Internal(other.into()),
+    })?;
+    Ok(match format {
+        Format::Json => Json(serde_json::json!({ "users": users })).into_response(),
+        Format::Html => page(StatusCode::OK, &AdminPage { users: &users }),
+    })
+}

@@ -1,0 +1,16 @@
+//! The one stylesheet, compiled into the binary.
+
+use axum::http::header;
+use axum::response::IntoResponse;
+
+const STYLESHEET: &str = include_str!("../../static/latchkey.css");
+
+pub(crate) async fn stylesheet() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        STYLESHEET,
+    )
+}

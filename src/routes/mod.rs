@@ -1,0 +1,80 @@
+//! The ready-made service: pages, JSON API and error rendering, built only
+//! on the library's public API.
+
+mod admin;
+mod assets;
+mod errors;
+mod health;
+pub mod input;
+mod login;
+mod logout;
+mod profile;
+mod setup;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::routing::get;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::auth::Auth;
+
+pub use setup::SetupToken;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The login.
+    pub auth: Auth,
+    /// The one-time first-admin link, while no user exists.
+    pub setup: Arc<SetupToken>,
+}
+
+/// Content-Security-Policy for every page: no script at all, styles only
+/// from this origin, forms only to this origin, no framing.
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+                   frame-ancestors 'none'; base-uri 'none'";
+
+/// The service's router with every route and layer.
+pub fn router(state: AppState) -> Router {
+    let auth = state.auth.clone();
+    Router::new()
+        .route("/", get(profile::index))
+        .route("/login", get(login::show).post(login::submit))
+        .route("/logout", get(logout::page).post(logout::submit))
+        .route("/profile", get(profile::profile))
+        .route("/admin", get(admin::admin))
+        .route("/setup", get(setup::page_get).post(setup::submit))
+        .route("/healthz", get(health::healthz))
+        .route("/static/latchkey.css", get(assets::stylesheet))
+        .fallback(errors::not_found)
+        .method_not_allowed_fallback(errors::method_not_allowed)
+        .with_state(state)
+        .layer(auth.layer())
+        .layer(axum::middleware::from_fn(errors::render_errors))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static("cross-origin-opener-policy"),
+            HeaderValue::from_static("same-origin"),
+        ))
+}

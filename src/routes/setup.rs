@@ -1,0 +1,163 @@
+//! `GET/POST /setup`: a one-time link, printed in the log at start-up while
+//! no user exists, that creates the first administrator. No default
+//! password exists anywhere.
+
+use std::net::SocketAddr;
+use std::sync::Mutex;
+
+use askama::Template;
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::AppState;
+use super::errors::page;
+use super::input::Input;
+use crate::csrf::tokens_match;
+use crate::error::AppError;
+use crate::secret::Password;
+use crate::session::Session;
+use crate::users::AccountError;
+
+/// The first-admin token: present until it is used or an account exists.
+#[derive(Default)]
+pub struct SetupToken(Mutex<Option<String>>);
+
+impl std::fmt::Debug for SetupToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SetupToken([redacted])")
+    }
+}
+
+impl SetupToken {
+    /// A fresh random token.
+    #[must_use]
+    pub fn generate() -> Self {
+        Self(Mutex::new(Some(crate::session::random_base64::<32>())))
+    }
+
+    /// No token: setup is closed.
+    #[must_use]
+    pub fn closed() -> Self {
+        Self::default()
+    }
+
+    /// The token, to print the link.
+    #[must_use]
+    pub fn reveal(&self) -> Option<String> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn matches(&self, given: &str) -> bool {
+        self.lock().as_deref().is_some_and(|t| tokens_match(t, given))
+    }
+
+    fn close(&self) {
+        *self.lock() = None;
+    }
+}
+
+#[derive(Template)]
+#[template(path = "setup.html")]
+struct SetupPage<'a> {
+    token: &'a str,
+    csrf_token: &'a str,
+    username: &'a str,
+    error: Option<&'a str>,
+}
+
+fn render(state: &AppState, headers: &HeaderMap, token: &str, username: &str, error: Option<&str>, status: StatusCode) -> Response {
+    let (csrf, cookie) = state.auth.login_csrf(headers);
+    let mut response = page(
+        status,
+        &SetupPage {
+            token,
+            csrf_token: &csrf,
+            username,
+            error,
+        },
+    );
+    if let Some(cookie) = cookie {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+async fn open(state: &AppState, token: &str) -> Result<(), AppError> {
+    if !state.setup.matches(token) {
+        return Err(AppError::NotFound);
+    }
+    if state.auth.accounts().any_users().await.map_err(account_error)? {
+        state.setup.close();
+        return Err(AppError::NotFound);
+    }
+    Ok(())
+}
+
+fn account_error(e: AccountError) -> AppError {
+    match e {
+        AccountError::Store(e) => e.into(),
+        AccountError::Hash(e) => AppError::Internal(e.into()),
+        other => AppError::Unprocessable(other.to_string()),
+    }
+}
+
+pub(crate) async fn page_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, AppError> {
+    let token = query
+        .as_deref()
+        .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("token=")))
+        .unwrap_or("");
+    open(&state, token).await?;
+    Ok(render(&state, &headers, token, "", None, StatusCode::OK))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SetupForm {
+    token: String,
+    csrf_token: Option<String>,
+    username: String,
+    password: Password,
+    password_confirm: Password,
+}
+
+pub(crate) async fn submit(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    session: Session,
+    headers: HeaderMap,
+    Input { value: form, .. }: Input<SetupForm>,
+) -> Result<Response, AppError> {
+    open(&state, &form.token).await?;
+    state.auth.check_login_csrf(&headers, form.csrf_token.as_deref())?;
+    let fail = |message: &str| {
+        Ok(render(&state, &headers, &form.token, &form.username, Some(message), StatusCode::UNPROCESSABLE_ENTITY))
+    };
+    if !tokens_match(form.password.expose(), form.password_confirm.expose()) {
+        return fail("the two passwords differ");
+    }
+    let accounts = state.auth.accounts();
+    match accounts
+        .create_user(&form.username, &form.password, &[super::admin::ADMIN_ROLE.to_owned()])
+        .await
+    {
+        Ok(_) => {}
+        Err(e @ (AccountError::Username(_) | AccountError::Password(_))) => return fail(&e.to_string()),
+        Err(e) => return Err(account_error(e)),
+    }
+    state.setup.close();
+    let client = state.auth.client_ip(peer.ip(), &headers);
+    let logged_in = state
+        .auth
+        .login(&session, &form.username, &form.password, client)
+        .await?;
+    Ok((logged_in, Redirect::to("/profile")).into_response())
+}

@@ -1,0 +1,139 @@
+//! The session cookie's name and attributes, and finding it in a request.
+
+use axum::http::{HeaderMap, HeaderValue, header};
+
+/// The cookie's `SameSite` attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SameSite {
+    /// Sent on top-level navigations from other sites (links), not on their
+    /// sub-requests or form posts. The default: following a link to a
+    /// protected page keeps you signed in.
+    #[default]
+    Lax,
+    /// Never sent on requests started by another site.
+    Strict,
+}
+
+/// How the session cookie (and the login-form CSRF cookie) are written.
+#[derive(Debug, Clone)]
+pub struct CookieSettings {
+    session_name: &'static str,
+    csrf_name: &'static str,
+    secure: bool,
+    same_site: SameSite,
+}
+
+impl CookieSettings {
+    /// Cookies for a site served over https (`secure`) or plain http on loopback.
+    /// Over https the names carry the `__Host-` prefix, which browsers accept only
+    /// with `Secure`, `Path=/` and no `Domain`: no sibling subdomain can set or
+    /// shadow them.
+    #[must_use]
+    pub fn new(secure: bool, same_site: SameSite) -> Self {
+        let (session_name, csrf_name) = if secure {
+            ("__Host-latchkey", "__Host-latchkey-csrf")
+        } else {
+            ("latchkey", "latchkey-csrf")
+        };
+        Self {
+            session_name,
+            csrf_name,
+            secure,
+            same_site,
+        }
+    }
+
+    /// The session cookie's name.
+    #[must_use]
+    pub fn session_name(&self) -> &'static str {
+        self.session_name
+    }
+
+    /// The login-form CSRF cookie's name.
+    #[must_use]
+    pub fn csrf_name(&self) -> &'static str {
+        self.csrf_name
+    }
+
+    fn attributes(&self) -> &'static str {
+        match (self.secure, self.same_site) {
+            (true, SameSite::Lax) => "; Path=/; HttpOnly; Secure; SameSite=Lax",
+            (true, SameSite::Strict) => "; Path=/; HttpOnly; Secure; SameSite=Strict",
+            (false, SameSite::Lax) => "; Path=/; HttpOnly; SameSite=Lax",
+            (false, SameSite::Strict) => "; Path=/; HttpOnly; SameSite=Strict",
+        }
+    }
+
+    /// `Set-Cookie` for a value of the named cookie. No `Max-Age`: the cookie
+    /// ends with the browser; the server's timeouts decide how long it is good for.
+    #[must_use]
+    pub fn set(&self, name: &str, value: &str) -> HeaderValue {
+        let line = format!("{name}={value}{}", self.attributes());
+        HeaderValue::try_from(line).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+
+    /// `Set-Cookie` that removes the named cookie.
+    #[must_use]
+    pub fn clear(&self, name: &str) -> HeaderValue {
+        let line = format!(
+            "{name}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT{}",
+            self.attributes()
+        );
+        HeaderValue::try_from(line).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+}
+
+/// Longest cookie value looked at; anything longer is garbage by definition.
+const MAX_VALUE_LEN: usize = 256;
+
+/// The values of every cookie called `name` in the request, in order. A
+/// browser may send several when another path or domain set one too.
+pub(crate) fn cookie_values<'a>(
+    headers: &'a HeaderMap,
+    name: &'a str,
+) -> impl Iterator<Item = &'a str> + 'a {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(move |pair| {
+            let (k, v) = pair.trim().split_once('=')?;
+            (k == name && v.len() <= MAX_VALUE_LEN).then_some(v.trim_matches('"'))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn https_cookies_use_the_host_prefix_and_secure() {
+        let c = CookieSettings::new(true, SameSite::Lax);
+        let v = c.set(c.session_name(), "abc");
+        let v = v.to_str().expect("ascii");
+        assert!(v.starts_with("__Host-latchkey=abc;"));
+        assert!(v.contains("Secure") && v.contains("HttpOnly") && v.contains("SameSite=Lax"));
+        assert!(v.contains("Path=/"));
+    }
+
+    #[test]
+    fn http_cookies_have_no_secure_flag() {
+        let c = CookieSettings::new(false, SameSite::Strict);
+        let v = c.set(c.session_name(), "abc");
+        let v = v.to_str().expect("ascii");
+        assert!(v.starts_with("latchkey=abc;") && !v.contains("Secure"));
+        assert!(v.contains("SameSite=Strict"));
+    }
+
+    #[test]
+    fn cookies_are_found_among_others() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("a=1; latchkey=xyz; b=2"));
+        h.append(header::COOKIE, HeaderValue::from_static("latchkey=second"));
+        let found: Vec<_> = cookie_values(&h, "latchkey").collect();
+        assert_eq!(found, ["xyz", "second"]);
+        assert_eq!(cookie_values(&h, "latchkey-csrf").count(), 0);
+    }
+}

@@ -1,0 +1,179 @@
+//! The layer that recognises a session on every request, and the extractors
+//! that hand it to handlers.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::extract::{FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use tower::{Layer, Service};
+
+use crate::auth::{Auth, Resolution};
+use crate::error::AppError;
+use crate::store::{Millis, SessionKey, UserId};
+
+/// A signed-in user's session, as seen by one request.
+#[derive(Debug, Clone)]
+pub struct ActiveSession {
+    /// The user's id.
+    pub user_id: UserId,
+    /// The user's name (display form).
+    pub username: String,
+    /// The user's roles, current as of this request.
+    pub roles: Vec<String>,
+    /// The token that state-changing requests must carry.
+    pub csrf_token: String,
+    /// When the user signed in.
+    pub created_at: Millis,
+    pub(crate) key: SessionKey,
+}
+
+impl ActiveSession {
+    /// Whether the user has the role.
+    #[must_use]
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+
+    /// A short, non-secret label of the session (for listings and logs).
+    #[must_use]
+    pub fn label(&self) -> String {
+        self.key.short()
+    }
+}
+
+/// The request's session, signed in or not. Always available behind
+/// [`SessionLayer`].
+#[derive(Debug, Clone, Default)]
+pub struct Session {
+    active: Option<Arc<ActiveSession>>,
+}
+
+impl Session {
+    /// The signed-in session, if any.
+    #[must_use]
+    pub fn active(&self) -> Option<&Arc<ActiveSession>> {
+        self.active.as_ref()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Session {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Self>().cloned().ok_or_else(|| {
+            AppError::Internal(anyhow::anyhow!(
+                "Session extractor used on a route without latchkey's SessionLayer"
+            ))
+        })
+    }
+}
+
+/// Extracts the signed-in session or refuses the request: JSON clients get
+/// 401 `not_authenticated`, browsers (with the service's error pages) are
+/// sent to the login page and brought back afterwards.
+#[derive(Debug, Clone)]
+pub struct AuthUser(pub Arc<ActiveSession>);
+
+impl std::ops::Deref for AuthUser {
+    type Target = ActiveSession;
+    fn deref(&self) -> &ActiveSession {
+        &self.0
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for AuthUser {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let session = Session::from_request_parts(parts, state).await?;
+        match session.active {
+            Some(active) => Ok(Self(active)),
+            None => Err(AppError::NotAuthenticated {
+                next: parts.uri.path_and_query().map(|p| p.as_str().to_owned()),
+            }),
+        }
+    }
+}
+
+/// Recognises the session cookie on every request: verifies its signature
+/// (no store access for forged cookies), loads the session, enforces the
+/// timeouts and the user's current state, and puts a [`Session`] into the
+/// request. When the store does not answer the request gets 503: it is never
+/// treated as signed out (or in) by mistake.
+#[derive(Debug, Clone)]
+pub struct SessionLayer {
+    auth: Auth,
+}
+
+impl SessionLayer {
+    pub(crate) fn new(auth: Auth) -> Self {
+        Self { auth }
+    }
+}
+
+impl<S> Layer<S> for SessionLayer {
+    type Service = SessionService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SessionService {
+            auth: self.auth.clone(),
+            inner,
+        }
+    }
+}
+
+/// The service made by [`SessionLayer`].
+#[derive(Debug, Clone)]
+pub struct SessionService<S> {
+    auth: Auth,
+    inner: S,
+}
+
+impl<S> Service<Request> for SessionService<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        // The clone that was made ready goes into the future; a fresh clone stays.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let auth = self.auth.clone();
+        Box::pin(async move {
+            let (active, new_cookie) = match auth.resolve(req.headers()).await {
+                Ok(Resolution::Anonymous) => (None, None),
+                Ok(Resolution::Active(a)) => (Some(a), None),
+                Ok(Resolution::Rotated(a, cookie)) => (Some(a), Some(cookie)),
+                Err(e) => return Ok(AppError::StoreUnavailable(e).into_response()),
+            };
+            req.extensions_mut().insert(Session { active });
+            let mut response = inner.call(req).await?;
+            if let Some(cookie) = new_cookie {
+                let prefix = format!("{}=", auth.settings().cookies.session_name());
+                let handler_set_it = response
+                    .headers()
+                    .get_all(header::SET_COOKIE)
+                    .iter()
+                    .any(|v| v.as_bytes().starts_with(prefix.as_bytes()));
+                if !handler_set_it {
+                    response.headers_mut().append(header::SET_COOKIE, cookie);
+                }
+            }
+            Ok(response)
+        })
+    }
+}

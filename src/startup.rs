@@ -1,0 +1,156 @@
+//! Start-up: configuration into a running server. `main` and the tests both
+//! go through [`Application::build`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+use crate::auth::{Auth, AuthSettings};
+use crate::config::Config;
+use crate::password::PasswordHasher;
+use crate::routes::{AppState, SetupToken, router};
+use crate::session::CookieSettings;
+use crate::store::{FailurePolicy, Stores, redact_url};
+
+fn millis(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Opens the stores, reads the secret and builds the [`Auth`] that the
+/// server and the CLI share.
+///
+/// # Errors
+/// When the secret or the database cannot be opened.
+pub async fn open_auth(config: &Config) -> anyhow::Result<Auth> {
+    let secret = config.load_secret()?;
+    let stores = Stores::open(&config.database_url)
+        .await
+        .with_context(|| format!("database {}", redact_url(&config.database_url)))?;
+    let hasher = PasswordHasher::new(config.hash_params, config.hash_concurrency).await?;
+    let window = millis(config.login_window);
+    let lockout = millis(config.login_lockout);
+    let settings = AuthSettings {
+        public_origin: config.public_origin(),
+        cookies: CookieSettings::new(config.secure_cookies(), config.same_site),
+        idle_timeout: config.idle_timeout,
+        absolute_timeout: config.absolute_timeout,
+        account_failures: FailurePolicy {
+            max_failures: config.login_max_failures,
+            window,
+            lockout,
+        },
+        ip_failures: FailurePolicy {
+            max_failures: config.login_ip_max_failures,
+            window,
+            lockout,
+        },
+        trusted_proxies: config.trusted_proxies.clone(),
+    };
+    Ok(Auth::new(settings, &secret, stores, hasher))
+}
+
+/// A bound, ready-to-run server.
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    addr: SocketAddr,
+    auth: Auth,
+    setup_link: Option<String>,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// Opens everything and binds the listener (port 0 picks a free port).
+    ///
+    /// # Errors
+    /// When the configuration, the database or the address is unusable.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        if !config.secure_cookies() {
+            tracing::warn!(public_url = %config.public_url,
+                "serving over plain http: acceptable on loopback for development only; \
+                 cookies are not marked Secure");
+        }
+        let auth = open_auth(&config).await?;
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.bind))?;
+        let addr = listener.local_addr()?;
+        let setup = if auth.accounts().any_users().await? {
+            SetupToken::closed()
+        } else {
+            SetupToken::generate()
+        };
+        let setup_link = setup.reveal().map(|token| {
+            let mut url = config.public_url.clone();
+            if config.bind.port() == 0 {
+                // Port 0 was asked for (tests): the link must name the real port.
+                let _ = url.set_port(Some(addr.port()));
+            }
+            url.set_path("/setup");
+            url.set_query(Some(&format!("token={token}")));
+            url.to_string()
+        });
+        if let Some(link) = &setup_link {
+            tracing::warn!("no user exists yet. Open this one-time link to create the first administrator: {link}");
+        }
+        let router = router(AppState {
+            auth: auth.clone(),
+            setup: Arc::new(setup),
+        });
+        Ok(Self {
+            listener,
+            router,
+            addr,
+            auth,
+            setup_link,
+        })
+    }
+
+    /// The address actually bound.
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The first-admin link, when the database had no users at start-up.
+    #[must_use]
+    pub fn setup_link(&self) -> Option<&str> {
+        self.setup_link.as_deref()
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests.
+    ///
+    /// # Errors
+    /// When serving fails.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let cleanup = self.auth.spawn_cleanup();
+        tracing::info!(address = %self.addr, "latchkey listening");
+        let result = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+        cleanup.abort();
+        result
+    }
+
+    /// Serves until the process is stopped.
+    ///
+    /// # Errors
+    /// When serving fails.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.run_until(std::future::pending()).await
+    }
+}

@@ -1,0 +1,376 @@
+//! The storage boundary: one small trait per kind of record, one error type.
+//!
+//! latchkey keeps three kinds of records: users ([`UserStore`]), sessions
+//! ([`SessionStore`]) and failed-login counters ([`FailureStore`]). Each store
+//! implementation lives in its own module; nothing above this module knows
+//! which one is in use. Every implementation must pass the shared conformance
+//! suite in `tests/store_conformance.rs`.
+//!
+//! Times are milliseconds since the Unix epoch ([`Millis`]); session keys are
+//! SHA-256 hashes of the session token, never the token itself.
+
+mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = i64;
+
+/// The current time in [`Millis`].
+#[must_use]
+pub fn now_millis() -> Millis {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Result of a store operation.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The record would break a uniqueness rule (a username or session key that already exists).
+    #[error("record already exists")]
+    Conflict,
+    /// The backing server or file could not be reached or answered with an error.
+    #[error("store unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The store holds data this version cannot read.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Wraps any backend error as [`StoreError::Unavailable`].
+    pub fn unavailable(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Unavailable(Box::new(err))
+    }
+}
+
+/// A user's database id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserId(pub i64);
+
+/// A user as stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// Database id.
+    pub id: UserId,
+    /// The name as the user chose it (Unicode NFC), for display.
+    pub username: String,
+    /// The normalised, case-folded name that must be unique.
+    pub username_key: String,
+    /// A PHC string (argon2id normally) or a bcrypt hash.
+    pub password_hash: String,
+    /// Role names, sorted and without duplicates.
+    pub roles: Vec<String>,
+    /// A disabled user cannot sign in and has no valid sessions.
+    pub disabled: bool,
+    /// Bumped whenever the password changes or the user is disabled: sessions
+    /// carrying an older value are dead.
+    pub credential_epoch: i64,
+    /// Bumped whenever the roles change: sessions carrying an older value get a
+    /// new token (privilege change) at their next request.
+    pub roles_epoch: i64,
+    /// When the user was created.
+    pub created_at: Millis,
+    /// When the user was last changed.
+    pub updated_at: Millis,
+}
+
+impl std::fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("password_hash", &"[redacted]")
+            .field("roles", &self.roles)
+            .field("disabled", &self.disabled)
+            .field("credential_epoch", &self.credential_epoch)
+            .field("roles_epoch", &self.roles_epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`UserStore::create`] needs.
+#[derive(Clone)]
+pub struct NewUser {
+    /// Display name (NFC).
+    pub username: String,
+    /// Normalised unique key.
+    pub username_key: String,
+    /// Password hash.
+    pub password_hash: String,
+    /// Roles, sorted and deduplicated.
+    pub roles: Vec<String>,
+}
+
+/// The SHA-256 hash of a session token: the only form in which a store sees it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionKey(pub [u8; 32]);
+
+impl SessionKey {
+    /// Lower-case hex, used by stores that key by string.
+    #[must_use]
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// A short, non-secret label for logs and listings (the first 8 hex digits of the hash).
+    #[must_use]
+    pub fn short(&self) -> String {
+        hex::encode(&self.0[..4])
+    }
+}
+
+impl std::fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SessionKey({}…)", self.short())
+    }
+}
+
+/// A session as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// Hash of the token.
+    pub key: SessionKey,
+    /// Whose session it is.
+    pub user_id: UserId,
+    /// The user's `credential_epoch` when the session was made.
+    pub credential_epoch: i64,
+    /// The user's `roles_epoch` when the session was made or last rotated.
+    pub roles_epoch: i64,
+    /// When the user signed in; the absolute timeout counts from here and survives rotation.
+    pub created_at: Millis,
+    /// Last recorded activity; written at most once per touch interval.
+    pub last_seen: Millis,
+}
+
+/// Users.
+#[async_trait]
+pub trait UserStore: Send + Sync + 'static {
+    /// Inserts a user. Fails with [`StoreError::Conflict`] when the key is taken.
+    async fn create_user(&self, user: NewUser) -> StoreResult<UserRecord>;
+    /// Looks a user up by normalised key.
+    async fn user_by_key(&self, username_key: &str) -> StoreResult<Option<UserRecord>>;
+    /// Looks a user up by id.
+    async fn user_by_id(&self, id: UserId) -> StoreResult<Option<UserRecord>>;
+    /// All users, ordered by key.
+    async fn list_users(&self) -> StoreResult<Vec<UserRecord>>;
+    /// How many users exist.
+    async fn count_users(&self) -> StoreResult<u64>;
+    /// Replaces the password hash. With `end_sessions` the credential epoch is
+    /// bumped (a real password change); without, it is kept (a rehash of the
+    /// same password to new parameters). Returns false if the user is gone.
+    async fn set_password_hash(
+        &self,
+        id: UserId,
+        password_hash: &str,
+        end_sessions: bool,
+    ) -> StoreResult<bool>;
+    /// Replaces the roles and bumps the roles epoch. Returns false if the user is gone.
+    async fn set_roles(&self, id: UserId, roles: &[String]) -> StoreResult<bool>;
+    /// Disables or enables; disabling bumps the credential epoch. Returns false if the user is gone.
+    async fn set_disabled(&self, id: UserId, disabled: bool) -> StoreResult<bool>;
+    /// Deletes a user. Returns false if there was none.
+    async fn remove_user(&self, id: UserId) -> StoreResult<bool>;
+    /// Cheap liveness check.
+    async fn ping(&self) -> StoreResult<()>;
+}
+
+/// Sessions. No method may bring back a session that was deleted: only
+/// [`SessionStore::create`] and [`SessionStore::rotate`] insert, and `rotate`
+/// inserts only while the old session still exists.
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// Inserts a new session. Fails with [`StoreError::Conflict`] if the key exists.
+    async fn create(&self, session: &SessionRecord) -> StoreResult<()>;
+    /// Loads a session by key.
+    async fn load(&self, key: &SessionKey) -> StoreResult<Option<SessionRecord>>;
+    /// Records activity on an existing session; never creates one. Returns
+    /// false if the session no longer exists.
+    async fn touch(&self, key: &SessionKey, last_seen: Millis) -> StoreResult<bool>;
+    /// Atomically replaces `old` by `new` if `old` still exists. Returns false,
+    /// and inserts nothing, if `old` is gone.
+    async fn rotate(&self, old: &SessionKey, new: &SessionRecord) -> StoreResult<bool>;
+    /// Deletes one session. Returns false if there was none.
+    async fn delete(&self, key: &SessionKey) -> StoreResult<bool>;
+    /// Deletes every session of a user; returns how many.
+    async fn delete_user_sessions(&self, user: UserId) -> StoreResult<u64>;
+    /// Lists sessions, of one user or of all, oldest first.
+    async fn list(&self, user: Option<UserId>) -> StoreResult<Vec<SessionRecord>>;
+    /// Deletes sessions idle since before `idle_before` or created before
+    /// `created_before`; returns how many.
+    async fn delete_expired(&self, idle_before: Millis, created_before: Millis)
+    -> StoreResult<u64>;
+    /// Cheap liveness check.
+    async fn ping(&self) -> StoreResult<()>;
+}
+
+/// How failures turn into a lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailurePolicy {
+    /// Failures within `window` that lock the key.
+    pub max_failures: u32,
+    /// How far back failures count, in milliseconds.
+    pub window: Millis,
+    /// How long a lock lasts, in milliseconds.
+    pub lockout: Millis,
+}
+
+/// Failed-login counters, keyed by an opaque string (an account or a client address).
+#[async_trait]
+pub trait FailureStore: Send + Sync + 'static {
+    /// Until when the key is locked, if it is locked at `now`.
+    async fn locked_until(&self, key: &str, now: Millis) -> StoreResult<Option<Millis>>;
+    /// Counts one failure at `now`. Failures older than the window are
+    /// forgotten first; a failure while locked is not counted. Returns the
+    /// lock's end when this failure (or an earlier one) locked the key.
+    async fn record_failure(
+        &self,
+        key: &str,
+        now: Millis,
+        policy: FailurePolicy,
+    ) -> StoreResult<Option<Millis>>;
+    /// Forgets all failures of the key (after a successful login).
+    async fn clear(&self, key: &str) -> StoreResult<()>;
+    /// Deletes counters whose window and lock have both passed.
+    async fn delete_stale(&self, now: Millis, window: Millis) -> StoreResult<u64>;
+}
+
+/// The three stores a latchkey instance uses.
+#[derive(Clone)]
+pub struct Stores {
+    /// Users.
+    pub users: Arc<dyn UserStore>,
+    /// Sessions.
+    pub sessions: Arc<dyn SessionStore>,
+    /// Failed-login counters.
+    pub failures: Arc<dyn FailureStore>,
+}
+
+impl std::fmt::Debug for Stores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Stores")
+    }
+}
+
+impl Stores {
+    /// All three stores backed by one object (memory, SQLite, PostgreSQL).
+    pub fn single<S>(store: S) -> Self
+    where
+        S: UserStore + SessionStore + FailureStore,
+    {
+        let store = Arc::new(store);
+        Self {
+            users: store.clone(),
+            sessions: store.clone(),
+            failures: store,
+        }
+    }
+
+    /// Opens (creating and migrating as needed) the stores named by a database URL:
+    /// `sqlite://PATH`, `postgres://…` or `memory:`.
+    ///
+    /// # Errors
+    /// When the URL is not understood or the database cannot be opened or migrated.
+    pub async fn open(database_url: &str) -> Result<Self, OpenError> {
+        if database_url == "memory:" || database_url == "memory://" {
+            return Ok(Self::single(MemoryStore::default()));
+        }
+        if database_url.starts_with("sqlite:") {
+            return Ok(Self::single(SqliteStore::open(database_url).await?));
+        }
+        if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+            #[cfg(feature = "postgres")]
+            return Ok(Self::single(PostgresStore::open(database_url).await?));
+            #[cfg(not(feature = "postgres"))]
+            return Err(OpenError::Unsupported(
+                "this build has no PostgreSQL support (feature `postgres`)".into(),
+            ));
+        }
+        Err(OpenError::Unsupported(format!(
+            "unknown database URL scheme (expected sqlite://, postgres:// or memory:): {}",
+            redact_url(database_url)
+        )))
+    }
+}
+
+/// Why [`Stores::open`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The URL names a backend this build does not have.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The database could not be reached or opened.
+    #[error("cannot open the database")]
+    Connect(#[source] sqlx::Error),
+    /// Migrations failed.
+    #[error("cannot migrate the database")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+}
+
+/// A URL with any password replaced, for messages.
+#[must_use]
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("redacted"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Roles as stored in text columns: a JSON array.
+pub(crate) fn roles_to_json(roles: &[String]) -> String {
+    serde_json::to_string(roles).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// Parses the JSON array written by [`roles_to_json`].
+pub(crate) fn roles_from_json(text: &str) -> StoreResult<Vec<String>> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("roles: {e}")))
+}
+
+/// The failure-counter update shared by the SQL stores and the memory store:
+/// given the current row (count, window start, lock end), returns the new row
+/// and the lock end if locked.
+pub(crate) fn next_failure_state(
+    current: Option<(i64, Millis, Option<Millis>)>,
+    now: Millis,
+    policy: FailurePolicy,
+) -> ((i64, Millis, Option<Millis>), Option<Millis>) {
+    match current {
+        Some((count, start, Some(until))) if until > now => ((count, start, Some(until)), Some(until)),
+        // A lock that has run out starts a fresh window (the `_` arm).
+        Some((count, start, None)) if now - start < policy.window => {
+            let count = count + 1;
+            if count >= i64::from(policy.max_failures) {
+                let until = now + policy.lockout;
+                ((count, start, Some(until)), Some(until))
+            } else {
+                ((count, start, None), None)
+            }
+        }
+        _ => {
+            if policy.max_failures <= 1 {
+                let until = now + policy.lockout;
+                ((1, now, Some(until)), Some(until))
+            } else {
+                ((1, now, None), None)
+            }
+        }
+    }
+}
