@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{
-    FailurePolicy, FailureStore, Millis, NewUser, SessionKey, SessionRecord, SessionStore,
+    FailurePolicy, FailureRow, FailureStore, Millis, NewUser, SessionKey, SessionRecord, SessionStore,
     StoreError, StoreResult, UserId, UserRecord, UserStore, next_failure_state, now_millis,
 };
 
@@ -15,7 +15,7 @@ use super::{
 pub struct MemoryStore {
     users: Mutex<Users>,
     sessions: Mutex<HashMap<SessionKey, SessionRecord>>,
-    failures: Mutex<HashMap<String, (i64, Millis, Option<Millis>)>>,
+    failures: Mutex<HashMap<String, FailureRow>>,
 }
 
 #[derive(Default)]

@@ -344,14 +344,17 @@ pub(crate) fn roles_from_json(text: &str) -> StoreResult<Vec<String>> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("roles: {e}")))
 }
 
+/// A failure counter: (failures in the window, window start, lock end).
+pub(crate) type FailureRow = (i64, Millis, Option<Millis>);
+
 /// The failure-counter update shared by the SQL stores and the memory store:
 /// given the current row (count, window start, lock end), returns the new row
 /// and the lock end if locked.
 pub(crate) fn next_failure_state(
-    current: Option<(i64, Millis, Option<Millis>)>,
+    current: Option<FailureRow>,
     now: Millis,
     policy: FailurePolicy,
-) -> ((i64, Millis, Option<Millis>), Option<Millis>) {
+) -> (FailureRow, Option<Millis>) {
     match current {
         Some((count, start, Some(until))) if until > now => ((count, start, Some(until)), Some(until)),
         // A lock that has run out starts a fresh window (the `_` arm).
