@@ -1,0 +1,235 @@
+//! Shared test harness: every test gets its own server on port 0 over its
+//! own temporary database, and a client that keeps cookies and does not
+//! follow redirects.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Output;
+use std::sync::Arc;
+
+use reqwest::cookie::{CookieStore as _, Jar};
+use reqwest::{Client, Method, RequestBuilder, Response, StatusCode, header};
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// A strong password that passes the rules.
+pub const PASSWORD: &str = "correct-tangerine-77-orbit";
+/// Another strong password.
+pub const OTHER_PASSWORD: &str = "velvet-compass-19-harbor";
+/// The secret every test server uses.
+pub const SECRET: &str = "test-secret-0123456789abcdef0123456789abcdef";
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub dir: Arc<TempDir>,
+    pub env: Vec<(String, String)>,
+    pub client: Client,
+    pub jar: Arc<Jar>,
+    pub setup_link: Option<String>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+pub fn client() -> (Client, Arc<Jar>) {
+    let jar = Arc::new(Jar::default());
+    let client = Client::builder()
+        .cookie_provider(jar.clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    (client, jar)
+}
+
+/// The environment of a test server: cheap argon2 so that tests run fast
+/// (the production parameters have their own tests), a fixed secret, and a
+/// database in a temporary directory.
+pub fn base_env(dir: &TempDir) -> Vec<(String, String)> {
+    let db = dir.path().join("latchkey.db");
+    [
+        ("LATCHKEY_BIND", "127.0.0.1:0".to_owned()),
+        ("LATCHKEY_DATABASE_URL", format!("sqlite://{}", db.display())),
+        ("LATCHKEY_SECRET", SECRET.to_owned()),
+        ("LATCHKEY_ARGON2_MEMORY_KIB", "1024".to_owned()),
+        ("LATCHKEY_ARGON2_ITERATIONS", "1".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(&[]).await
+    }
+
+    /// A server with extra `LATCHKEY_*` settings on top of [`base_env`].
+    pub async fn spawn_with(extra: &[(&str, &str)]) -> Self {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let mut env = base_env(&dir);
+        for (k, v) in extra {
+            env.retain(|(key, _)| key != k);
+            env.push(((*k).to_owned(), (*v).to_owned()));
+        }
+        Self::start(dir, env).await
+    }
+
+    /// Starts a server on an existing directory and environment (a restart).
+    pub async fn start(dir: Arc<TempDir>, env: Vec<(String, String)>) -> Self {
+        let config = latchkey::Config::load_from(None, env.clone()).unwrap();
+        let app = latchkey::Application::build(config).await.unwrap();
+        let addr = app.local_addr();
+        let setup_link = app.setup_link().map(str::to_owned);
+        let server = tokio::spawn(async move {
+            app.run_until_stopped().await.unwrap();
+        });
+        let (client, jar) = client();
+        Self {
+            addr,
+            base: format!("http://{addr}"),
+            dir,
+            env,
+            client,
+            jar,
+            setup_link,
+            server,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("latchkey.db")
+    }
+
+    /// A request with the app's own cookie-keeping client.
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, self.url(path))
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.request(Method::GET, path).send().await.unwrap()
+    }
+
+    pub async fn get_json(&self, path: &str) -> Response {
+        self.request(Method::GET, path)
+            .header(header::ACCEPT, "application/json")
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> Response {
+        self.request(Method::POST, path).form(form).send().await.unwrap()
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.request(Method::POST, path)
+            .header(header::ACCEPT, "application/json")
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Runs the real `latchkey` binary with this server's configuration.
+    pub async fn cli(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        run_cli(&self.env, args, stdin).await
+    }
+
+    /// Creates a user through the CLI (as an administrator would).
+    pub async fn add_user(&self, name: &str, password: &str, roles: &[&str]) {
+        let mut args = vec!["user", "add", name, "--password-stdin"];
+        for r in roles {
+            args.extend(["--role", r]);
+        }
+        let out = self.cli(&args, Some(password)).await;
+        assert!(out.status.success(), "user add failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Signs in with JSON; returns the response.
+    pub async fn login_json(&self, name: &str, password: &str) -> Response {
+        self.post_json(
+            "/login",
+            &serde_json::json!({ "username": name, "password": password }),
+        )
+        .await
+    }
+
+    /// Signs in and returns the session's CSRF token; panics unless it worked.
+    pub async fn sign_in(&self, name: &str, password: &str) -> String {
+        let r = self.login_json(name, password).await;
+        assert_eq!(r.status(), StatusCode::OK, "login of {name} failed");
+        let body: Value = r.json().await.unwrap();
+        body["csrf_token"].as_str().unwrap().to_owned()
+    }
+
+    /// The session cookie the client holds, if any.
+    pub fn session_cookie(&self) -> Option<String> {
+        cookie_named(&self.jar, &self.base, "latchkey")
+    }
+
+    /// The status of `GET /profile` as a JSON client.
+    pub async fn profile_status(&self) -> StatusCode {
+        self.get_json("/profile").await.status()
+    }
+}
+
+pub fn cookie_named(jar: &Jar, base: &str, name: &str) -> Option<String> {
+    let url = base.parse().unwrap();
+    let header = jar.cookies(&url)?;
+    header.to_str().unwrap().split("; ").find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == name).then(|| v.to_owned())
+    })
+}
+
+/// A raw `Cookie:` request with a given session cookie value and no jar.
+pub async fn with_cookie(app: &TestApp, path: &str, value: &str) -> Response {
+    Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(app.url(path))
+        .header(header::ACCEPT, "application/json")
+        .header(header::COOKIE, format!("latchkey={value}"))
+        .send()
+        .await
+        .unwrap()
+}
+
+pub async fn run_cli(env: &[(String, String)], args: &[&str], stdin: Option<&str>) -> Output {
+    use tokio::io::AsyncWriteExt as _;
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_latchkey"));
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).await.unwrap();
+        input.write_all(b"\n").await.unwrap();
+    }
+    drop(input);
+    child.wait_with_output().await.unwrap()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
