@@ -1,0 +1,282 @@
+//! One conformance suite, written once, run against every store.
+//!
+//! PostgreSQL runs when `LATCHKEY_TEST_POSTGRES_URL` names a server
+//! (`.ci/run` always sets it); each test gets a database of its own, dropped
+//! afterwards.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use latchkey::store::{
+    FailurePolicy, NewUser, SessionKey, SessionRecord, StoreError, Stores, UserId, now_millis,
+};
+use support::StoreFixture;
+
+fn new_user(name: &str) -> NewUser {
+    NewUser {
+        username: name.to_owned(),
+        username_key: name.to_lowercase(),
+        password_hash: "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".to_owned(),
+        roles: vec!["admin".to_owned()],
+    }
+}
+
+fn session_for(user: UserId, byte: u8, now: i64) -> SessionRecord {
+    SessionRecord {
+        key: SessionKey([byte; 32]),
+        user_id: user,
+        credential_epoch: 0,
+        roles_epoch: 0,
+        created_at: now,
+        last_seen: now,
+    }
+}
+
+const POLICY: FailurePolicy = FailurePolicy {
+    max_failures: 3,
+    window: 10_000,
+    lockout: 5_000,
+};
+
+async fn users_are_unique_by_key_and_round_trip(s: &Stores) {
+    let created = s.users.create_user(new_user("Ann")).await.unwrap();
+    assert_eq!(created.username, "Ann");
+    assert_eq!(created.roles, ["admin"]);
+    assert!(!created.disabled);
+    let again = s.users.create_user(new_user("ANN")).await;
+    assert!(matches!(again, Err(StoreError::Conflict)), "{again:?}");
+    let by_key = s.users.user_by_key("ann").await.unwrap().unwrap();
+    assert_eq!(by_key, created);
+    assert_eq!(s.users.user_by_id(created.id).await.unwrap().unwrap(), created);
+    assert!(s.users.user_by_key("bob").await.unwrap().is_none());
+    assert_eq!(s.users.count_users().await.unwrap(), 1);
+    s.users.create_user(new_user("Bob")).await.unwrap();
+    let names: Vec<_> = s.users.list_users().await.unwrap().into_iter().map(|u| u.username).collect();
+    assert_eq!(names, ["Ann", "Bob"]);
+}
+
+async fn user_changes_bump_the_right_epochs(s: &Stores) {
+    let u = s.users.create_user(new_user("ann")).await.unwrap();
+    assert!(s.users.set_password_hash(u.id, "$2b$04$rehash", false).await.unwrap());
+    let after_rehash = s.users.user_by_id(u.id).await.unwrap().unwrap();
+    assert_eq!(after_rehash.password_hash, "$2b$04$rehash");
+    assert_eq!(after_rehash.credential_epoch, u.credential_epoch, "a rehash keeps sessions");
+    assert!(s.users.set_password_hash(u.id, "new", true).await.unwrap());
+    let changed = s.users.user_by_id(u.id).await.unwrap().unwrap();
+    assert_eq!(changed.credential_epoch, u.credential_epoch + 1);
+    assert!(s.users.set_roles(u.id, &["ops".to_owned()]).await.unwrap());
+    let roles = s.users.user_by_id(u.id).await.unwrap().unwrap();
+    assert_eq!(roles.roles, ["ops"]);
+    assert_eq!(roles.roles_epoch, u.roles_epoch + 1);
+    assert!(s.users.set_disabled(u.id, true).await.unwrap());
+    let disabled = s.users.user_by_id(u.id).await.unwrap().unwrap();
+    assert!(disabled.disabled);
+    assert_eq!(disabled.credential_epoch, changed.credential_epoch + 1);
+    assert!(s.users.set_disabled(u.id, false).await.unwrap());
+    let enabled = s.users.user_by_id(u.id).await.unwrap().unwrap();
+    assert!(!enabled.disabled);
+    assert_eq!(enabled.credential_epoch, disabled.credential_epoch, "enabling revives nothing");
+    let missing = UserId(987_654);
+    assert!(!s.users.set_roles(missing, &[]).await.unwrap());
+    assert!(!s.users.set_disabled(missing, true).await.unwrap());
+    assert!(!s.users.set_password_hash(missing, "x", true).await.unwrap());
+}
+
+async fn removing_a_user_removes_their_sessions(s: &Stores) {
+    let u = s.users.create_user(new_user("ann")).await.unwrap();
+    let now = now_millis();
+    s.sessions.create(&session_for(u.id, 1, now)).await.unwrap();
+    assert!(s.users.remove_user(u.id).await.unwrap());
+    assert!(!s.users.remove_user(u.id).await.unwrap());
+    assert!(s.sessions.load(&SessionKey([1; 32])).await.unwrap().is_none());
+}
+
+async fn sessions_round_trip_and_never_duplicate(s: &Stores) {
+    let u = s.users.create_user(new_user("ann")).await.unwrap();
+    let rec = session_for(u.id, 7, now_millis());
+    s.sessions.create(&rec).await.unwrap();
+    assert_eq!(s.sessions.load(&rec.key).await.unwrap().unwrap(), rec);
+    assert!(matches!(s.sessions.create(&rec).await, Err(StoreError::Conflict)));
+    assert!(s.sessions.load(&SessionKey([8; 32])).await.unwrap().is_none());
+}
+
+async fn touch_records_activity_but_never_resurrects(s: &Stores) {
+    let u = s.users.create_user(new_user("ann")).await.unwrap();
+    let rec = session_for(u.id, 1, 1_000);
+    s.sessions.create(&rec).await.unwrap();
+    assert!(s.sessions.touch(&rec.key, 5_000).await.unwrap());
+    assert_eq!(s.sessions.load(&rec.key).await.unwrap().unwrap().last_seen, 5_000);
+    assert!(s.sessions.touch(&rec.key, 4_000).await.unwrap(), "an older touch is harmless");
+    assert_eq!(s.sessions.load(&rec.key).await.unwrap().unwrap().last_seen, 5_000);
+    // A request still in flight when its session is logged out must not bring it back.
+    assert!(s.sessions.delete(&rec.key).await.unwrap());
+    assert!(!s.sessions.touch(&rec.key, 6_000).await.unwrap());
+    assert!(s.sessions.load(&rec.key).await.unwrap().is_none());
+    assert!(!s.sessions.delete(&rec.key).await.unwrap());
+}
+
+async fn rotation_replaces_a_live_session_only(s: &Stores) {
+    let u = s.users.create_user(new_user("ann")).await.unwrap();
+    let old = session_for(u.id, 1, 1_000);
+    s.sessions.create(&old).await.unwrap();
+    let new = SessionRecord {
+        key: SessionKey([2; 32]),
+        roles_epoch: 1,
+        last_seen: 2_000,
+        ..old.clone()
+    };
+    assert!(s.sessions.rotate(&old.key, &new).await.unwrap());
+    assert!(s.sessions.load(&old.key).await.unwrap().is_none());
+    assert_eq!(s.sessions.load(&new.key).await.unwrap().unwrap(), new);
+    // The old one is gone: rotating it again must not insert anything.
+    let third = SessionRecord {
+        key: SessionKey([3; 32]),
+        ..new.clone()
+    };
+    assert!(!s.sessions.rotate(&old.key, &third).await.unwrap());
+    assert!(s.sessions.load(&third.key).await.unwrap().is_none());
+}
+
+async fn concurrent_logout_and_activity_leave_the_session_deleted(s: &Stores) {
+    let u = s.users.create_user(new_user("ann")).await.unwrap();
+    for round in 0..20u8 {
+        let rec = session_for(u.id, round, now_millis());
+        s.sessions.create(&rec).await.unwrap();
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..8 {
+            let sessions = s.sessions.clone();
+            tasks.spawn(async move { sessions.touch(&rec.key, now_millis() + i).await.map(|_| ()) });
+        }
+        let sessions = s.sessions.clone();
+        tasks.spawn(async move { sessions.delete(&rec.key).await.map(|_| ()) });
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap().unwrap();
+        }
+        assert!(s.sessions.load(&rec.key).await.unwrap().is_none(), "round {round}");
+    }
+}
+
+async fn sessions_are_listed_and_revoked_per_user(s: &Stores) {
+    let ann = s.users.create_user(new_user("ann")).await.unwrap();
+    let bob = s.users.create_user(new_user("bob")).await.unwrap();
+    s.sessions.create(&session_for(ann.id, 1, 100)).await.unwrap();
+    s.sessions.create(&session_for(ann.id, 2, 200)).await.unwrap();
+    s.sessions.create(&session_for(bob.id, 3, 300)).await.unwrap();
+    assert_eq!(s.sessions.list(Some(ann.id)).await.unwrap().len(), 2);
+    assert_eq!(s.sessions.list(None).await.unwrap().len(), 3);
+    assert_eq!(s.sessions.delete_user_sessions(ann.id).await.unwrap(), 2);
+    let left = s.sessions.list(None).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].user_id, bob.id);
+}
+
+async fn expired_sessions_are_deleted_by_either_timeout(s: &Stores) {
+    let u = s.users.create_user(new_user("ann")).await.unwrap();
+    let idle = SessionRecord { last_seen: 100, ..session_for(u.id, 1, 1_000) };
+    let old = SessionRecord { created_at: 100, ..session_for(u.id, 2, 1_000) };
+    let fresh = session_for(u.id, 3, 1_000);
+    for r in [&idle, &old, &fresh] {
+        s.sessions.create(r).await.unwrap();
+    }
+    assert_eq!(s.sessions.delete_expired(500, 500).await.unwrap(), 2);
+    let left = s.sessions.list(None).await.unwrap();
+    assert_eq!(left, [fresh]);
+}
+
+async fn failures_lock_after_the_limit_and_unlock_later(s: &Stores) {
+    let f = &s.failures;
+    assert_eq!(f.locked_until("account:ann", 0).await.unwrap(), None);
+    assert_eq!(f.record_failure("account:ann", 1_000, POLICY).await.unwrap(), None);
+    assert_eq!(f.record_failure("account:ann", 2_000, POLICY).await.unwrap(), None);
+    assert_eq!(f.record_failure("account:ann", 3_000, POLICY).await.unwrap(), Some(8_000));
+    assert_eq!(f.locked_until("account:ann", 3_001).await.unwrap(), Some(8_000));
+    // Failures while locked neither count nor extend the lock.
+    assert_eq!(f.record_failure("account:ann", 4_000, POLICY).await.unwrap(), Some(8_000));
+    assert_eq!(f.locked_until("account:ann", 8_000).await.unwrap(), None);
+    // After the lock a new window starts.
+    assert_eq!(f.record_failure("account:ann", 9_000, POLICY).await.unwrap(), None);
+    assert_eq!(f.locked_until("account:bob", 3_001).await.unwrap(), None, "keys are separate");
+}
+
+async fn failures_outside_the_window_are_forgotten(s: &Stores) {
+    let f = &s.failures;
+    f.record_failure("ip:1", 0, POLICY).await.unwrap();
+    f.record_failure("ip:1", 1_000, POLICY).await.unwrap();
+    assert_eq!(f.record_failure("ip:1", 20_000, POLICY).await.unwrap(), None);
+    assert_eq!(f.record_failure("ip:1", 21_000, POLICY).await.unwrap(), None);
+    assert_eq!(f.record_failure("ip:1", 22_000, POLICY).await.unwrap(), Some(27_000));
+    f.clear("ip:1").await.unwrap();
+    assert_eq!(f.locked_until("ip:1", 23_000).await.unwrap(), None);
+    f.record_failure("ip:2", 0, POLICY).await.unwrap();
+    assert_eq!(f.delete_stale(50_000, 10_000).await.unwrap(), 1);
+}
+
+async fn concurrent_failures_are_all_counted(s: &Stores) {
+    let policy = FailurePolicy { max_failures: 10, window: 60_000, lockout: 60_000 };
+    let now = now_millis();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let failures = s.failures.clone();
+        tasks.spawn(async move { failures.record_failure("account:race", now, policy).await });
+    }
+    let mut locked = 0;
+    while let Some(done) = tasks.join_next().await {
+        locked += usize::from(done.unwrap().unwrap().is_some());
+    }
+    assert!(locked >= 1, "ten concurrent failures must lock a limit of ten");
+    assert!(s.failures.locked_until("account:race", now).await.unwrap().is_some());
+}
+
+async fn stores_answer_pings(s: &Stores) {
+    s.users.ping().await.unwrap();
+    s.sessions.ping().await.unwrap();
+}
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let f = super::StoreFixture::memory();
+                    super::$case(&f.stores).await;
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let f = super::StoreFixture::sqlite().await;
+                    super::$case(&f.stores).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(f) = super::StoreFixture::postgres().await else { return };
+                    super::$case(&f.stores).await;
+                    f.cleanup().await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    users_are_unique_by_key_and_round_trip,
+    user_changes_bump_the_right_epochs,
+    removing_a_user_removes_their_sessions,
+    sessions_round_trip_and_never_duplicate,
+    touch_records_activity_but_never_resurrects,
+    rotation_replaces_a_live_session_only,
+    concurrent_logout_and_activity_leave_the_session_deleted,
+    sessions_are_listed_and_revoked_per_user,
+    expired_sessions_are_deleted_by_either_timeout,
+    failures_lock_after_the_limit_and_unlock_later,
+    failures_outside_the_window_are_forgotten,
+    concurrent_failures_are_all_counted,
+    stores_answer_pings,
+);

@@ -1,0 +1,106 @@
+//! Store fixtures for the conformance suite and the multi-instance tests:
+//! memory, a temporary SQLite file, and a throwaway PostgreSQL database.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+
+use latchkey::store::Stores;
+use sqlx::Connection as _;
+
+/// Names the PostgreSQL server for tests (any database on it; tests create their own).
+pub const POSTGRES_ENV: &str = "LATCHKEY_TEST_POSTGRES_URL";
+/// When set (CI sets it), a missing backend fails the tests instead of skipping them.
+pub const REQUIRE_ENV: &str = "LATCHKEY_TEST_REQUIRE_BACKENDS";
+
+pub struct StoreFixture {
+    pub stores: Stores,
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    pg_admin: Option<(String, String)>,
+}
+
+/// Says once per test binary why a backend's tests were skipped, or fails
+/// when backends are required.
+pub fn skip(backend: &str, why: &str) {
+    if std::env::var_os(REQUIRE_ENV).is_some() {
+        panic!("{backend} tests are required ({REQUIRE_ENV} is set) but cannot run: {why}");
+    }
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| eprintln!("SKIPPED: {backend} tests: {why}"));
+}
+
+/// A fresh, empty PostgreSQL database; returns (admin URL, database URL, name).
+pub async fn fresh_postgres_database() -> Option<(String, String, String)> {
+    let Ok(admin) = std::env::var(POSTGRES_ENV) else {
+        skip("PostgreSQL", &format!("{POSTGRES_ENV} is not set"));
+        return None;
+    };
+    let mut conn = match sqlx::PgConnection::connect(&admin).await {
+        Ok(c) => c,
+        Err(e) => {
+            skip("PostgreSQL", &format!("cannot connect to {admin}: {e}"));
+            return None;
+        }
+    };
+    let name = format!("latchkey_test_{}", hex_id());
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let mut url: url::Url = admin.parse().unwrap();
+    url.set_path(&format!("/{name}"));
+    Some((admin, url.to_string(), name))
+}
+
+pub async fn drop_postgres_database(admin: &str, name: &str) {
+    if let Ok(mut conn) = sqlx::PgConnection::connect(admin).await {
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut conn)
+        .await;
+    }
+}
+
+fn hex_id() -> String {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).unwrap();
+    hex::encode(b)
+}
+
+impl StoreFixture {
+    pub fn memory() -> Self {
+        Self {
+            stores: Stores::single(latchkey::store::MemoryStore::default()),
+            url: "memory:".into(),
+            _dir: None,
+            pg_admin: None,
+        }
+    }
+
+    pub async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        Self {
+            stores: Stores::open(&url).await.unwrap(),
+            url,
+            _dir: Some(dir),
+            pg_admin: None,
+        }
+    }
+
+    pub async fn postgres() -> Option<Self> {
+        let (admin, url, name) = fresh_postgres_database().await?;
+        Some(Self {
+            stores: Stores::open(&url).await.unwrap(),
+            url,
+            _dir: None,
+            pg_admin: Some((admin, name)),
+        })
+    }
+
+    pub async fn cleanup(self) {
+        if let Some((admin, name)) = &self.pg_admin {
+            drop(self.stores);
+            drop_postgres_database(admin, name).await;
+        }
+    }
+}
