@@ -1,0 +1,250 @@
+//! Sessions after sign-in: logout and replay, timeouts, forged cookies, and
+//! administrative changes (also from the CLI in another process) taking
+//! effect at the very next request.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{OTHER_PASSWORD, PASSWORD, TestApp, with_cookie};
+use reqwest::{Method, StatusCode, header};
+use serde_json::Value;
+
+#[tokio::test]
+async fn the_profile_shows_the_signed_in_user_as_json_and_html() {
+    let app = TestApp::spawn().await;
+    app.add_user("ann", PASSWORD, &["ops"]).await;
+    let token = app.sign_in("ann", PASSWORD).await;
+    let r = app.get_json("/profile").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["username"], "ann");
+    assert_eq!(body["roles"], serde_json::json!(["ops"]));
+    assert_eq!(body["csrf_token"], token.as_str());
+    let html = app.get("/profile").await.text().await.unwrap();
+    assert!(html.contains("Signed in as ann"));
+    assert!(html.contains(&format!("value=\"{token}\"")), "the sign-out form carries the token");
+}
+
+#[tokio::test]
+async fn anonymous_visitors_are_sent_to_login_or_told_401() {
+    let app = TestApp::spawn().await;
+    let browser = app.get("/profile").await;
+    assert_eq!(browser.status(), StatusCode::SEE_OTHER);
+    assert_eq!(browser.headers()[header::LOCATION], "/login?next=%2Fprofile");
+    let api = app.get_json("/profile").await;
+    assert_eq!(api.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = api.json().await.unwrap();
+    assert_eq!(body["error"], "not_authenticated");
+}
+
+#[tokio::test]
+async fn logout_ends_the_session_on_the_server_and_in_the_browser() {
+    let app = TestApp::spawn().await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    let token = app.sign_in("ann", PASSWORD).await;
+    let old = app.session_cookie().unwrap();
+    let r = app.post_form("/logout", &[("csrf_token", &token)]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[header::LOCATION], "/login");
+    assert_eq!(r.headers()["clear-site-data"], "\"cookies\"");
+    let cleared = r.headers().get_all(header::SET_COOKIE).iter().any(|v| {
+        let v = v.to_str().unwrap();
+        v.starts_with("latchkey=;") && v.contains("Max-Age=0")
+    });
+    assert!(cleared, "the cookie is expired");
+    assert_eq!(app.profile_status().await, StatusCode::UNAUTHORIZED);
+    let replay = with_cookie(&app, "/profile", &old).await;
+    assert_eq!(replay.status(), StatusCode::UNAUTHORIZED, "the old cookie is dead on the server");
+}
+
+#[tokio::test]
+async fn a_json_logout_answers_200_and_needs_the_header_token() {
+    let app = TestApp::spawn().await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    let token = app.sign_in("ann", PASSWORD).await;
+    let r = app.request(Method::POST, "/logout").header(header::ACCEPT, "application/json").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "no token");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "csrf_failed");
+    assert_eq!(app.profile_status().await, StatusCode::OK, "a refused logout changes nothing");
+    let r = app
+        .request(Method::POST, "/logout")
+        .header(header::ACCEPT, "application/json")
+        .header("x-csrf-token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(app.profile_status().await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn csrf_tokens_are_checked_per_session_and_origin() {
+    let app = TestApp::spawn().await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    app.add_user("bob", OTHER_PASSWORD, &[]).await;
+    let other = TestApp::start(app.dir.clone(), app.env.clone()).await;
+    let bobs_token = other.sign_in("bob", OTHER_PASSWORD).await;
+    let anns_token = app.sign_in("ann", PASSWORD).await;
+    let r = app.post_form("/logout", &[("csrf_token", &bobs_token)]).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "another session's token");
+    let r = app
+        .request(Method::POST, "/logout")
+        .header(header::ORIGIN, "https://evil.example")
+        .form(&[("csrf_token", anns_token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "right token, foreign origin");
+    assert_eq!(app.profile_status().await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn get_logout_only_shows_a_button() {
+    let app = TestApp::spawn().await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    app.sign_in("ann", PASSWORD).await;
+    let r = app.get("/logout").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("method=\"post\" action=\"/logout\""));
+    assert_eq!(app.profile_status().await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn forged_and_garbage_cookies_are_simply_anonymous() {
+    let app = TestApp::spawn().await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    app.sign_in("ann", PASSWORD).await;
+    let real = app.session_cookie().unwrap();
+    let mut tampered = real.clone().into_bytes();
+    tampered[5] = if tampered[5] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    let long = "A".repeat(5000);
+    for value in [tampered.as_str(), "garbage", "", "%%%;;;", long.as_str(), &real[..40]] {
+        let r = with_cookie(&app, "/profile", value).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{value:.20}");
+    }
+    assert_eq!(with_cookie(&app, "/profile", &real).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn activity_keeps_a_session_alive_until_the_idle_timeout() {
+    let app = TestApp::spawn_with(&[("LATCHKEY_IDLE_TIMEOUT", "2s")]).await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    app.sign_in("ann", PASSWORD).await;
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(app.profile_status().await, StatusCode::OK, "active sessions stay alive");
+    }
+    tokio::time::sleep(Duration::from_millis(2_300)).await;
+    assert_eq!(app.profile_status().await, StatusCode::UNAUTHORIZED, "idle too long");
+}
+
+#[tokio::test]
+async fn the_absolute_timeout_ends_even_a_busy_session() {
+    let app = TestApp::spawn_with(&[("LATCHKEY_IDLE_TIMEOUT", "1m"), ("LATCHKEY_ABSOLUTE_TIMEOUT", "2s")]).await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    app.sign_in("ann", PASSWORD).await;
+    let mut ok = 0;
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_millis(3_000) {
+        if app.profile_status().await == StatusCode::OK {
+            ok += 1;
+            assert!(start.elapsed() < Duration::from_millis(2_100), "still valid after the absolute timeout");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(ok >= 4, "valid before the absolute timeout");
+    assert_eq!(app.profile_status().await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn expired_sessions_are_deleted_in_the_background() {
+    let app = TestApp::spawn_with(&[("LATCHKEY_IDLE_TIMEOUT", "1s")]).await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    app.sign_in("ann", PASSWORD).await;
+    let listed = app.cli(&["session", "list"], None).await;
+    assert!(common::stdout(&listed).contains("ann"));
+    // No request touches the session: only the cleanup task can delete it.
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
+    let listed = app.cli(&["session", "list"], None).await;
+    assert!(!common::stdout(&listed).contains("ann"), "{}", common::stdout(&listed));
+}
+
+#[tokio::test]
+async fn a_password_change_from_the_cli_ends_sessions_at_once() {
+    let app = TestApp::spawn().await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    app.sign_in("ann", PASSWORD).await;
+    let out = app.cli(&["user", "passwd", "ann", "--password-stdin"], Some(OTHER_PASSWORD)).await;
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert_eq!(app.profile_status().await, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.login_json("ann", PASSWORD).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(app.login_json("ann", OTHER_PASSWORD).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn disabling_or_removing_a_user_ends_their_sessions_at_once() {
+    let app = TestApp::spawn().await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    app.sign_in("ann", PASSWORD).await;
+    assert!(app.cli(&["user", "disable", "ann"], None).await.status.success());
+    assert_eq!(app.profile_status().await, StatusCode::UNAUTHORIZED);
+    assert!(app.cli(&["user", "enable", "ann"], None).await.status.success());
+    assert_eq!(app.profile_status().await, StatusCode::UNAUTHORIZED, "enabling does not revive sessions");
+    app.sign_in("ann", PASSWORD).await;
+    assert!(app.cli(&["user", "remove", "ann"], None).await.status.success());
+    assert_eq!(app.profile_status().await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_revocation_from_the_cli_ends_every_session_of_the_user() {
+    let app = TestApp::spawn().await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    app.add_user("bob", OTHER_PASSWORD, &[]).await;
+    let second = TestApp::start(app.dir.clone(), app.env.clone()).await;
+    app.sign_in("ann", PASSWORD).await;
+    second.sign_in("ann", PASSWORD).await;
+    let bob = TestApp::start(app.dir.clone(), app.env.clone()).await;
+    bob.sign_in("bob", OTHER_PASSWORD).await;
+    let out = app.cli(&["session", "revoke", "--user", "ann"], None).await;
+    assert!(out.status.success());
+    assert!(common::stdout(&out).contains("revoked 2"), "{}", common::stdout(&out));
+    assert_eq!(app.profile_status().await, StatusCode::UNAUTHORIZED);
+    assert_eq!(second.profile_status().await, StatusCode::UNAUTHORIZED);
+    assert_eq!(bob.profile_status().await, StatusCode::OK, "other users keep theirs");
+}
+
+#[tokio::test]
+async fn a_role_change_takes_effect_at_once_under_a_new_token() {
+    let app = TestApp::spawn().await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    app.sign_in("ann", PASSWORD).await;
+    assert_eq!(app.get_json("/admin").await.status(), StatusCode::FORBIDDEN);
+    let before = app.session_cookie().unwrap();
+    assert!(app.cli(&["user", "roles", "ann", "--add", "admin"], None).await.status.success());
+    let r = app.get_json("/admin").await;
+    assert_eq!(r.status(), StatusCode::OK, "the new role works at the next request");
+    let after = app.session_cookie().unwrap();
+    assert_ne!(before, after, "a privilege change issues a new token");
+    assert_eq!(with_cookie(&app, "/profile", &before).await.status(), StatusCode::UNAUTHORIZED);
+    assert!(app.cli(&["user", "roles", "ann", "--remove", "admin"], None).await.status.success());
+    assert_eq!(app.get_json("/admin").await.status(), StatusCode::FORBIDDEN);
+    let body: Value = app.get_json("/profile").await.json().await.unwrap();
+    assert_eq!(body["roles"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn a_session_survives_a_server_restart() {
+    let app = TestApp::spawn().await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    app.sign_in("ann", PASSWORD).await;
+    let cookie = app.session_cookie().unwrap();
+    let restarted = TestApp::start(app.dir.clone(), app.env.clone()).await;
+    drop(app);
+    assert_eq!(with_cookie(&restarted, "/profile", &cookie).await.status(), StatusCode::OK);
+}
