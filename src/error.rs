@@ -19,6 +19,9 @@ pub enum AppError {
     /// The body is over the size limit.
     #[error("request body too large")]
     PayloadTooLarge,
+    /// The request's cookies are larger than any cookie latchkey sets could make them.
+    #[error("cookies too large")]
+    CookiesTooLarge,
     /// Well-formed but unacceptable input (missing field, too long, weak password).
     #[error("{0}")]
     Unprocessable(String),
@@ -83,6 +86,7 @@ impl AppError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::CookiesTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::InvalidCredentials | Self::NotAuthenticated { .. } => StatusCode::UNAUTHORIZED,
             Self::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -102,6 +106,7 @@ impl AppError {
             Self::BadRequest(_) => "bad_request",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::CookiesTooLarge => "cookies_too_large",
             Self::Unprocessable(_) => "invalid_input",
             Self::InvalidCredentials => "invalid_credentials",
             Self::Throttled { .. } => "too_many_attempts",

@@ -101,6 +101,10 @@ impl<S: Send + Sync> FromRequestParts<S> for AuthUser {
     }
 }
 
+/// Requests whose `Cookie` headers are longer than this are refused with 431:
+/// browsers cap a cookie at 4 KiB, and latchkey's own are under 200 bytes.
+const MAX_COOKIE_BYTES: usize = 16 * 1024;
+
 /// Recognises the session cookie on every request: verifies its signature
 /// (no store access for forged cookies), loads the session, enforces the
 /// timeouts and the user's current state, and puts a [`Session`] into the
@@ -153,7 +157,11 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let auth = self.auth.clone();
+        let cookie_bytes: usize = req.headers().get_all(header::COOKIE).iter().map(|v| v.len()).sum();
         Box::pin(async move {
+            if cookie_bytes > MAX_COOKIE_BYTES {
+                return Ok(AppError::CookiesTooLarge.into_response());
+            }
             let (active, new_cookie) = match auth.resolve(req.headers()).await {
                 Ok(Resolution::Anonymous) => (None, None),
                 Ok(Resolution::Active(a)) => (Some(a), None),
