@@ -13,7 +13,9 @@ use crate::csrf::{self, CsrfKeys};
 use crate::error::AppError;
 use crate::password::{HashError, MAX_PASSWORD_BYTES, PasswordHasher};
 use crate::secret::{Password, ServerSecret};
-use crate::session::{ActiveSession, CookieSettings, CookieSigner, Session, SessionLayer, SessionToken};
+use crate::session::{
+    ActiveSession, CookieSettings, CookieSigner, Session, SessionLayer, SessionToken,
+};
 use crate::store::{FailurePolicy, Millis, SessionRecord, StoreError, Stores, now_millis};
 use crate::username::{MAX_USERNAME_BYTES, Username, key_of};
 use crate::users::Accounts;
@@ -339,7 +341,7 @@ impl Auth {
         client: IpAddr,
     ) -> Result<LoggedIn, LoginError> {
         let audit = |outcome: &str| {
-            tracing::info!(target: AUDIT_TARGET, event = "login", outcome, username = ?username,
+            tracing::info!(target: AUDIT_TARGET, event = "login", outcome, username = %username.escape_debug(),
                 client_ip = %client);
         };
         if username.len() > MAX_USERNAME_BYTES {
@@ -394,7 +396,11 @@ impl Auth {
         if verified.needs_rehash {
             match inner.hasher.hash(password).await {
                 Ok(hash) => {
-                    inner.stores.users.set_password_hash(user.id, &hash, false).await?;
+                    inner
+                        .stores
+                        .users
+                        .set_password_hash(user.id, &hash, false)
+                        .await?;
                     tracing::info!(username = %user.username, "password hash upgraded to current parameters");
                 }
                 Err(e) => tracing::warn!(error = %e, "password rehash skipped"),
@@ -415,7 +421,7 @@ impl Auth {
         };
         inner.stores.sessions.create(&record).await?;
         tracing::info!(target: AUDIT_TARGET, event = "login", outcome = "success",
-            username = ?username, client_ip = %client, session = %record.key.short());
+            username = %username.escape_debug(), client_ip = %client, session = %record.key.short());
         let cookies = &inner.settings.cookies;
         Ok(LoggedIn {
             cookies: [
@@ -472,13 +478,19 @@ impl Auth {
     ///
     /// # Errors
     /// [`AppError::Csrf`] when either check fails.
-    pub fn check_login_csrf(&self, headers: &HeaderMap, form_token: Option<&str>) -> Result<(), AppError> {
+    pub fn check_login_csrf(
+        &self,
+        headers: &HeaderMap,
+        form_token: Option<&str>,
+    ) -> Result<(), AppError> {
         if !csrf::same_origin(headers, &self.inner.settings.public_origin) {
             return Err(AppError::Csrf);
         }
         let name = self.inner.settings.cookies.csrf_name();
         let form = form_token.ok_or(AppError::Csrf)?;
-        if crate::session::cookie_values(headers, name).any(|c| self.inner.csrf.verify_login_token(c, form)) {
+        if crate::session::cookie_values(headers, name)
+            .any(|c| self.inner.csrf.verify_login_token(c, form))
+        {
             Ok(())
         } else {
             Err(AppError::Csrf)
@@ -536,7 +548,9 @@ impl Auth {
                 match auth.delete_expired().await {
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(sessions = n, "expired sessions deleted"),
-                    Err(e) => tracing::warn!(error = %crate::error::chain(&e), "session cleanup failed"),
+                    Err(e) => {
+                        tracing::warn!(error = %crate::error::chain(&e), "session cleanup failed")
+                    }
                 }
             }
         })

@@ -117,7 +117,10 @@ enum SessionCommand {
 #[must_use]
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("latchkey: cannot start the runtime: {e}");
@@ -134,13 +137,18 @@ pub fn main() -> ExitCode {
 }
 
 fn one_line(e: &anyhow::Error) -> String {
-    e.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ")
+    e.chain()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 fn init_logging(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -153,7 +161,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Ok("json") => LogFormat::Json,
         _ => LogFormat::Text,
     };
-    let level = if matches!(cli.command, Command::Serve) { "info" } else { "warn" };
+    // Administrative commands stay quiet but for warnings and their audit events.
+    let level = if matches!(cli.command, Command::Serve) {
+        "info"
+    } else {
+        "warn,latchkey::audit=info"
+    };
     init_logging(early_format, level);
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
@@ -209,7 +222,8 @@ fn read_password(input: &PasswordInput) -> anyhow::Result<Password> {
         bail!("standard input is not a terminal; use --password-stdin to pipe a password");
     }
     let first = rpassword::prompt_password("Password: ").context("cannot read the password")?;
-    let second = rpassword::prompt_password("Password again: ").context("cannot read the password")?;
+    let second =
+        rpassword::prompt_password("Password again: ").context("cannot read the password")?;
     if first != second {
         bail!("the passwords differ");
     }
@@ -221,7 +235,11 @@ async fn user(accounts: &Accounts, cmd: UserCommand) -> anyhow::Result<()> {
         UserCommand::Add { name, roles, input } => {
             let password = read_password(&input)?;
             let user = accounts.create_user(&name, &password, &roles).await?;
-            println!("created user {} (roles: {})", user.username, roles_text(&user.roles));
+            println!(
+                "created user {} (roles: {})",
+                user.username,
+                roles_text(&user.roles)
+            );
         }
         UserCommand::List { json } => {
             let users = accounts.list_users().await?;
@@ -231,7 +249,13 @@ async fn user(accounts: &Accounts, cmd: UserCommand) -> anyhow::Result<()> {
                 println!("{:<24} {:<24} {:<9} CREATED", "USERNAME", "ROLES", "STATUS");
                 for u in users {
                     let status = if u.disabled { "disabled" } else { "active" };
-                    println!("{:<24} {:<24} {:<9} {}", u.username, roles_text(&u.roles), status, u.created_at);
+                    println!(
+                        "{:<24} {:<24} {:<9} {}",
+                        u.username,
+                        roles_text(&u.roles),
+                        status,
+                        u.created_at
+                    );
                 }
             }
         }
@@ -264,16 +288,26 @@ async fn user(accounts: &Accounts, cmd: UserCommand) -> anyhow::Result<()> {
 }
 
 fn roles_text(roles: &[String]) -> String {
-    if roles.is_empty() { "-".to_owned() } else { roles.join(",") }
+    if roles.is_empty() {
+        "-".to_owned()
+    } else {
+        roles.join(",")
+    }
 }
 
 async fn session(accounts: &Accounts, cmd: SessionCommand) -> anyhow::Result<()> {
     match cmd {
         SessionCommand::List { user } => {
             let sessions = accounts.list_sessions(user.as_deref()).await?;
-            println!("{:<10} {:<24} {:<22} LAST SEEN", "SESSION", "USERNAME", "SIGNED IN");
+            println!(
+                "{:<10} {:<24} {:<22} LAST SEEN",
+                "SESSION", "USERNAME", "SIGNED IN"
+            );
             for s in sessions {
-                println!("{:<10} {:<24} {:<22} {}", s.id, s.username, s.created_at, s.last_seen);
+                println!(
+                    "{:<10} {:<24} {:<22} {}",
+                    s.id, s.username, s.created_at, s.last_seen
+                );
             }
         }
         SessionCommand::Revoke { user } => {

@@ -178,8 +178,12 @@ fn invalid(setting: &str, reason: impl Into<String>) -> ConfigError {
 }
 
 fn duration(setting: &str, value: &str) -> Result<Duration, ConfigError> {
-    let d = humantime::parse_duration(value.trim())
-        .map_err(|e| invalid(setting, format!("{value:?} is not a duration like 30m, 12h or 2s ({e})")))?;
+    let d = humantime::parse_duration(value.trim()).map_err(|e| {
+        invalid(
+            setting,
+            format!("{value:?} is not a duration like 30m, 12h or 2s ({e})"),
+        )
+    })?;
     if d.is_zero() {
         return Err(invalid(setting, "must be longer than zero"));
     }
@@ -188,10 +192,25 @@ fn duration(setting: &str, value: &str) -> Result<Duration, ConfigError> {
 
 /// Environment variables latchkey knows; others with the prefix get a warning.
 const KNOWN_ENV: &[&str] = &[
-    "BIND", "PUBLIC_URL", "DATABASE_URL", "SECRET", "SECRET_FILE", "IDLE_TIMEOUT",
-    "ABSOLUTE_TIMEOUT", "LOGIN_MAX_FAILURES", "LOGIN_LOCKOUT", "LOGIN_WINDOW",
-    "LOGIN_IP_MAX_FAILURES", "TRUSTED_PROXIES", "SAME_SITE", "ARGON2_MEMORY_KIB",
-    "ARGON2_ITERATIONS", "ARGON2_PARALLELISM", "HASH_CONCURRENCY", "LOG_FORMAT", "CONFIG",
+    "BIND",
+    "PUBLIC_URL",
+    "DATABASE_URL",
+    "SECRET",
+    "SECRET_FILE",
+    "IDLE_TIMEOUT",
+    "ABSOLUTE_TIMEOUT",
+    "LOGIN_MAX_FAILURES",
+    "LOGIN_LOCKOUT",
+    "LOGIN_WINDOW",
+    "LOGIN_IP_MAX_FAILURES",
+    "TRUSTED_PROXIES",
+    "SAME_SITE",
+    "ARGON2_MEMORY_KIB",
+    "ARGON2_ITERATIONS",
+    "ARGON2_PARALLELISM",
+    "HASH_CONCURRENCY",
+    "LOG_FORMAT",
+    "CONFIG",
 ];
 
 impl Config {
@@ -218,7 +237,10 @@ impl Config {
         let mut figment = Figment::from(Serialized::defaults(Raw::default()));
         if let Some(path) = file {
             if !path.exists() {
-                return Err(invalid("config", format!("file {} does not exist", path.display())));
+                return Err(invalid(
+                    "config",
+                    format!("file {} does not exist", path.display()),
+                ));
             }
             figment = figment.merge(Toml::file_exact(path));
         }
@@ -239,8 +261,12 @@ impl Config {
         for (name, value) in env_values {
             let numeric = matches!(
                 name.as_str(),
-                "login_max_failures" | "login_ip_max_failures" | "argon2_memory_kib"
-                    | "argon2_iterations" | "argon2_parallelism" | "hash_concurrency"
+                "login_max_failures"
+                    | "login_ip_max_failures"
+                    | "argon2_memory_kib"
+                    | "argon2_iterations"
+                    | "argon2_parallelism"
+                    | "hash_concurrency"
             );
             figment = if numeric {
                 let n: u64 = value
@@ -252,7 +278,9 @@ impl Config {
                 figment.merge(Serialized::default(&name, value))
             };
         }
-        let mut raw: Raw = figment.extract().map_err(|e| ConfigError::Read(Box::new(e)))?;
+        let mut raw: Raw = figment
+            .extract()
+            .map_err(|e| ConfigError::Read(Box::new(e)))?;
         if let Some((_, secret)) = env.iter().find(|(k, _)| k == "LATCHKEY_SECRET") {
             raw.secret = Some(secret.clone());
         }
@@ -260,10 +288,12 @@ impl Config {
     }
 
     fn validate(raw: Raw) -> Result<Self, ConfigError> {
-        let bind: SocketAddr = raw
-            .bind
-            .parse()
-            .map_err(|_| invalid("bind", format!("{:?} is not an address like 127.0.0.1:8080", raw.bind)))?;
+        let bind: SocketAddr = raw.bind.parse().map_err(|_| {
+            invalid(
+                "bind",
+                format!("{:?} is not an address like 127.0.0.1:8080", raw.bind),
+            )
+        })?;
         let public_url = url::Url::parse(&raw.public_url)
             .map_err(|e| invalid("public_url", format!("{:?}: {e}", raw.public_url)))?;
         match public_url.scheme() {
@@ -283,19 +313,26 @@ impl Config {
                     ));
                 }
             }
-            other => return Err(invalid("public_url", format!("scheme {other:?} is not http or https"))),
+            other => {
+                return Err(invalid(
+                    "public_url",
+                    format!("scheme {other:?} is not http or https"),
+                ));
+            }
         }
         let database_url = raw.database_url.trim().to_owned();
         let secret = match (&raw.secret, &raw.secret_file) {
             (Some(s), _) => SecretSource::Given(
-                ServerSecret::new(s).map_err(|e: SecretTooShort| invalid("secret", e.to_string()))?,
+                ServerSecret::new(s)
+                    .map_err(|e: SecretTooShort| invalid("secret", e.to_string()))?,
             ),
             (None, Some(path)) => SecretSource::File(path.clone()),
             (None, None) => match sqlite_path(&database_url) {
                 Some(db) => SecretSource::Generated(secret_path_beside(&db)),
-                None if database_url.starts_with("memory:") => {
-                    SecretSource::Given(ServerSecret::new(&ServerSecret::generate()).map_err(|e| invalid("secret", e.to_string()))?)
-                }
+                None if database_url.starts_with("memory:") => SecretSource::Given(
+                    ServerSecret::new(&ServerSecret::generate())
+                        .map_err(|e| invalid("secret", e.to_string()))?,
+                ),
                 None => {
                     return Err(invalid(
                         "secret",
@@ -324,22 +361,35 @@ impl Config {
             .map(|p| {
                 p.parse::<IpNet>()
                     .or_else(|_| p.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| invalid("trusted_proxies", format!("{p:?} is not an IP address or CIDR range")))
+                    .map_err(|_| {
+                        invalid(
+                            "trusted_proxies",
+                            format!("{p:?} is not an IP address or CIDR range"),
+                        )
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let same_site = match raw.same_site.to_ascii_lowercase().as_str() {
             "lax" => SameSite::Lax,
             "strict" => SameSite::Strict,
-            other => return Err(invalid("same_site", format!("{other:?} is not lax or strict"))),
+            other => {
+                return Err(invalid(
+                    "same_site",
+                    format!("{other:?} is not lax or strict"),
+                ));
+            }
         };
         let hash_params = HashParams {
             memory_kib: raw.argon2_memory_kib,
             iterations: raw.argon2_iterations,
             parallelism: raw.argon2_parallelism,
         };
-        hash_params
-            .validate()
-            .map_err(|e| invalid("argon2_memory_kib", format!("argon2 parameters refused: {e}")))?;
+        hash_params.validate().map_err(|e| {
+            invalid(
+                "argon2_memory_kib",
+                format!("argon2 parameters refused: {e}"),
+            )
+        })?;
         let hash_concurrency = if raw.hash_concurrency == 0 {
             std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
         } else {
@@ -348,7 +398,12 @@ impl Config {
         let log_format = match raw.log_format.as_str() {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
-            other => return Err(invalid("log_format", format!("{other:?} is not text or json"))),
+            other => {
+                return Err(invalid(
+                    "log_format",
+                    format!("{other:?} is not text or json"),
+                ));
+            }
         };
         Ok(Self {
             bind,
@@ -390,19 +445,23 @@ impl Config {
         match &self.secret {
             SecretSource::Given(s) => Ok(s.clone()),
             SecretSource::File(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
-                    path: path.clone(),
-                    source,
-                })?;
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
+                        path: path.clone(),
+                        source,
+                    })?;
                 ServerSecret::new(&text).map_err(|e| invalid("secret_file", e.to_string()))
             }
             SecretSource::Generated(path) => {
                 if path.exists() {
-                    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
-                        path: path.clone(),
-                        source,
+                    let text = std::fs::read_to_string(path).map_err(|source| {
+                        ConfigError::SecretFile {
+                            path: path.clone(),
+                            source,
+                        }
                     })?;
-                    return ServerSecret::new(&text).map_err(|e| invalid("secret_file", e.to_string()));
+                    return ServerSecret::new(&text)
+                        .map_err(|e| invalid("secret_file", e.to_string()));
                 }
                 let secret = ServerSecret::generate();
                 write_private(path, &secret).map_err(|source| ConfigError::SecretFile {
@@ -428,7 +487,10 @@ pub fn sqlite_path(database_url: &str) -> Option<PathBuf> {
 }
 
 fn secret_path_beside(db: &Path) -> PathBuf {
-    let mut name = db.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
+    let mut name = db
+        .file_name()
+        .map(std::ffi::OsStr::to_os_string)
+        .unwrap_or_default();
     name.push(".secret");
     db.with_file_name(name)
 }
@@ -456,7 +518,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -470,7 +535,9 @@ mod tests {
         assert_eq!(c.login_max_failures, 5);
         assert_eq!(c.login_lockout, Duration::from_secs(15 * 60));
         assert_eq!(c.login_ip_max_failures, 50);
-        assert!(matches!(c.secret, SecretSource::Generated(ref p) if p == Path::new("latchkey.db.secret")));
+        assert!(
+            matches!(c.secret, SecretSource::Generated(ref p) if p == Path::new("latchkey.db.secret"))
+        );
         assert_eq!(c.hash_params, HashParams::default());
     }
 
@@ -478,11 +545,17 @@ mod tests {
     fn environment_overrides_the_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("latchkey.toml");
-        std::fs::write(&file, "idle_timeout = \"5m\"\nlogin_max_failures = 3\nbind = \"127.0.0.1:9000\"\n")
-            .expect("write");
+        std::fs::write(
+            &file,
+            "idle_timeout = \"5m\"\nlogin_max_failures = 3\nbind = \"127.0.0.1:9000\"\n",
+        )
+        .expect("write");
         let c = Config::load_from(
             Some(&file),
-            env(&[("LATCHKEY_IDLE_TIMEOUT", "2s"), ("LATCHKEY_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.1")]),
+            env(&[
+                ("LATCHKEY_IDLE_TIMEOUT", "2s"),
+                ("LATCHKEY_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.1"),
+            ]),
         )
         .expect("loads");
         assert_eq!(c.idle_timeout, Duration::from_secs(2));
@@ -496,14 +569,36 @@ mod tests {
         for (var, value, needle) in [
             ("LATCHKEY_IDLE_TIMEOUT", "soon", "LATCHKEY_IDLE_TIMEOUT"),
             ("LATCHKEY_BIND", "nowhere", "LATCHKEY_BIND"),
-            ("LATCHKEY_PUBLIC_URL", "http://example.com", "LATCHKEY_PUBLIC_URL"),
+            (
+                "LATCHKEY_PUBLIC_URL",
+                "http://example.com",
+                "LATCHKEY_PUBLIC_URL",
+            ),
             ("LATCHKEY_SECRET", "too-short", "LATCHKEY_SECRET"),
-            ("LATCHKEY_LOGIN_MAX_FAILURES", "many", "LATCHKEY_LOGIN_MAX_FAILURES"),
-            ("LATCHKEY_LOGIN_MAX_FAILURES", "0", "LATCHKEY_LOGIN_MAX_FAILURES"),
-            ("LATCHKEY_TRUSTED_PROXIES", "proxy.local", "LATCHKEY_TRUSTED_PROXIES"),
-            ("LATCHKEY_ABSOLUTE_TIMEOUT", "0s", "LATCHKEY_ABSOLUTE_TIMEOUT"),
+            (
+                "LATCHKEY_LOGIN_MAX_FAILURES",
+                "many",
+                "LATCHKEY_LOGIN_MAX_FAILURES",
+            ),
+            (
+                "LATCHKEY_LOGIN_MAX_FAILURES",
+                "0",
+                "LATCHKEY_LOGIN_MAX_FAILURES",
+            ),
+            (
+                "LATCHKEY_TRUSTED_PROXIES",
+                "proxy.local",
+                "LATCHKEY_TRUSTED_PROXIES",
+            ),
+            (
+                "LATCHKEY_ABSOLUTE_TIMEOUT",
+                "0s",
+                "LATCHKEY_ABSOLUTE_TIMEOUT",
+            ),
         ] {
-            let err = Config::load_from(None, env(&[(var, value)])).expect_err(var).to_string();
+            let err = Config::load_from(None, env(&[(var, value)]))
+                .expect_err(var)
+                .to_string();
             assert!(err.contains(needle), "{var}={value}: {err}");
         }
     }
@@ -513,22 +608,31 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("c.toml");
         std::fs::write(&file, "idle_timout = \"5m\"\n").expect("write");
-        let err = Config::load_from(Some(&file), env(&[])).expect_err("typo").to_string();
+        let err = Config::load_from(Some(&file), env(&[]))
+            .expect_err("typo")
+            .to_string();
         assert!(err.contains("idle_timout"), "{err}");
     }
 
     #[test]
     fn https_and_loopback_http_are_accepted() {
-        for url in ["https://login.example.com", "http://localhost:8080", "http://[::1]:8080"] {
+        for url in [
+            "https://login.example.com",
+            "http://localhost:8080",
+            "http://[::1]:8080",
+        ] {
             Config::load_from(None, env(&[("LATCHKEY_PUBLIC_URL", url)])).expect(url);
         }
     }
 
     #[test]
     fn a_shared_database_needs_an_explicit_secret() {
-        let err = Config::load_from(None, env(&[("LATCHKEY_DATABASE_URL", "postgres://localhost/x")]))
-            .expect_err("no secret")
-            .to_string();
+        let err = Config::load_from(
+            None,
+            env(&[("LATCHKEY_DATABASE_URL", "postgres://localhost/x")]),
+        )
+        .expect_err("no secret")
+        .to_string();
         assert!(err.contains("LATCHKEY_SECRET"), "{err}");
     }
 

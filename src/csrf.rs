@@ -94,10 +94,10 @@ pub fn tokens_match(expected: &str, provided: &str) -> bool {
 /// old browsers) pass here and rely on the token alone.
 #[must_use]
 pub fn same_origin(headers: &HeaderMap, public_origin: &str) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site") {
-        if !matches!(site.as_bytes(), b"same-origin" | b"none") {
-            return false;
-        }
+    if let Some(site) = headers.get("sec-fetch-site")
+        && !matches!(site.as_bytes(), b"same-origin" | b"none")
+    {
+        return false;
     }
     match headers.get(header::ORIGIN) {
         Some(origin) => origin.as_bytes() == public_origin.as_bytes(),
@@ -141,9 +141,15 @@ mod tests {
         h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
         assert!(!same_origin(&h, origin));
         h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
-        h.insert(header::ORIGIN, HeaderValue::from_static("https://evil.example"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
         assert!(!same_origin(&h, origin));
-        h.insert(header::ORIGIN, HeaderValue::from_static("http://127.0.0.1:8080"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://127.0.0.1:8080"),
+        );
         assert!(same_origin(&h, origin));
         h.insert(header::ORIGIN, HeaderValue::from_static("null"));
         assert!(!same_origin(&h, origin));

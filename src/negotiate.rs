@@ -88,13 +88,19 @@ mod tests {
 
     #[test]
     fn api_clients_get_json() {
-        assert_eq!(Format::of(&with(header::ACCEPT, "application/json")), Format::Json);
+        assert_eq!(
+            Format::of(&with(header::ACCEPT, "application/json")),
+            Format::Json
+        );
         assert_eq!(
             Format::of(&with(header::ACCEPT, "text/html;q=0.5, application/json")),
             Format::Json
         );
         assert_eq!(
-            Format::of(&with(header::CONTENT_TYPE, "application/json; charset=utf-8")),
+            Format::of(&with(
+                header::CONTENT_TYPE,
+                "application/json; charset=utf-8"
+            )),
             Format::Json
         );
     }

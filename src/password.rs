@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use argon2::{Algorithm, Argon2, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version};
+use argon2::{
+    Algorithm, Argon2, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version,
+};
 use tokio::sync::Semaphore;
 
 use crate::secret::Password;
@@ -94,7 +96,9 @@ impl PasswordHasher {
     /// # Errors
     /// When the parameters are invalid.
     pub async fn new(params: HashParams, concurrency: usize) -> Result<Arc<Self>, HashError> {
-        let argon2 = params.argon2().map_err(|e| HashError::Failed(e.to_string()))?;
+        let argon2 = params
+            .argon2()
+            .map_err(|e| HashError::Failed(e.to_string()))?;
         let concurrency = concurrency.max(1);
         let mut hasher = Self {
             params,
@@ -199,7 +203,9 @@ fn verify_blocking(
     let algorithm = parsed.algorithm.as_str();
     let matches = match algorithm {
         "argon2id" | "argon2i" | "argon2d" => argon2.verify_password(pw, &parsed).is_ok(),
-        "scrypt" => scrypt::Scrypt::default().verify_password(pw, &parsed).is_ok(),
+        "scrypt" => scrypt::Scrypt::default()
+            .verify_password(pw, &parsed)
+            .is_ok(),
         a if a.starts_with("pbkdf2") => pbkdf2::Pbkdf2::default()
             .verify_password(pw, &parsed)
             .is_ok(),
@@ -296,16 +302,25 @@ mod tests {
         let h = PasswordHasher::new(CHEAP, 2).await.expect("hasher");
         let hash = h.hash(&pw("plover-trombone-91")).await.expect("hash");
         assert!(hash.starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
-        let ok = h.verify(&pw("plover-trombone-91"), Some(&hash)).await.expect("verify");
+        let ok = h
+            .verify(&pw("plover-trombone-91"), Some(&hash))
+            .await
+            .expect("verify");
         assert!(ok.matches && !ok.needs_rehash);
-        let bad = h.verify(&pw("plover-trombone-92"), Some(&hash)).await.expect("verify");
+        let bad = h
+            .verify(&pw("plover-trombone-92"), Some(&hash))
+            .await
+            .expect("verify");
         assert!(!bad.matches);
     }
 
     #[tokio::test]
     async fn unknown_users_never_match() {
         let h = PasswordHasher::new(CHEAP, 1).await.expect("hasher");
-        let v = h.verify(&pw("anything at all"), None).await.expect("verify");
+        let v = h
+            .verify(&pw("anything at all"), None)
+            .await
+            .expect("verify");
         assert!(!v.matches && !v.needs_rehash);
     }
 
@@ -313,7 +328,10 @@ mod tests {
     async fn bcrypt_and_other_costs_verify_and_ask_for_a_rehash() {
         let h = PasswordHasher::new(CHEAP, 1).await.expect("hasher");
         let bc = bcrypt::hash("old-school-secret", 4).expect("bcrypt");
-        let v = h.verify(&pw("old-school-secret"), Some(&bc)).await.expect("verify");
+        let v = h
+            .verify(&pw("old-school-secret"), Some(&bc))
+            .await
+            .expect("verify");
         assert!(v.matches && v.needs_rehash);
         let other = PasswordHasher::new(
             HashParams {
@@ -325,13 +343,19 @@ mod tests {
         .await
         .expect("hasher");
         let hash = other.hash(&pw("plover-trombone-91")).await.expect("hash");
-        let v = h.verify(&pw("plover-trombone-91"), Some(&hash)).await.expect("verify");
+        let v = h
+            .verify(&pw("plover-trombone-91"), Some(&hash))
+            .await
+            .expect("verify");
         assert!(v.matches && v.needs_rehash);
     }
 
     #[test]
     fn weak_new_passwords_are_refused() {
-        assert_eq!(check_new_password(&pw("short"), "ann"), Err(PasswordRejected::TooShort));
+        assert_eq!(
+            check_new_password(&pw("short"), "ann"),
+            Err(PasswordRejected::TooShort)
+        );
         assert_eq!(
             check_new_password(&pw("password1"), "ann"),
             Err(PasswordRejected::TooGuessable)
@@ -345,6 +369,9 @@ mod tests {
             Err(PasswordRejected::TooLong)
         );
         assert_eq!(check_new_password(&pw("plover-trombone-91"), "ann"), Ok(()));
-        assert_eq!(check_new_password(&pw("grüne Ölkännchen wandern"), "ann"), Ok(()));
+        assert_eq!(
+            check_new_password(&pw("grüne Ölkännchen wandern"), "ann"),
+            Ok(())
+        );
     }
 }

@@ -22,7 +22,9 @@ fn is_safe(next: &str) -> bool {
     next.len() <= 2048
         && bytes.first() == Some(&b'/')
         && !matches!(bytes.get(1), Some(b'/' | b'\\'))
-        && !next.chars().any(|c| c == '\\' || c.is_control() || c.is_whitespace())
+        && !next
+            .chars()
+            .any(|c| c == '\\' || c.is_control() || c.is_whitespace())
 }
 
 #[cfg(test)]

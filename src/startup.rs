@@ -62,7 +62,9 @@ pub struct Application {
 
 impl std::fmt::Debug for Application {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Application").field("addr", &self.addr).finish_non_exhaustive()
+        f.debug_struct("Application")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -98,7 +100,9 @@ impl Application {
             url.to_string()
         });
         if let Some(link) = &setup_link {
-            tracing::warn!("no user exists yet. Open this one-time link to create the first administrator: {link}");
+            tracing::warn!(
+                "no user exists yet. Open this one-time link to create the first administrator: {link}"
+            );
         }
         let router = router(AppState {
             auth: auth.clone(),

@@ -102,8 +102,14 @@ mod tests {
     fn bad_names_are_refused() {
         assert_eq!(Username::parse("  "), Err(UsernameRejected::Empty));
         assert_eq!(Username::parse("a b"), Err(UsernameRejected::BadCharacter));
-        assert_eq!(Username::parse("a\u{7}"), Err(UsernameRejected::BadCharacter));
-        assert_eq!(Username::parse(&"x".repeat(65)), Err(UsernameRejected::TooLong));
+        assert_eq!(
+            Username::parse("a\u{7}"),
+            Err(UsernameRejected::BadCharacter)
+        );
+        assert_eq!(
+            Username::parse(&"x".repeat(65)),
+            Err(UsernameRejected::TooLong)
+        );
         assert!(Username::parse(&"x".repeat(64)).is_ok());
     }
 }

@@ -66,7 +66,8 @@ pub struct SessionSummary {
 /// RFC 3339 text of a time in milliseconds.
 #[must_use]
 pub fn rfc3339(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    let t =
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
@@ -190,14 +191,29 @@ impl Accounts {
     /// # Errors
     /// See [`AccountError`].
     #[tracing::instrument(skip(self, password))]
-    pub async fn change_password(&self, name: &str, password: &Password) -> Result<(), AccountError> {
+    pub async fn change_password(
+        &self,
+        name: &str,
+        password: &Password,
+    ) -> Result<(), AccountError> {
         let user = self.find(name).await?;
         check_new_password_async(password, &user.username).await?;
         let hash = self.auth.hasher().hash(password).await?;
-        if !self.auth.stores().users.set_password_hash(user.id, &hash, true).await? {
+        if !self
+            .auth
+            .stores()
+            .users
+            .set_password_hash(user.id, &hash, true)
+            .await?
+        {
             return Err(AccountError::NotFound(name.to_owned()));
         }
-        let ended = self.auth.stores().sessions.delete_user_sessions(user.id).await?;
+        let ended = self
+            .auth
+            .stores()
+            .sessions
+            .delete_user_sessions(user.id)
+            .await?;
         tracing::info!(target: AUDIT_TARGET, event = "password_changed", username = %user.username, sessions_ended = ended);
         Ok(())
     }
@@ -235,13 +251,27 @@ impl Accounts {
     /// See [`AccountError`].
     pub async fn set_disabled(&self, name: &str, disabled: bool) -> Result<(), AccountError> {
         let user = self.find(name).await?;
-        if !self.auth.stores().users.set_disabled(user.id, disabled).await? {
+        if !self
+            .auth
+            .stores()
+            .users
+            .set_disabled(user.id, disabled)
+            .await?
+        {
             return Err(AccountError::NotFound(name.to_owned()));
         }
         if disabled {
-            self.auth.stores().sessions.delete_user_sessions(user.id).await?;
+            self.auth
+                .stores()
+                .sessions
+                .delete_user_sessions(user.id)
+                .await?;
         }
-        let event = if disabled { "user_disabled" } else { "user_enabled" };
+        let event = if disabled {
+            "user_disabled"
+        } else {
+            "user_enabled"
+        };
         tracing::info!(target: AUDIT_TARGET, event, username = %user.username);
         Ok(())
     }
@@ -252,7 +282,11 @@ impl Accounts {
     /// See [`AccountError`].
     pub async fn remove_user(&self, name: &str) -> Result<(), AccountError> {
         let user = self.find(name).await?;
-        self.auth.stores().sessions.delete_user_sessions(user.id).await?;
+        self.auth
+            .stores()
+            .sessions
+            .delete_user_sessions(user.id)
+            .await?;
         if !self.auth.stores().users.remove_user(user.id).await? {
             return Err(AccountError::NotFound(name.to_owned()));
         }
@@ -264,7 +298,10 @@ impl Accounts {
     ///
     /// # Errors
     /// See [`AccountError`].
-    pub async fn list_sessions(&self, name: Option<&str>) -> Result<Vec<SessionSummary>, AccountError> {
+    pub async fn list_sessions(
+        &self,
+        name: Option<&str>,
+    ) -> Result<Vec<SessionSummary>, AccountError> {
         let stores = self.auth.stores();
         let filter = match name {
             Some(n) => Some(self.find(n).await?.id),
@@ -292,7 +329,12 @@ impl Accounts {
     /// See [`AccountError`].
     pub async fn revoke_sessions(&self, name: &str) -> Result<u64, AccountError> {
         let user = self.find(name).await?;
-        let n = self.auth.stores().sessions.delete_user_sessions(user.id).await?;
+        let n = self
+            .auth
+            .stores()
+            .sessions
+            .delete_user_sessions(user.id)
+            .await?;
         tracing::info!(target: AUDIT_TARGET, event = "revocation", outcome = "success",
             username = %user.username, sessions = n);
         Ok(n)

@@ -22,7 +22,12 @@ async fn form_login(app: &TestApp, name: &str, password: &str, next: &str) -> re
     let token = form_token(app).await;
     app.post_form(
         "/login",
-        &[("username", name), ("password", password), ("csrf_token", &token), ("next", next)],
+        &[
+            ("username", name),
+            ("password", password),
+            ("csrf_token", &token),
+            ("next", next),
+        ],
     )
     .await
 }
@@ -55,11 +60,26 @@ async fn a_form_login_redirects_to_next_with_a_fresh_http_only_cookie() {
     let r = form_login(&app, "ann", PASSWORD, "/admin?tab=users").await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(r.headers()[header::LOCATION], "/admin?tab=users");
-    let set: Vec<_> = r.headers().get_all(header::SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+    let set: Vec<_> = r
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
     let session = set.iter().find(|c| c.starts_with("latchkey=")).unwrap();
-    assert!(session.contains("HttpOnly") && session.contains("SameSite=Lax") && session.contains("Path=/"));
-    assert!(!session.contains("Secure"), "plain http on loopback cannot use Secure");
-    assert!(set.iter().any(|c| c.starts_with("latchkey-csrf=;")), "the login CSRF cookie is cleared");
+    assert!(
+        session.contains("HttpOnly")
+            && session.contains("SameSite=Lax")
+            && session.contains("Path=/")
+    );
+    assert!(
+        !session.contains("Secure"),
+        "plain http on loopback cannot use Secure"
+    );
+    assert!(
+        set.iter().any(|c| c.starts_with("latchkey-csrf=;")),
+        "the login CSRF cookie is cleared"
+    );
     assert_eq!(app.profile_status().await, StatusCode::OK);
 }
 
@@ -82,8 +102,16 @@ async fn a_json_login_returns_the_user_roles_and_csrf_token() {
 async fn usernames_match_regardless_of_case_and_unicode_form() {
     let app = TestApp::spawn().await;
     app.add_user("Zoë", PASSWORD, &[]).await;
-    assert_eq!(app.login_json("ZOE\u{0308}", PASSWORD).await.status(), StatusCode::OK);
-    let dup = app.cli(&["user", "add", "zoë", "--password-stdin"], Some(OTHER_PASSWORD)).await;
+    assert_eq!(
+        app.login_json("ZOE\u{0308}", PASSWORD).await.status(),
+        StatusCode::OK
+    );
+    let dup = app
+        .cli(
+            &["user", "add", "zoë", "--password-stdin"],
+            Some(OTHER_PASSWORD),
+        )
+        .await;
     assert!(!dup.status.success(), "a case variant is the same user");
 }
 
@@ -98,7 +126,11 @@ async fn signing_in_replaces_any_existing_session_token() {
     let second = app.session_cookie().unwrap();
     assert_ne!(first, second);
     let replay = common::with_cookie(&app, "/profile", &first).await;
-    assert_eq!(replay.status(), StatusCode::UNAUTHORIZED, "the pre-login session is destroyed");
+    assert_eq!(
+        replay.status(),
+        StatusCode::UNAUTHORIZED,
+        "the pre-login session is destroyed"
+    );
 }
 
 #[tokio::test]
@@ -106,9 +138,15 @@ async fn a_planted_token_is_never_adopted() {
     let app = TestApp::spawn().await;
     app.add_user("ann", PASSWORD, &[]).await;
     // Correctly signed (the attacker knows the secret in this worst case) but never issued.
-    let signer = latchkey::session::CookieSigner::new(&latchkey::ServerSecret::new(common::SECRET).unwrap());
+    let signer =
+        latchkey::session::CookieSigner::new(&latchkey::ServerSecret::new(common::SECRET).unwrap());
     let planted = signer.sign(&latchkey::session::SessionToken::generate());
-    assert_eq!(common::with_cookie(&app, "/profile", &planted).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        common::with_cookie(&app, "/profile", &planted)
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
     let r = app
         .request(Method::POST, "/login")
         .header(header::COOKIE, format!("latchkey={planted}"))
@@ -122,11 +160,26 @@ async fn a_planted_token_is_never_adopted() {
         .headers()
         .get_all(header::SET_COOKIE)
         .iter()
-        .find_map(|v| v.to_str().unwrap().strip_prefix("latchkey=").map(|s| s.split(';').next().unwrap().to_owned()))
+        .find_map(|v| {
+            v.to_str()
+                .unwrap()
+                .strip_prefix("latchkey=")
+                .map(|s| s.split(';').next().unwrap().to_owned())
+        })
         .unwrap();
     assert_ne!(issued, planted);
-    assert_eq!(common::with_cookie(&app, "/profile", &planted).await.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(common::with_cookie(&app, "/profile", &issued).await.status(), StatusCode::OK);
+    assert_eq!(
+        common::with_cookie(&app, "/profile", &planted)
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        common::with_cookie(&app, "/profile", &issued)
+            .await
+            .status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -134,17 +187,33 @@ async fn the_login_form_needs_its_csrf_token() {
     let app = TestApp::spawn().await;
     app.add_user("ann", PASSWORD, &[]).await;
     let _ = form_token(&app).await;
-    let missing = app.post_form("/login", &[("username", "ann"), ("password", PASSWORD)]).await;
+    let missing = app
+        .post_form("/login", &[("username", "ann"), ("password", PASSWORD)])
+        .await;
     assert_eq!(missing.status(), StatusCode::FORBIDDEN);
     let wrong = app
-        .post_form("/login", &[("username", "ann"), ("password", PASSWORD), ("csrf_token", "forged")])
+        .post_form(
+            "/login",
+            &[
+                ("username", "ann"),
+                ("password", PASSWORD),
+                ("csrf_token", "forged"),
+            ],
+        )
         .await;
     assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
     // A token from another browser (no matching cookie) is refused too.
     let other = TestApp::start(app.dir.clone(), app.env.clone()).await;
     let foreign = form_token(&other).await;
     let r = app
-        .post_form("/login", &[("username", "ann"), ("password", PASSWORD), ("csrf_token", &foreign)])
+        .post_form(
+            "/login",
+            &[
+                ("username", "ann"),
+                ("password", PASSWORD),
+                ("csrf_token", &foreign),
+            ],
+        )
         .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert_eq!(app.profile_status().await, StatusCode::UNAUTHORIZED);
@@ -155,10 +224,26 @@ async fn cross_site_logins_are_refused() {
     let app = TestApp::spawn().await;
     app.add_user("ann", PASSWORD, &[]).await;
     let token = form_token(&app).await;
-    let form = [("username", "ann"), ("password", PASSWORD), ("csrf_token", token.as_str())];
-    let r = app.request(Method::POST, "/login").header(header::ORIGIN, "https://evil.example").form(&form).send().await.unwrap();
+    let form = [
+        ("username", "ann"),
+        ("password", PASSWORD),
+        ("csrf_token", token.as_str()),
+    ];
+    let r = app
+        .request(Method::POST, "/login")
+        .header(header::ORIGIN, "https://evil.example")
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let r = app.request(Method::POST, "/login").header("sec-fetch-site", "cross-site").form(&form).send().await.unwrap();
+    let r = app
+        .request(Method::POST, "/login")
+        .header("sec-fetch-site", "cross-site")
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     let r = app
         .request(Method::POST, "/login")
@@ -175,12 +260,24 @@ async fn cross_site_logins_are_refused() {
 async fn next_only_accepts_paths_on_this_site() {
     let app = TestApp::spawn().await;
     app.add_user("ann", PASSWORD, &[]).await;
-    for bad in ["//evil.example/x", "/\\evil.example", "https://evil.example/", "javascript:alert(1)", "evil.example", "/\t/evil.example"] {
+    for bad in [
+        "//evil.example/x",
+        "/\\evil.example",
+        "https://evil.example/",
+        "javascript:alert(1)",
+        "evil.example",
+        "/\t/evil.example",
+    ] {
         let r = form_login(&app, "ann", PASSWORD, bad).await;
         assert_eq!(r.status(), StatusCode::SEE_OTHER, "{bad:?}");
         assert_eq!(r.headers()[header::LOCATION], "/profile", "{bad:?}");
     }
-    let page = app.get("/login?next=//evil.example").await.text().await.unwrap();
+    let page = app
+        .get("/login?next=//evil.example")
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(page.contains("name=\"next\" value=\"/profile\""));
 }
 
@@ -197,18 +294,56 @@ async fn unknown_users_and_wrong_passwords_get_the_same_answer() {
     assert_eq!(w["error"], "invalid_credentials");
     // A disabled account answers the same, even with the right password.
     app.add_user("dis", PASSWORD, &[]).await;
-    assert!(app.cli(&["user", "disable", "dis"], None).await.status.success());
+    assert!(
+        app.cli(&["user", "disable", "dis"], None)
+            .await
+            .status
+            .success()
+    );
     let disabled: Value = app.login_json("dis", PASSWORD).await.json().await.unwrap();
     assert_eq!(disabled, w);
     // And the HTML pages differ only in the per-visitor CSRF token.
-    let strip = |s: String| s.split("csrf_token").next().unwrap().to_owned() + &s.split("name=\"next\"").nth(1).unwrap().to_owned();
+    let strip = |s: String| {
+        s.split("csrf_token").next().unwrap().to_owned() + s.split("name=\"next\"").nth(1).unwrap()
+    };
     let t = form_token(&app).await;
-    let a = app.post_form("/login", &[("username", "ann"), ("password", "nope-nope-nope"), ("csrf_token", &t)]).await;
-    let b = app.post_form("/login", &[("username", "ann"), ("password", "nope-nope-nope"), ("csrf_token", &t)]).await;
+    let a = app
+        .post_form(
+            "/login",
+            &[
+                ("username", "ann"),
+                ("password", "nope-nope-nope"),
+                ("csrf_token", &t),
+            ],
+        )
+        .await;
+    let b = app
+        .post_form(
+            "/login",
+            &[
+                ("username", "ann"),
+                ("password", "nope-nope-nope"),
+                ("csrf_token", &t),
+            ],
+        )
+        .await;
     assert_eq!(a.status(), StatusCode::UNAUTHORIZED);
-    let c = app.post_form("/login", &[("username", "nobody2"), ("password", "nope-nope-nope"), ("csrf_token", &t)]).await;
+    let c = app
+        .post_form(
+            "/login",
+            &[
+                ("username", "nobody2"),
+                ("password", "nope-nope-nope"),
+                ("csrf_token", &t),
+            ],
+        )
+        .await;
     assert_eq!(c.status(), StatusCode::UNAUTHORIZED);
-    let (a, b, c) = (strip(a.text().await.unwrap()), strip(b.text().await.unwrap()), strip(c.text().await.unwrap()));
+    let (a, b, c) = (
+        strip(a.text().await.unwrap()),
+        strip(b.text().await.unwrap()),
+        strip(c.text().await.unwrap()),
+    );
     assert_eq!(a, b);
     assert_eq!(a.replace("ann", "X"), c.replace("nobody2", "X"));
 }
@@ -228,16 +363,27 @@ async fn unknown_users_take_as_long_as_wrong_passwords() {
     let mut unknown = Vec::new();
     for i in 0..7 {
         let t = Instant::now();
-        assert_eq!(app.login_json("ann", "wrong-password-here").await.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            app.login_json("ann", "wrong-password-here").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
         known.push(t.elapsed());
         let t = Instant::now();
-        assert_eq!(app.login_json(&format!("ghost{i}"), "wrong-password-here").await.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            app.login_json(&format!("ghost{i}"), "wrong-password-here")
+                .await
+                .status(),
+            StatusCode::UNAUTHORIZED
+        );
         unknown.push(t.elapsed());
     }
     known.sort();
     unknown.sort();
     let (k, u) = (known[3].as_secs_f64(), unknown[3].as_secs_f64());
-    assert!(u > k * 0.6 && u < k * 1.6, "median known {k:.4}s vs unknown {u:.4}s");
+    assert!(
+        u > k * 0.6 && u < k * 1.6,
+        "median known {k:.4}s vs unknown {u:.4}s"
+    );
 }
 
 #[tokio::test]
@@ -245,11 +391,18 @@ async fn five_failures_lock_the_account_even_for_the_right_password() {
     let app = TestApp::spawn().await;
     app.add_user("ann", PASSWORD, &[]).await;
     for _ in 0..5 {
-        assert_eq!(app.login_json("ann", "wrong-password-here").await.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            app.login_json("ann", "wrong-password-here").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
     }
     let locked = app.login_json("ann", PASSWORD).await;
     assert_eq!(locked.status(), StatusCode::TOO_MANY_REQUESTS);
-    let retry: u64 = locked.headers()[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
+    let retry: u64 = locked.headers()[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((890..=900).contains(&retry), "retry after {retry}");
     let body: Value = locked.json().await.unwrap();
     assert_eq!(body["error"], "too_many_attempts");
@@ -257,21 +410,37 @@ async fn five_failures_lock_the_account_even_for_the_right_password() {
     for _ in 0..5 {
         app.login_json("ghost", "wrong-password-here").await;
     }
-    assert_eq!(app.login_json("ghost", "whatever-at-all").await.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        app.login_json("ghost", "whatever-at-all").await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
     // Other accounts are not affected.
     app.add_user("bob", OTHER_PASSWORD, &[]).await;
-    assert_eq!(app.login_json("bob", OTHER_PASSWORD).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.login_json("bob", OTHER_PASSWORD).await.status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
 async fn a_browser_that_is_throttled_sees_the_form_again_with_retry_after() {
     let app = TestApp::spawn_with(&[("LATCHKEY_LOGIN_MAX_FAILURES", "1")]).await;
     app.add_user("ann", PASSWORD, &[]).await;
-    assert_eq!(form_login(&app, "ann", "wrong-password-here", "/").await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        form_login(&app, "ann", "wrong-password-here", "/")
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
     let r = form_login(&app, "ann", PASSWORD, "/").await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(r.headers().contains_key(header::RETRY_AFTER));
-    assert!(r.text().await.unwrap().contains("too many failed login attempts"));
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("too many failed login attempts")
+    );
 }
 
 #[tokio::test]
@@ -281,22 +450,41 @@ async fn a_success_resets_the_account_counter() {
     for _ in 0..4 {
         app.login_json("ann", "wrong-password-here").await;
     }
-    assert_eq!(app.login_json("ann", PASSWORD).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.login_json("ann", PASSWORD).await.status(),
+        StatusCode::OK
+    );
     for _ in 0..4 {
-        assert_eq!(app.login_json("ann", "wrong-password-here").await.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            app.login_json("ann", "wrong-password-here").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
     }
-    assert_eq!(app.login_json("ann", PASSWORD).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.login_json("ann", PASSWORD).await.status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
 async fn the_lock_ends_after_the_lockout() {
-    let app = TestApp::spawn_with(&[("LATCHKEY_LOGIN_MAX_FAILURES", "2"), ("LATCHKEY_LOGIN_LOCKOUT", "2s")]).await;
+    let app = TestApp::spawn_with(&[
+        ("LATCHKEY_LOGIN_MAX_FAILURES", "2"),
+        ("LATCHKEY_LOGIN_LOCKOUT", "2s"),
+    ])
+    .await;
     app.add_user("ann", PASSWORD, &[]).await;
     app.login_json("ann", "wrong-password-here").await;
     app.login_json("ann", "wrong-password-here").await;
-    assert_eq!(app.login_json("ann", PASSWORD).await.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        app.login_json("ann", PASSWORD).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
     tokio::time::sleep(Duration::from_millis(2_200)).await;
-    assert_eq!(app.login_json("ann", PASSWORD).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.login_json("ann", PASSWORD).await.status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -304,9 +492,15 @@ async fn one_client_address_is_limited_across_accounts() {
     let app = TestApp::spawn_with(&[("LATCHKEY_LOGIN_IP_MAX_FAILURES", "3")]).await;
     app.add_user("ann", PASSWORD, &[]).await;
     for name in ["u1", "u2", "u3"] {
-        assert_eq!(app.login_json(name, "wrong-password-here").await.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            app.login_json(name, "wrong-password-here").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
     }
-    assert_eq!(app.login_json("ann", PASSWORD).await.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        app.login_json("ann", PASSWORD).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
 }
 
 async fn login_from(app: &TestApp, forwarded_for: &str, name: &str, password: &str) -> StatusCode {
@@ -322,12 +516,22 @@ async fn login_from(app: &TestApp, forwarded_for: &str, name: &str, password: &s
 
 #[tokio::test]
 async fn a_trusted_proxy_decides_the_client_address() {
-    let app = TestApp::spawn_with(&[("LATCHKEY_LOGIN_IP_MAX_FAILURES", "2"), ("LATCHKEY_TRUSTED_PROXIES", "127.0.0.1/32")]).await;
+    let app = TestApp::spawn_with(&[
+        ("LATCHKEY_LOGIN_IP_MAX_FAILURES", "2"),
+        ("LATCHKEY_TRUSTED_PROXIES", "127.0.0.1/32"),
+    ])
+    .await;
     app.add_user("ann", PASSWORD, &[]).await;
     login_from(&app, "198.51.100.1", "u1", "wrong-password-here").await;
     login_from(&app, "198.51.100.1", "u2", "wrong-password-here").await;
-    assert_eq!(login_from(&app, "198.51.100.1", "ann", PASSWORD).await, StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(login_from(&app, "198.51.100.2", "ann", PASSWORD).await, StatusCode::OK);
+    assert_eq!(
+        login_from(&app, "198.51.100.1", "ann", PASSWORD).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        login_from(&app, "198.51.100.2", "ann", PASSWORD).await,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -336,18 +540,31 @@ async fn forwarded_for_is_ignored_without_a_trusted_proxy() {
     app.add_user("ann", PASSWORD, &[]).await;
     login_from(&app, "198.51.100.1", "u1", "wrong-password-here").await;
     login_from(&app, "198.51.100.2", "u2", "wrong-password-here").await;
-    assert_eq!(login_from(&app, "198.51.100.3", "ann", PASSWORD).await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        login_from(&app, "198.51.100.3", "ann", PASSWORD).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
 }
 
 async fn stored_hash(app: &TestApp, name: &str) -> String {
-    let stores = latchkey::store::Stores::open(&format!("sqlite://{}", app.db_path().display())).await.unwrap();
-    stores.users.user_by_key(name).await.unwrap().unwrap().password_hash
+    let stores = latchkey::store::Stores::open(&format!("sqlite://{}", app.db_path().display()))
+        .await
+        .unwrap();
+    stores
+        .users
+        .user_by_key(name)
+        .await
+        .unwrap()
+        .unwrap()
+        .password_hash
 }
 
 #[tokio::test]
 async fn bcrypt_and_older_argon2_hashes_are_upgraded_at_login() {
     let app = TestApp::spawn().await;
-    let stores = latchkey::store::Stores::open(&format!("sqlite://{}", app.db_path().display())).await.unwrap();
+    let stores = latchkey::store::Stores::open(&format!("sqlite://{}", app.db_path().display()))
+        .await
+        .unwrap();
     let legacy = [
         ("bc", bcrypt::hash(PASSWORD, 4).unwrap()),
         (
@@ -368,18 +585,33 @@ async fn bcrypt_and_older_argon2_hashes_are_upgraded_at_login() {
             .unwrap();
     }
     for (name, hash) in &legacy {
-        assert_eq!(app.login_json(name, PASSWORD).await.status(), StatusCode::OK, "{name}");
+        assert_eq!(
+            app.login_json(name, PASSWORD).await.status(),
+            StatusCode::OK,
+            "{name}"
+        );
         let now = stored_hash(&app, name).await;
         assert_ne!(&now, hash);
         assert!(now.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"), "{now}");
-        assert_eq!(app.login_json(name, PASSWORD).await.status(), StatusCode::OK, "{name} after upgrade");
+        assert_eq!(
+            app.login_json(name, PASSWORD).await.status(),
+            StatusCode::OK,
+            "{name} after upgrade"
+        );
     }
 }
 
 /// The hash part of an argon2i PHC string for [`PASSWORD`] with m=512, t=2.
 fn argon2_i_hash() -> String {
     use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, Version};
-    let a = Argon2::new(Algorithm::Argon2i, Version::V0x13, Params::new(512, 2, 1, None).unwrap());
-    let full = a.hash_password_with_salt(PASSWORD.as_bytes(), b"somesaltsomesalt").unwrap().to_string();
+    let a = Argon2::new(
+        Algorithm::Argon2i,
+        Version::V0x13,
+        Params::new(512, 2, 1, None).unwrap(),
+    );
+    let full = a
+        .hash_password_with_salt(PASSWORD.as_bytes(), b"somesaltsomesalt")
+        .unwrap()
+        .to_string();
     full.rsplit('$').next().unwrap().to_owned()
 }

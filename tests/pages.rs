@@ -13,7 +13,10 @@ fn assert_page_headers(r: &reqwest::Response, what: &str) {
     let csp = h[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
     assert!(csp.contains("default-src 'none'"), "{what}: {csp}");
     assert!(csp.contains("frame-ancestors 'none'"), "{what}: {csp}");
-    assert!(!csp.contains("unsafe-inline") && !csp.contains("script-src"), "{what}: no script allowed: {csp}");
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("script-src"),
+        "{what}: no script allowed: {csp}"
+    );
     assert_eq!(h[header::X_FRAME_OPTIONS], "DENY", "{what}");
     assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{what}");
     assert!(h.contains_key(header::REFERRER_POLICY), "{what}");
@@ -34,13 +37,23 @@ async fn every_page_sends_the_security_headers() {
         assert_eq!(r.status(), StatusCode::OK, "{path}");
         assert_page_headers(&r, path);
         assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store", "{path}");
-        assert!(r.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
+        assert!(
+            r.headers()[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
     }
     let json = app.get_json("/profile").await;
     assert_eq!(json.headers()[header::CACHE_CONTROL], "no-store");
     let css = app.get("/static/latchkey.css").await;
     assert_eq!(css.status(), StatusCode::OK);
-    assert!(css.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/css"));
+    assert!(
+        css.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
 }
 
 #[tokio::test]
@@ -50,13 +63,26 @@ async fn json_clients_and_browsers_each_get_their_format() {
     app.sign_in("ann", PASSWORD).await;
     let browser = app
         .request(Method::GET, "/profile")
-        .header(header::ACCEPT, "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8")
+        .header(
+            header::ACCEPT,
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        )
         .send()
         .await
         .unwrap();
-    assert!(browser.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
+    assert!(
+        browser.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
     let api = app.get_json("/profile").await;
-    assert!(api.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("application/json"));
+    assert!(
+        api.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
     let missing = app.get_json("/nope").await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     assert_eq!(missing.json::<Value>().await.unwrap()["error"], "not_found");
@@ -70,7 +96,10 @@ async fn the_admin_page_is_for_admins_only() {
     let anon = app.get("/admin").await;
     assert_eq!(anon.status(), StatusCode::SEE_OTHER);
     assert_eq!(anon.headers()[header::LOCATION], "/login?next=%2Fadmin");
-    assert_eq!(app.get_json("/admin").await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.get_json("/admin").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
     app.sign_in("ann", OTHER_PASSWORD).await;
     let r = app.get("/admin").await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
@@ -80,9 +109,17 @@ async fn the_admin_page_is_for_admins_only() {
     let r = app.get_json("/admin").await;
     assert_eq!(r.status(), StatusCode::OK);
     let body: Value = r.json().await.unwrap();
-    let names: Vec<_> = body["users"].as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap()).collect();
+    let names: Vec<_> = body["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["username"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["ann", "root"]);
-    assert!(!body.to_string().contains("argon2"), "no hashes leave the server");
+    assert!(
+        !body.to_string().contains("argon2"),
+        "no hashes leave the server"
+    );
     let html = app.get("/admin").await.text().await.unwrap();
     assert!(html.contains("<td>ann</td>"));
 }
@@ -98,10 +135,16 @@ async fn health_reports_ok_when_the_store_answers() {
 #[tokio::test]
 async fn the_first_run_link_creates_the_first_admin_once() {
     let app = TestApp::spawn().await;
-    let link = app.setup_link.clone().expect("an empty database offers a setup link");
+    let link = app
+        .setup_link
+        .clone()
+        .expect("an empty database offers a setup link");
     let path = &link[link.find("/setup").unwrap()..];
     assert!(link.starts_with(&app.base), "{link} names the real address");
-    assert_eq!(app.get("/setup?token=wrong").await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get("/setup?token=wrong").await.status(),
+        StatusCode::NOT_FOUND
+    );
     let page = app.get(path).await;
     assert_eq!(page.status(), StatusCode::OK);
     let html = page.text().await.unwrap();
@@ -110,21 +153,52 @@ async fn the_first_run_link_creates_the_first_admin_once() {
     let csrf = html[start..].split('"').next().unwrap().to_owned();
     let token = path.trim_start_matches("/setup?token=");
     let weak = app
-        .post_form("/setup", &[("token", token), ("csrf_token", &csrf), ("username", "boss"), ("password", "password1"), ("password_confirm", "password1")])
+        .post_form(
+            "/setup",
+            &[
+                ("token", token),
+                ("csrf_token", &csrf),
+                ("username", "boss"),
+                ("password", "password1"),
+                ("password_confirm", "password1"),
+            ],
+        )
         .await;
     assert_eq!(weak.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(weak.text().await.unwrap().contains("too easy to guess"));
     let r = app
-        .post_form("/setup", &[("token", token), ("csrf_token", &csrf), ("username", "boss"), ("password", PASSWORD), ("password_confirm", PASSWORD)])
+        .post_form(
+            "/setup",
+            &[
+                ("token", token),
+                ("csrf_token", &csrf),
+                ("username", "boss"),
+                ("password", PASSWORD),
+                ("password_confirm", PASSWORD),
+            ],
+        )
         .await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(r.headers()[header::LOCATION], "/profile");
     let me: Value = app.get_json("/profile").await.json().await.unwrap();
     assert_eq!(me["username"], "boss");
     assert_eq!(me["roles"], serde_json::json!(["admin"]));
-    assert_eq!(app.get(path).await.status(), StatusCode::NOT_FOUND, "the link works once");
+    assert_eq!(
+        app.get(path).await.status(),
+        StatusCode::NOT_FOUND,
+        "the link works once"
+    );
     let again = app
-        .post_form("/setup", &[("token", token), ("csrf_token", &csrf), ("username", "evil"), ("password", PASSWORD), ("password_confirm", PASSWORD)])
+        .post_form(
+            "/setup",
+            &[
+                ("token", token),
+                ("csrf_token", &csrf),
+                ("username", "evil"),
+                ("password", PASSWORD),
+                ("password_confirm", PASSWORD),
+            ],
+        )
         .await;
     assert_eq!(again.status(), StatusCode::NOT_FOUND);
 }
@@ -137,5 +211,10 @@ async fn no_setup_link_is_offered_once_a_user_exists() {
     assert!(restarted.setup_link.is_none());
     // The first instance's link closes as soon as it sees a user.
     let link = app.setup_link.clone().unwrap();
-    assert_eq!(app.get(&link[link.find("/setup").unwrap()..]).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get(&link[link.find("/setup").unwrap()..])
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
 }

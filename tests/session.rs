@@ -25,7 +25,10 @@ async fn the_profile_shows_the_signed_in_user_as_json_and_html() {
     assert_eq!(body["csrf_token"], token.as_str());
     let html = app.get("/profile").await.text().await.unwrap();
     assert!(html.contains("Signed in as ann"));
-    assert!(html.contains(&format!("value=\"{token}\"")), "the sign-out form carries the token");
+    assert!(
+        html.contains(&format!("value=\"{token}\"")),
+        "the sign-out form carries the token"
+    );
 }
 
 #[tokio::test]
@@ -33,7 +36,10 @@ async fn anonymous_visitors_are_sent_to_login_or_told_401() {
     let app = TestApp::spawn().await;
     let browser = app.get("/profile").await;
     assert_eq!(browser.status(), StatusCode::SEE_OTHER);
-    assert_eq!(browser.headers()[header::LOCATION], "/login?next=%2Fprofile");
+    assert_eq!(
+        browser.headers()[header::LOCATION],
+        "/login?next=%2Fprofile"
+    );
     let api = app.get_json("/profile").await;
     assert_eq!(api.status(), StatusCode::UNAUTHORIZED);
     let body: Value = api.json().await.unwrap();
@@ -57,7 +63,11 @@ async fn logout_ends_the_session_on_the_server_and_in_the_browser() {
     assert!(cleared, "the cookie is expired");
     assert_eq!(app.profile_status().await, StatusCode::UNAUTHORIZED);
     let replay = with_cookie(&app, "/profile", &old).await;
-    assert_eq!(replay.status(), StatusCode::UNAUTHORIZED, "the old cookie is dead on the server");
+    assert_eq!(
+        replay.status(),
+        StatusCode::UNAUTHORIZED,
+        "the old cookie is dead on the server"
+    );
 }
 
 #[tokio::test]
@@ -65,11 +75,20 @@ async fn a_json_logout_answers_200_and_needs_the_header_token() {
     let app = TestApp::spawn().await;
     app.add_user("ann", PASSWORD, &[]).await;
     let token = app.sign_in("ann", PASSWORD).await;
-    let r = app.request(Method::POST, "/logout").header(header::ACCEPT, "application/json").send().await.unwrap();
+    let r = app
+        .request(Method::POST, "/logout")
+        .header(header::ACCEPT, "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN, "no token");
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"], "csrf_failed");
-    assert_eq!(app.profile_status().await, StatusCode::OK, "a refused logout changes nothing");
+    assert_eq!(
+        app.profile_status().await,
+        StatusCode::OK,
+        "a refused logout changes nothing"
+    );
     let r = app
         .request(Method::POST, "/logout")
         .header(header::ACCEPT, "application/json")
@@ -89,7 +108,9 @@ async fn csrf_tokens_are_checked_per_session_and_origin() {
     let other = TestApp::start(app.dir.clone(), app.env.clone()).await;
     let bobs_token = other.sign_in("bob", OTHER_PASSWORD).await;
     let anns_token = app.sign_in("ann", PASSWORD).await;
-    let r = app.post_form("/logout", &[("csrf_token", &bobs_token)]).await;
+    let r = app
+        .post_form("/logout", &[("csrf_token", &bobs_token)])
+        .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN, "another session's token");
     let r = app
         .request(Method::POST, "/logout")
@@ -98,7 +119,11 @@ async fn csrf_tokens_are_checked_per_session_and_origin() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::FORBIDDEN, "right token, foreign origin");
+    assert_eq!(
+        r.status(),
+        StatusCode::FORBIDDEN,
+        "right token, foreign origin"
+    );
     assert_eq!(app.profile_status().await, StatusCode::OK);
 }
 
@@ -124,11 +149,21 @@ async fn forged_and_garbage_cookies_are_simply_anonymous() {
     tampered[5] = if tampered[5] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered).unwrap();
     let long = "A".repeat(5000);
-    for value in [tampered.as_str(), "garbage", "", "%%%;;;", long.as_str(), &real[..40]] {
+    for value in [
+        tampered.as_str(),
+        "garbage",
+        "",
+        "%%%;;;",
+        long.as_str(),
+        &real[..40],
+    ] {
         let r = with_cookie(&app, "/profile", value).await;
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{value:.20}");
     }
-    assert_eq!(with_cookie(&app, "/profile", &real).await.status(), StatusCode::OK);
+    assert_eq!(
+        with_cookie(&app, "/profile", &real).await.status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -138,15 +173,27 @@ async fn activity_keeps_a_session_alive_until_the_idle_timeout() {
     app.sign_in("ann", PASSWORD).await;
     for _ in 0..8 {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(app.profile_status().await, StatusCode::OK, "active sessions stay alive");
+        assert_eq!(
+            app.profile_status().await,
+            StatusCode::OK,
+            "active sessions stay alive"
+        );
     }
     tokio::time::sleep(Duration::from_millis(2_300)).await;
-    assert_eq!(app.profile_status().await, StatusCode::UNAUTHORIZED, "idle too long");
+    assert_eq!(
+        app.profile_status().await,
+        StatusCode::UNAUTHORIZED,
+        "idle too long"
+    );
 }
 
 #[tokio::test]
 async fn the_absolute_timeout_ends_even_a_busy_session() {
-    let app = TestApp::spawn_with(&[("LATCHKEY_IDLE_TIMEOUT", "1m"), ("LATCHKEY_ABSOLUTE_TIMEOUT", "2s")]).await;
+    let app = TestApp::spawn_with(&[
+        ("LATCHKEY_IDLE_TIMEOUT", "1m"),
+        ("LATCHKEY_ABSOLUTE_TIMEOUT", "2s"),
+    ])
+    .await;
     app.add_user("ann", PASSWORD, &[]).await;
     app.sign_in("ann", PASSWORD).await;
     let mut ok = 0;
@@ -154,7 +201,10 @@ async fn the_absolute_timeout_ends_even_a_busy_session() {
     while start.elapsed() < Duration::from_millis(3_000) {
         if app.profile_status().await == StatusCode::OK {
             ok += 1;
-            assert!(start.elapsed() < Duration::from_millis(2_100), "still valid after the absolute timeout");
+            assert!(
+                start.elapsed() < Duration::from_millis(2_100),
+                "still valid after the absolute timeout"
+            );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -172,7 +222,11 @@ async fn expired_sessions_are_deleted_in_the_background() {
     // No request touches the session: only the cleanup task can delete it.
     tokio::time::sleep(Duration::from_millis(3_000)).await;
     let listed = app.cli(&["session", "list"], None).await;
-    assert!(!common::stdout(&listed).contains("ann"), "{}", common::stdout(&listed));
+    assert!(
+        !common::stdout(&listed).contains("ann"),
+        "{}",
+        common::stdout(&listed)
+    );
 }
 
 #[tokio::test]
@@ -180,11 +234,22 @@ async fn a_password_change_from_the_cli_ends_sessions_at_once() {
     let app = TestApp::spawn().await;
     app.add_user("ann", PASSWORD, &[]).await;
     app.sign_in("ann", PASSWORD).await;
-    let out = app.cli(&["user", "passwd", "ann", "--password-stdin"], Some(OTHER_PASSWORD)).await;
+    let out = app
+        .cli(
+            &["user", "passwd", "ann", "--password-stdin"],
+            Some(OTHER_PASSWORD),
+        )
+        .await;
     assert!(out.status.success(), "{}", common::stderr(&out));
     assert_eq!(app.profile_status().await, StatusCode::UNAUTHORIZED);
-    assert_eq!(app.login_json("ann", PASSWORD).await.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(app.login_json("ann", OTHER_PASSWORD).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.login_json("ann", PASSWORD).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.login_json("ann", OTHER_PASSWORD).await.status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -192,12 +257,31 @@ async fn disabling_or_removing_a_user_ends_their_sessions_at_once() {
     let app = TestApp::spawn().await;
     app.add_user("ann", PASSWORD, &[]).await;
     app.sign_in("ann", PASSWORD).await;
-    assert!(app.cli(&["user", "disable", "ann"], None).await.status.success());
+    assert!(
+        app.cli(&["user", "disable", "ann"], None)
+            .await
+            .status
+            .success()
+    );
     assert_eq!(app.profile_status().await, StatusCode::UNAUTHORIZED);
-    assert!(app.cli(&["user", "enable", "ann"], None).await.status.success());
-    assert_eq!(app.profile_status().await, StatusCode::UNAUTHORIZED, "enabling does not revive sessions");
+    assert!(
+        app.cli(&["user", "enable", "ann"], None)
+            .await
+            .status
+            .success()
+    );
+    assert_eq!(
+        app.profile_status().await,
+        StatusCode::UNAUTHORIZED,
+        "enabling does not revive sessions"
+    );
     app.sign_in("ann", PASSWORD).await;
-    assert!(app.cli(&["user", "remove", "ann"], None).await.status.success());
+    assert!(
+        app.cli(&["user", "remove", "ann"], None)
+            .await
+            .status
+            .success()
+    );
     assert_eq!(app.profile_status().await, StatusCode::UNAUTHORIZED);
 }
 
@@ -213,10 +297,18 @@ async fn a_revocation_from_the_cli_ends_every_session_of_the_user() {
     bob.sign_in("bob", OTHER_PASSWORD).await;
     let out = app.cli(&["session", "revoke", "--user", "ann"], None).await;
     assert!(out.status.success());
-    assert!(common::stdout(&out).contains("revoked 2"), "{}", common::stdout(&out));
+    assert!(
+        common::stdout(&out).contains("revoked 2"),
+        "{}",
+        common::stdout(&out)
+    );
     assert_eq!(app.profile_status().await, StatusCode::UNAUTHORIZED);
     assert_eq!(second.profile_status().await, StatusCode::UNAUTHORIZED);
-    assert_eq!(bob.profile_status().await, StatusCode::OK, "other users keep theirs");
+    assert_eq!(
+        bob.profile_status().await,
+        StatusCode::OK,
+        "other users keep theirs"
+    );
 }
 
 #[tokio::test]
@@ -226,13 +318,30 @@ async fn a_role_change_takes_effect_at_once_under_a_new_token() {
     app.sign_in("ann", PASSWORD).await;
     assert_eq!(app.get_json("/admin").await.status(), StatusCode::FORBIDDEN);
     let before = app.session_cookie().unwrap();
-    assert!(app.cli(&["user", "roles", "ann", "--add", "admin"], None).await.status.success());
+    assert!(
+        app.cli(&["user", "roles", "ann", "--add", "admin"], None)
+            .await
+            .status
+            .success()
+    );
     let r = app.get_json("/admin").await;
-    assert_eq!(r.status(), StatusCode::OK, "the new role works at the next request");
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "the new role works at the next request"
+    );
     let after = app.session_cookie().unwrap();
     assert_ne!(before, after, "a privilege change issues a new token");
-    assert_eq!(with_cookie(&app, "/profile", &before).await.status(), StatusCode::UNAUTHORIZED);
-    assert!(app.cli(&["user", "roles", "ann", "--remove", "admin"], None).await.status.success());
+    assert_eq!(
+        with_cookie(&app, "/profile", &before).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(
+        app.cli(&["user", "roles", "ann", "--remove", "admin"], None)
+            .await
+            .status
+            .success()
+    );
     assert_eq!(app.get_json("/admin").await.status(), StatusCode::FORBIDDEN);
     let body: Value = app.get_json("/profile").await.json().await.unwrap();
     assert_eq!(body["roles"], serde_json::json!([]));
@@ -246,5 +355,8 @@ async fn a_session_survives_a_server_restart() {
     let cookie = app.session_cookie().unwrap();
     let restarted = TestApp::start(app.dir.clone(), app.env.clone()).await;
     drop(app);
-    assert_eq!(with_cookie(&restarted, "/profile", &cookie).await.status(), StatusCode::OK);
+    assert_eq!(
+        with_cookie(&restarted, "/profile", &cookie).await.status(),
+        StatusCode::OK
+    );
 }

@@ -47,20 +47,38 @@ async fn users_are_unique_by_key_and_round_trip(s: &Stores) {
     assert!(matches!(again, Err(StoreError::Conflict)), "{again:?}");
     let by_key = s.users.user_by_key("ann").await.unwrap().unwrap();
     assert_eq!(by_key, created);
-    assert_eq!(s.users.user_by_id(created.id).await.unwrap().unwrap(), created);
+    assert_eq!(
+        s.users.user_by_id(created.id).await.unwrap().unwrap(),
+        created
+    );
     assert!(s.users.user_by_key("bob").await.unwrap().is_none());
     assert_eq!(s.users.count_users().await.unwrap(), 1);
     s.users.create_user(new_user("Bob")).await.unwrap();
-    let names: Vec<_> = s.users.list_users().await.unwrap().into_iter().map(|u| u.username).collect();
+    let names: Vec<_> = s
+        .users
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.username)
+        .collect();
     assert_eq!(names, ["Ann", "Bob"]);
 }
 
 async fn user_changes_bump_the_right_epochs(s: &Stores) {
     let u = s.users.create_user(new_user("ann")).await.unwrap();
-    assert!(s.users.set_password_hash(u.id, "$2b$04$rehash", false).await.unwrap());
+    assert!(
+        s.users
+            .set_password_hash(u.id, "$2b$04$rehash", false)
+            .await
+            .unwrap()
+    );
     let after_rehash = s.users.user_by_id(u.id).await.unwrap().unwrap();
     assert_eq!(after_rehash.password_hash, "$2b$04$rehash");
-    assert_eq!(after_rehash.credential_epoch, u.credential_epoch, "a rehash keeps sessions");
+    assert_eq!(
+        after_rehash.credential_epoch, u.credential_epoch,
+        "a rehash keeps sessions"
+    );
     assert!(s.users.set_password_hash(u.id, "new", true).await.unwrap());
     let changed = s.users.user_by_id(u.id).await.unwrap().unwrap();
     assert_eq!(changed.credential_epoch, u.credential_epoch + 1);
@@ -75,7 +93,10 @@ async fn user_changes_bump_the_right_epochs(s: &Stores) {
     assert!(s.users.set_disabled(u.id, false).await.unwrap());
     let enabled = s.users.user_by_id(u.id).await.unwrap().unwrap();
     assert!(!enabled.disabled);
-    assert_eq!(enabled.credential_epoch, disabled.credential_epoch, "enabling revives nothing");
+    assert_eq!(
+        enabled.credential_epoch, disabled.credential_epoch,
+        "enabling revives nothing"
+    );
     let missing = UserId(987_654);
     assert!(!s.users.set_roles(missing, &[]).await.unwrap());
     assert!(!s.users.set_disabled(missing, true).await.unwrap());
@@ -88,7 +109,13 @@ async fn removing_a_user_removes_their_sessions(s: &Stores) {
     s.sessions.create(&session_for(u.id, 1, now)).await.unwrap();
     assert!(s.users.remove_user(u.id).await.unwrap());
     assert!(!s.users.remove_user(u.id).await.unwrap());
-    assert!(s.sessions.load(&SessionKey([1; 32])).await.unwrap().is_none());
+    assert!(
+        s.sessions
+            .load(&SessionKey([1; 32]))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn sessions_round_trip_and_never_duplicate(s: &Stores) {
@@ -96,8 +123,17 @@ async fn sessions_round_trip_and_never_duplicate(s: &Stores) {
     let rec = session_for(u.id, 7, now_millis());
     s.sessions.create(&rec).await.unwrap();
     assert_eq!(s.sessions.load(&rec.key).await.unwrap().unwrap(), rec);
-    assert!(matches!(s.sessions.create(&rec).await, Err(StoreError::Conflict)));
-    assert!(s.sessions.load(&SessionKey([8; 32])).await.unwrap().is_none());
+    assert!(matches!(
+        s.sessions.create(&rec).await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(
+        s.sessions
+            .load(&SessionKey([8; 32]))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn touch_records_activity_but_never_resurrects(s: &Stores) {
@@ -105,9 +141,18 @@ async fn touch_records_activity_but_never_resurrects(s: &Stores) {
     let rec = session_for(u.id, 1, 1_000);
     s.sessions.create(&rec).await.unwrap();
     assert!(s.sessions.touch(&rec.key, 5_000).await.unwrap());
-    assert_eq!(s.sessions.load(&rec.key).await.unwrap().unwrap().last_seen, 5_000);
-    assert!(s.sessions.touch(&rec.key, 4_000).await.unwrap(), "an older touch is harmless");
-    assert_eq!(s.sessions.load(&rec.key).await.unwrap().unwrap().last_seen, 5_000);
+    assert_eq!(
+        s.sessions.load(&rec.key).await.unwrap().unwrap().last_seen,
+        5_000
+    );
+    assert!(
+        s.sessions.touch(&rec.key, 4_000).await.unwrap(),
+        "an older touch is harmless"
+    );
+    assert_eq!(
+        s.sessions.load(&rec.key).await.unwrap().unwrap().last_seen,
+        5_000
+    );
     // A request still in flight when its session is logged out must not bring it back.
     assert!(s.sessions.delete(&rec.key).await.unwrap());
     assert!(!s.sessions.touch(&rec.key, 6_000).await.unwrap());
@@ -145,23 +190,36 @@ async fn concurrent_logout_and_activity_leave_the_session_deleted(s: &Stores) {
         let mut tasks = tokio::task::JoinSet::new();
         for i in 0..8 {
             let sessions = s.sessions.clone();
-            tasks.spawn(async move { sessions.touch(&rec.key, now_millis() + i).await.map(|_| ()) });
+            tasks
+                .spawn(async move { sessions.touch(&rec.key, now_millis() + i).await.map(|_| ()) });
         }
         let sessions = s.sessions.clone();
         tasks.spawn(async move { sessions.delete(&rec.key).await.map(|_| ()) });
         while let Some(done) = tasks.join_next().await {
             done.unwrap().unwrap();
         }
-        assert!(s.sessions.load(&rec.key).await.unwrap().is_none(), "round {round}");
+        assert!(
+            s.sessions.load(&rec.key).await.unwrap().is_none(),
+            "round {round}"
+        );
     }
 }
 
 async fn sessions_are_listed_and_revoked_per_user(s: &Stores) {
     let ann = s.users.create_user(new_user("ann")).await.unwrap();
     let bob = s.users.create_user(new_user("bob")).await.unwrap();
-    s.sessions.create(&session_for(ann.id, 1, 100)).await.unwrap();
-    s.sessions.create(&session_for(ann.id, 2, 200)).await.unwrap();
-    s.sessions.create(&session_for(bob.id, 3, 300)).await.unwrap();
+    s.sessions
+        .create(&session_for(ann.id, 1, 100))
+        .await
+        .unwrap();
+    s.sessions
+        .create(&session_for(ann.id, 2, 200))
+        .await
+        .unwrap();
+    s.sessions
+        .create(&session_for(bob.id, 3, 300))
+        .await
+        .unwrap();
     assert_eq!(s.sessions.list(Some(ann.id)).await.unwrap().len(), 2);
     assert_eq!(s.sessions.list(None).await.unwrap().len(), 3);
     assert_eq!(s.sessions.delete_user_sessions(ann.id).await.unwrap(), 2);
@@ -172,8 +230,14 @@ async fn sessions_are_listed_and_revoked_per_user(s: &Stores) {
 
 async fn expired_sessions_are_deleted_by_either_timeout(s: &Stores) {
     let u = s.users.create_user(new_user("ann")).await.unwrap();
-    let idle = SessionRecord { last_seen: 100, ..session_for(u.id, 1, 1_000) };
-    let old = SessionRecord { created_at: 100, ..session_for(u.id, 2, 1_000) };
+    let idle = SessionRecord {
+        last_seen: 100,
+        ..session_for(u.id, 1, 1_000)
+    };
+    let old = SessionRecord {
+        created_at: 100,
+        ..session_for(u.id, 2, 1_000)
+    };
     let fresh = session_for(u.id, 3, 1_000);
     for r in [&idle, &old, &fresh] {
         s.sessions.create(r).await.unwrap();
@@ -186,25 +250,66 @@ async fn expired_sessions_are_deleted_by_either_timeout(s: &Stores) {
 async fn failures_lock_after_the_limit_and_unlock_later(s: &Stores) {
     let f = &s.failures;
     assert_eq!(f.locked_until("account:ann", 0).await.unwrap(), None);
-    assert_eq!(f.record_failure("account:ann", 1_000, POLICY).await.unwrap(), None);
-    assert_eq!(f.record_failure("account:ann", 2_000, POLICY).await.unwrap(), None);
-    assert_eq!(f.record_failure("account:ann", 3_000, POLICY).await.unwrap(), Some(8_000));
-    assert_eq!(f.locked_until("account:ann", 3_001).await.unwrap(), Some(8_000));
+    assert_eq!(
+        f.record_failure("account:ann", 1_000, POLICY)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        f.record_failure("account:ann", 2_000, POLICY)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        f.record_failure("account:ann", 3_000, POLICY)
+            .await
+            .unwrap(),
+        Some(8_000)
+    );
+    assert_eq!(
+        f.locked_until("account:ann", 3_001).await.unwrap(),
+        Some(8_000)
+    );
     // Failures while locked neither count nor extend the lock.
-    assert_eq!(f.record_failure("account:ann", 4_000, POLICY).await.unwrap(), Some(8_000));
+    assert_eq!(
+        f.record_failure("account:ann", 4_000, POLICY)
+            .await
+            .unwrap(),
+        Some(8_000)
+    );
     assert_eq!(f.locked_until("account:ann", 8_000).await.unwrap(), None);
     // After the lock a new window starts.
-    assert_eq!(f.record_failure("account:ann", 9_000, POLICY).await.unwrap(), None);
-    assert_eq!(f.locked_until("account:bob", 3_001).await.unwrap(), None, "keys are separate");
+    assert_eq!(
+        f.record_failure("account:ann", 9_000, POLICY)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        f.locked_until("account:bob", 3_001).await.unwrap(),
+        None,
+        "keys are separate"
+    );
 }
 
 async fn failures_outside_the_window_are_forgotten(s: &Stores) {
     let f = &s.failures;
     f.record_failure("ip:1", 0, POLICY).await.unwrap();
     f.record_failure("ip:1", 1_000, POLICY).await.unwrap();
-    assert_eq!(f.record_failure("ip:1", 20_000, POLICY).await.unwrap(), None);
-    assert_eq!(f.record_failure("ip:1", 21_000, POLICY).await.unwrap(), None);
-    assert_eq!(f.record_failure("ip:1", 22_000, POLICY).await.unwrap(), Some(27_000));
+    assert_eq!(
+        f.record_failure("ip:1", 20_000, POLICY).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        f.record_failure("ip:1", 21_000, POLICY).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        f.record_failure("ip:1", 22_000, POLICY).await.unwrap(),
+        Some(27_000)
+    );
     f.clear("ip:1").await.unwrap();
     assert_eq!(f.locked_until("ip:1", 23_000).await.unwrap(), None);
     f.record_failure("ip:2", 0, POLICY).await.unwrap();
@@ -212,7 +317,11 @@ async fn failures_outside_the_window_are_forgotten(s: &Stores) {
 }
 
 async fn concurrent_failures_are_all_counted(s: &Stores) {
-    let policy = FailurePolicy { max_failures: 10, window: 60_000, lockout: 60_000 };
+    let policy = FailurePolicy {
+        max_failures: 10,
+        window: 60_000,
+        lockout: 60_000,
+    };
     let now = now_millis();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..10 {
@@ -223,8 +332,17 @@ async fn concurrent_failures_are_all_counted(s: &Stores) {
     while let Some(done) = tasks.join_next().await {
         locked += usize::from(done.unwrap().unwrap().is_some());
     }
-    assert!(locked >= 1, "ten concurrent failures must lock a limit of ten");
-    assert!(s.failures.locked_until("account:race", now).await.unwrap().is_some());
+    assert!(
+        locked >= 1,
+        "ten concurrent failures must lock a limit of ten"
+    );
+    assert!(
+        s.failures
+            .locked_until("account:race", now)
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 async fn stores_answer_pings(s: &Stores) {

@@ -30,10 +30,15 @@ pub(crate) async fn admin(
     if !user.has_role(ADMIN_ROLE) {
         return Err(AppError::Forbidden);
     }
-    let users = state.auth.accounts().list_users().await.map_err(|e| match e {
-        AccountError::Store(e) => AppError::from(e),
-        other => AppError::Internal(other.into()),
-    })?;
+    let users = state
+        .auth
+        .accounts()
+        .list_users()
+        .await
+        .map_err(|e| match e {
+            AccountError::Store(e) => AppError::from(e),
+            other => AppError::Internal(other.into()),
+        })?;
     Ok(match format {
         Format::Json => Json(serde_json::json!({ "users": users })).into_response(),
         Format::Html => page(StatusCode::OK, &AdminPage { users: &users }),

@@ -77,10 +77,10 @@ where
                 let map = parse_form(&bytes)?;
                 serde_json::from_value::<T>(serde_json::Value::Object(map)).map_err(field_error)?
             }
-            BodyKind::Empty => serde_json::from_value::<T>(serde_json::Value::Object(
-                serde_json::Map::new(),
-            ))
-            .map_err(field_error)?,
+            BodyKind::Empty => {
+                serde_json::from_value::<T>(serde_json::Value::Object(serde_json::Map::new()))
+                    .map_err(field_error)?
+            }
         };
         Ok(Self { value, kind })
     }
@@ -113,7 +113,10 @@ fn parse_form(bytes: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>
         let mut it = pair.splitn(2, |&b| b == b'=');
         let key = decode(it.next().unwrap_or_default())?;
         let value = decode(it.next().unwrap_or_default())?;
-        if map.insert(key.clone(), serde_json::Value::String(value)).is_some() {
+        if map
+            .insert(key.clone(), serde_json::Value::String(value))
+            .is_some()
+        {
             return Err(AppError::BadRequest(format!("field {key:?} given twice")));
         }
     }
@@ -121,9 +124,13 @@ fn parse_form(bytes: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>
 }
 
 fn decode(raw: &[u8]) -> Result<String, AppError> {
-    let plus_as_space: Vec<u8> = raw.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();
+    let plus_as_space: Vec<u8> = raw
+        .iter()
+        .map(|&b| if b == b'+' { b' ' } else { b })
+        .collect();
     let bytes: Vec<u8> = percent_encoding::percent_decode(&plus_as_space).collect();
-    String::from_utf8(bytes).map_err(|_| AppError::BadRequest("form body is not valid UTF-8".into()))
+    String::from_utf8(bytes)
+        .map_err(|_| AppError::BadRequest("form body is not valid UTF-8".into()))
 }
 
 #[cfg(test)]

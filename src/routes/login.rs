@@ -104,10 +104,14 @@ pub(crate) async fn submit(
                 return Err(AppError::Csrf);
             }
         }
-        BodyKind::Form | BodyKind::Empty => auth.check_login_csrf(&headers, form.csrf_token.as_deref())?,
+        BodyKind::Form | BodyKind::Empty => {
+            auth.check_login_csrf(&headers, form.csrf_token.as_deref())?
+        }
     }
     let client = auth.client_ip(peer.ip(), &headers);
-    let result = auth.login(&session, &form.username, &form.password, client).await;
+    let result = auth
+        .login(&session, &form.username, &form.password, client)
+        .await;
     let next = safe_next(form.next.as_deref());
     match (result, format) {
         (Ok(logged_in), Format::Json) => {
@@ -120,18 +124,33 @@ pub(crate) async fn submit(
             Ok((logged_in, body).into_response())
         }
         (Ok(logged_in), Format::Html) => Ok((logged_in, Redirect::to(next)).into_response()),
-        (Err(e @ (LoginError::InvalidCredentials | LoginError::Throttled { .. })), Format::Html) => {
+        (
+            Err(e @ (LoginError::InvalidCredentials | LoginError::Throttled { .. })),
+            Format::Html,
+        ) => {
             let error = AppError::from(e);
             let status = error.status();
             let retry = match &error {
                 AppError::Throttled { retry_after_secs } => Some(*retry_after_secs),
                 _ => None,
             };
-            let shown_name = if form.username.len() <= 256 { form.username.as_str() } else { "" };
-            let mut response =
-                render_form(&state, &headers, next, shown_name, Some(&error.to_string()), status);
+            let shown_name = if form.username.len() <= 256 {
+                form.username.as_str()
+            } else {
+                ""
+            };
+            let mut response = render_form(
+                &state,
+                &headers,
+                next,
+                shown_name,
+                Some(&error.to_string()),
+                status,
+            );
             if let Some(secs) = retry {
-                response.headers_mut().insert(header::RETRY_AFTER, secs.into());
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, secs.into());
             }
             Ok(response)
         }

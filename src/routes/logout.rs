@@ -63,7 +63,9 @@ pub(crate) async fn submit(
     let client = auth.client_ip(peer.ip(), &headers);
     let logged_out = auth.logout(&session, client).await?;
     Ok(match format {
-        Format::Json => (logged_out, Json(serde_json::json!({ "signed_in": false }))).into_response(),
+        Format::Json => {
+            (logged_out, Json(serde_json::json!({ "signed_in": false }))).into_response()
+        }
         Format::Html => (logged_out, Redirect::to("/login")).into_response(),
     })
 }

@@ -50,11 +50,15 @@ impl SetupToken {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<String>> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn matches(&self, given: &str) -> bool {
-        self.lock().as_deref().is_some_and(|t| tokens_match(t, given))
+        self.lock()
+            .as_deref()
+            .is_some_and(|t| tokens_match(t, given))
     }
 
     fn close(&self) {
@@ -71,7 +75,14 @@ struct SetupPage<'a> {
     error: Option<&'a str>,
 }
 
-fn render(state: &AppState, headers: &HeaderMap, token: &str, username: &str, error: Option<&str>, status: StatusCode) -> Response {
+fn render(
+    state: &AppState,
+    headers: &HeaderMap,
+    token: &str,
+    username: &str,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
     let (csrf, cookie) = state.auth.login_csrf(headers);
     let mut response = page(
         status,
@@ -92,7 +103,13 @@ async fn open(state: &AppState, token: &str) -> Result<(), AppError> {
     if !state.setup.matches(token) {
         return Err(AppError::NotFound);
     }
-    if state.auth.accounts().any_users().await.map_err(account_error)? {
+    if state
+        .auth
+        .accounts()
+        .any_users()
+        .await
+        .map_err(account_error)?
+    {
         state.setup.close();
         return Err(AppError::NotFound);
     }
@@ -137,20 +154,35 @@ pub(crate) async fn submit(
     Input { value: form, .. }: Input<SetupForm>,
 ) -> Result<Response, AppError> {
     open(&state, &form.token).await?;
-    state.auth.check_login_csrf(&headers, form.csrf_token.as_deref())?;
+    state
+        .auth
+        .check_login_csrf(&headers, form.csrf_token.as_deref())?;
     let fail = |message: &str| {
-        Ok(render(&state, &headers, &form.token, &form.username, Some(message), StatusCode::UNPROCESSABLE_ENTITY))
+        Ok(render(
+            &state,
+            &headers,
+            &form.token,
+            &form.username,
+            Some(message),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ))
     };
     if !tokens_match(form.password.expose(), form.password_confirm.expose()) {
         return fail("the two passwords differ");
     }
     let accounts = state.auth.accounts();
     match accounts
-        .create_user(&form.username, &form.password, &[super::admin::ADMIN_ROLE.to_owned()])
+        .create_user(
+            &form.username,
+            &form.password,
+            &[super::admin::ADMIN_ROLE.to_owned()],
+        )
         .await
     {
         Ok(_) => {}
-        Err(e @ (AccountError::Username(_) | AccountError::Password(_))) => return fail(&e.to_string()),
+        Err(e @ (AccountError::Username(_) | AccountError::Password(_))) => {
+            return fail(&e.to_string());
+        }
         Err(e) => return Err(account_error(e)),
     }
     state.setup.close();

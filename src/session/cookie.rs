@@ -130,7 +130,10 @@ mod tests {
     #[test]
     fn cookies_are_found_among_others() {
         let mut h = HeaderMap::new();
-        h.append(header::COOKIE, HeaderValue::from_static("a=1; latchkey=xyz; b=2"));
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; latchkey=xyz; b=2"),
+        );
         h.append(header::COOKIE, HeaderValue::from_static("latchkey=second"));
         let found: Vec<_> = cookie_values(&h, "latchkey").collect();
         assert_eq!(found, ["xyz", "second"]);

@@ -157,7 +157,12 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let auth = self.auth.clone();
-        let cookie_bytes: usize = req.headers().get_all(header::COOKIE).iter().map(|v| v.len()).sum();
+        let cookie_bytes: usize = req
+            .headers()
+            .get_all(header::COOKIE)
+            .iter()
+            .map(|v| v.len())
+            .sum();
         Box::pin(async move {
             if cookie_bytes > MAX_COOKIE_BYTES {
                 return Ok(AppError::CookiesTooLarge.into_response());

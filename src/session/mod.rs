@@ -5,8 +5,8 @@ mod cookie;
 mod layer;
 mod token;
 
-pub use cookie::{CookieSettings, SameSite};
 pub(crate) use cookie::cookie_values;
+pub use cookie::{CookieSettings, SameSite};
 pub use layer::{ActiveSession, AuthUser, Session, SessionLayer, SessionService};
 pub use token::{CookieSigner, SessionToken};
 

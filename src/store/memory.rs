@@ -6,8 +6,9 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{
-    FailurePolicy, FailureRow, FailureStore, Millis, NewUser, SessionKey, SessionRecord, SessionStore,
-    StoreError, StoreResult, UserId, UserRecord, UserStore, next_failure_state, now_millis,
+    FailurePolicy, FailureRow, FailureStore, Millis, NewUser, SessionKey, SessionRecord,
+    SessionStore, StoreError, StoreResult, UserId, UserRecord, UserStore, next_failure_state,
+    now_millis,
 };
 
 /// Users, sessions and counters in memory, behind one mutex each.

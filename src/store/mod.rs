@@ -356,7 +356,9 @@ pub(crate) fn next_failure_state(
     policy: FailurePolicy,
 ) -> (FailureRow, Option<Millis>) {
     match current {
-        Some((count, start, Some(until))) if until > now => ((count, start, Some(until)), Some(until)),
+        Some((count, start, Some(until))) if until > now => {
+            ((count, start, Some(until)), Some(until))
+        }
         // A lock that has run out starts a fresh window (the `_` arm).
         Some((count, start, None)) if now - start < policy.window => {
             let count = count + 1;

@@ -90,8 +90,6 @@ fn session_from_row(row: &PgRow) -> StoreResult<SessionRecord> {
     })
 }
 
-
-
 #[async_trait]
 impl UserStore for PostgresStore {
     async fn create_user(&self, user: NewUser) -> StoreResult<UserRecord> {
@@ -114,7 +112,6 @@ impl UserStore for PostgresStore {
     }
 
     async fn user_by_key(&self, username_key: &str) -> StoreResult<Option<UserRecord>> {
-
         sqlx::query(
             "SELECT id, username, username_key, password_hash, roles, disabled, credential_epoch, \
              roles_epoch, created_at, updated_at FROM users WHERE username_key = $1",
@@ -258,12 +255,13 @@ impl SessionStore for PostgresStore {
     }
 
     async fn touch(&self, key: &SessionKey, last_seen: Millis) -> StoreResult<bool> {
-        let done = sqlx::query("UPDATE sessions SET last_seen = GREATEST(last_seen, $1) WHERE key = $2")
-            .bind(last_seen)
-            .bind(&key.0[..])
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
+        let done =
+            sqlx::query("UPDATE sessions SET last_seen = GREATEST(last_seen, $1) WHERE key = $2")
+                .bind(last_seen)
+                .bind(&key.0[..])
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable)?;
         Ok(done.rows_affected() > 0)
     }
 

@@ -100,8 +100,6 @@ fn session_from_row(row: &SqliteRow) -> StoreResult<SessionRecord> {
     })
 }
 
-
-
 #[async_trait]
 impl UserStore for SqliteStore {
     async fn create_user(&self, user: NewUser) -> StoreResult<UserRecord> {
@@ -124,7 +122,6 @@ impl UserStore for SqliteStore {
     }
 
     async fn user_by_key(&self, username_key: &str) -> StoreResult<Option<UserRecord>> {
-
         sqlx::query(
             "SELECT id, username, username_key, password_hash, roles, disabled, credential_epoch, \
              roles_epoch, created_at, updated_at FROM users WHERE username_key = ?",

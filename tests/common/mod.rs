@@ -54,7 +54,10 @@ pub fn base_env(dir: &TempDir) -> Vec<(String, String)> {
     let db = dir.path().join("latchkey.db");
     [
         ("LATCHKEY_BIND", "127.0.0.1:0".to_owned()),
-        ("LATCHKEY_DATABASE_URL", format!("sqlite://{}", db.display())),
+        (
+            "LATCHKEY_DATABASE_URL",
+            format!("sqlite://{}", db.display()),
+        ),
         ("LATCHKEY_SECRET", SECRET.to_owned()),
         ("LATCHKEY_ARGON2_MEMORY_KIB", "1024".to_owned()),
         ("LATCHKEY_ARGON2_ITERATIONS", "1".to_owned()),
@@ -128,7 +131,11 @@ impl TestApp {
     }
 
     pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> Response {
-        self.request(Method::POST, path).form(form).send().await.unwrap()
+        self.request(Method::POST, path)
+            .form(form)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Response {
@@ -152,7 +159,11 @@ impl TestApp {
             args.extend(["--role", r]);
         }
         let out = self.cli(&args, Some(password)).await;
-        assert!(out.status.success(), "user add failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "user add failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Signs in with JSON; returns the response.

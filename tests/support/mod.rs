@@ -7,6 +7,8 @@ use sqlx::Connection as _;
 
 /// Names the PostgreSQL server for tests (any database on it; tests create their own).
 pub const POSTGRES_ENV: &str = "LATCHKEY_TEST_POSTGRES_URL";
+/// Where tests look for PostgreSQL when [`POSTGRES_ENV`] is not set.
+pub const POSTGRES_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 /// When set (CI sets it), a missing backend fails the tests instead of skipping them.
 pub const REQUIRE_ENV: &str = "LATCHKEY_TEST_REQUIRE_BACKENDS";
 
@@ -23,20 +25,22 @@ pub fn skip(backend: &str, why: &str) {
     if std::env::var_os(REQUIRE_ENV).is_some() {
         panic!("{backend} tests are required ({REQUIRE_ENV} is set) but cannot run: {why}");
     }
-    static SAID: std::sync::Once = std::sync::Once::new();
-    SAID.call_once(|| eprintln!("SKIPPED: {backend} tests: {why}"));
+    // Written past the test harness's capture, so that a passing run still
+    // says what it did not test.
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {backend} tests: {why}");
 }
 
 /// A fresh, empty PostgreSQL database; returns (admin URL, database URL, name).
 pub async fn fresh_postgres_database() -> Option<(String, String, String)> {
-    let Ok(admin) = std::env::var(POSTGRES_ENV) else {
-        skip("PostgreSQL", &format!("{POSTGRES_ENV} is not set"));
-        return None;
-    };
+    let admin = std::env::var(POSTGRES_ENV).unwrap_or_else(|_| POSTGRES_DEFAULT.to_owned());
     let mut conn = match sqlx::PgConnection::connect(&admin).await {
         Ok(c) => c,
         Err(e) => {
-            skip("PostgreSQL", &format!("cannot connect to {admin}: {e}"));
+            skip(
+                "PostgreSQL",
+                &format!("no server at {admin} ({e}); set {POSTGRES_ENV}"),
+            );
             return None;
         }
     };

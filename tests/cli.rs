@@ -1,0 +1,286 @@
+//! The `latchkey` command line, run as a real process.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{OTHER_PASSWORD, PASSWORD, base_env, run_cli, stderr, stdout};
+use serde_json::Value;
+
+fn env() -> (tempfile::TempDir, Vec<(String, String)>) {
+    let dir = tempfile::tempdir().unwrap();
+    let env = base_env(&dir);
+    (dir, env)
+}
+
+#[tokio::test]
+async fn every_command_has_help() {
+    let (_dir, env) = env();
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["user", "--help"],
+        vec!["user", "add", "--help"],
+        vec!["user", "list", "--help"],
+        vec!["user", "passwd", "--help"],
+        vec!["user", "roles", "--help"],
+        vec!["user", "disable", "--help"],
+        vec!["user", "enable", "--help"],
+        vec!["user", "remove", "--help"],
+        vec!["session", "--help"],
+        vec!["session", "list", "--help"],
+        vec!["session", "revoke", "--help"],
+    ] {
+        let out = run_cli(&env, &args, None).await;
+        assert!(out.status.success(), "{args:?}");
+        assert!(stdout(&out).contains("Usage"), "{args:?}");
+    }
+}
+
+#[tokio::test]
+async fn user_commands_create_the_database_and_manage_users() {
+    let (dir, env) = env();
+    assert!(!dir.path().join("latchkey.db").exists());
+    let out = run_cli(
+        &env,
+        &[
+            "user",
+            "add",
+            "Ann",
+            "--role",
+            "admin",
+            "--role",
+            "ops",
+            "--password-stdin",
+        ],
+        Some(PASSWORD),
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        dir.path().join("latchkey.db").exists(),
+        "the database is created on first use"
+    );
+    let out = run_cli(&env, &["user", "list", "--json"], None).await;
+    let users: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(users[0]["username"], "Ann");
+    assert_eq!(users[0]["roles"], serde_json::json!(["admin", "ops"]));
+    assert_eq!(users[0]["disabled"], false);
+    assert!(!stdout(&out).contains("argon2"), "no hashes in listings");
+    let out = run_cli(
+        &env,
+        &["user", "roles", "ann", "--remove", "ops", "--add", "audit"],
+        None,
+    )
+    .await;
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("admin,audit"));
+    let out = run_cli(&env, &["user", "disable", "ANN"], None).await;
+    assert!(out.status.success());
+    let table = stdout(&run_cli(&env, &["user", "list"], None).await);
+    assert!(
+        table.contains("USERNAME") && table.contains("disabled"),
+        "{table}"
+    );
+    assert!(
+        run_cli(&env, &["user", "enable", "ann"], None)
+            .await
+            .status
+            .success()
+    );
+    let out = run_cli(
+        &env,
+        &["user", "passwd", "ann", "--password-stdin"],
+        Some(OTHER_PASSWORD),
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        run_cli(&env, &["user", "remove", "ann"], None)
+            .await
+            .status
+            .success()
+    );
+    let users: Value = serde_json::from_str(&stdout(
+        &run_cli(&env, &["user", "list", "--json"], None).await,
+    ))
+    .unwrap();
+    assert_eq!(users, serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn mistakes_get_one_clear_line_and_a_failing_exit() {
+    let (_dir, env) = env();
+    assert!(
+        run_cli(
+            &env,
+            &["user", "add", "ann", "--password-stdin"],
+            Some(PASSWORD)
+        )
+        .await
+        .status
+        .success()
+    );
+    let cases: Vec<(Vec<&str>, Option<&str>, &str)> = vec![
+        (
+            vec!["user", "add", "ANN", "--password-stdin"],
+            Some(PASSWORD),
+            "already exists",
+        ),
+        (
+            vec!["user", "add", "bob", "--password-stdin"],
+            Some("password"),
+            "password refused",
+        ),
+        (
+            vec!["user", "add", "bob", "--password-stdin"],
+            Some("bob12345"),
+            "too easy to guess",
+        ),
+        (
+            vec!["user", "add", "b o b", "--password-stdin"],
+            Some(PASSWORD),
+            "invalid username",
+        ),
+        (
+            vec!["user", "add", "bob", "--role", "a b", "--password-stdin"],
+            Some(PASSWORD),
+            "invalid role",
+        ),
+        (vec!["user", "add", "bob"], None, "--password-stdin"),
+        (
+            vec!["user", "passwd", "nobody", "--password-stdin"],
+            Some(PASSWORD),
+            "no user named",
+        ),
+        (vec!["user", "disable", "nobody"], None, "no user named"),
+        (vec!["user", "remove", "nobody"], None, "no user named"),
+        (vec!["user", "roles", "ann"], None, "nothing to change"),
+        (
+            vec!["session", "revoke", "--user", "nobody"],
+            None,
+            "no user named",
+        ),
+        (
+            vec!["session", "list", "--user", "nobody"],
+            None,
+            "no user named",
+        ),
+    ];
+    for (args, stdin, needle) in cases {
+        let out = run_cli(&env, &args, stdin).await;
+        assert!(!out.status.success(), "{args:?} should fail");
+        let err = stderr(&out);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: one line: {err}");
+        assert!(!err.contains(PASSWORD), "never echo a password");
+    }
+    let out = run_cli(&env, &["user", "frobnicate"], None).await;
+    assert!(!out.status.success());
+}
+
+#[tokio::test]
+async fn a_bad_setting_stops_the_command_and_names_itself() {
+    let (_dir, mut env) = env();
+    env.push(("LATCHKEY_IDLE_TIMEOUT".into(), "soon".into()));
+    let out = run_cli(&env, &["user", "list"], None).await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("LATCHKEY_IDLE_TIMEOUT"),
+        "{}",
+        stderr(&out)
+    );
+    let (_dir, mut env) = self::env();
+    env.push((
+        "LATCHKEY_PUBLIC_URL".into(),
+        "http://login.example.com".into(),
+    ));
+    let out = run_cli(&env, &["serve"], None).await;
+    assert!(
+        !out.status.success(),
+        "a non-loopback http URL refuses to start"
+    );
+    assert!(
+        stderr(&out).contains("LATCHKEY_PUBLIC_URL"),
+        "{}",
+        stderr(&out)
+    );
+    let (_dir, mut env) = self::env();
+    env.retain(|(k, _)| k != "LATCHKEY_SECRET");
+    env.push(("LATCHKEY_SECRET".into(), "short".into()));
+    let out = run_cli(&env, &["serve"], None).await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("at least 32 bytes"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !stderr(&out).contains("short\""),
+        "the secret is not echoed"
+    );
+}
+
+#[tokio::test]
+async fn a_config_file_is_read_and_the_environment_wins() {
+    let (dir, mut env) = env();
+    let file = dir.path().join("latchkey.toml");
+    std::fs::write(
+        &file,
+        "argon2_memory_kib = 2048\nidle_timeout = \"bogus\"\n",
+    )
+    .unwrap();
+    let out = run_cli(
+        &env,
+        &["--config", file.to_str().unwrap(), "user", "list"],
+        None,
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("idle_timeout"), "{}", stderr(&out));
+    env.push(("LATCHKEY_IDLE_TIMEOUT".into(), "5m".into()));
+    env.retain(|(k, _)| k != "LATCHKEY_ARGON2_MEMORY_KIB");
+    let out = run_cli(
+        &env,
+        &[
+            "--config",
+            file.to_str().unwrap(),
+            "user",
+            "add",
+            "ann",
+            "--password-stdin",
+        ],
+        Some(PASSWORD),
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stores = latchkey::store::Stores::open(&format!(
+        "sqlite://{}",
+        dir.path().join("latchkey.db").display()
+    ))
+    .await
+    .unwrap();
+    let hash = stores
+        .users
+        .user_by_key("ann")
+        .await
+        .unwrap()
+        .unwrap()
+        .password_hash;
+    assert!(
+        hash.starts_with("$argon2id$v=19$m=2048,t=1,p=1$"),
+        "the file's argon2 cost applies: {hash}"
+    );
+}
+
+#[tokio::test]
+async fn sessions_are_listed_without_tokens() {
+    let app = common::TestApp::spawn().await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    app.sign_in("ann", PASSWORD).await;
+    let cookie = app.session_cookie().unwrap();
+    let out = app.cli(&["session", "list", "--user", "ann"], None).await;
+    let text = stdout(&out);
+    assert!(text.contains("SESSION") && text.contains("ann"), "{text}");
+    let token_part = cookie.split('.').next().unwrap();
+    assert!(!text.contains(&token_part[..12]), "no token in the listing");
+}

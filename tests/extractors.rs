@@ -1,0 +1,139 @@
+//! The library embedded in another axum app, tested in-process: the layer
+//! and the extractors, with a memory store.
+#![allow(clippy::unwrap_used)]
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use axum::routing::get;
+use latchkey::password::{HashParams, PasswordHasher};
+use latchkey::session::{CookieSettings, SameSite};
+use latchkey::store::{FailurePolicy, MemoryStore, Stores};
+use latchkey::{Auth, AuthSettings, AuthUser, Password, ServerSecret, Session};
+use tower::ServiceExt as _;
+
+async fn auth() -> Auth {
+    let policy = FailurePolicy {
+        max_failures: 5,
+        window: 900_000,
+        lockout: 900_000,
+    };
+    let settings = AuthSettings {
+        public_origin: "http://127.0.0.1:8080".into(),
+        cookies: CookieSettings::new(false, SameSite::Lax),
+        idle_timeout: Duration::from_secs(60),
+        absolute_timeout: Duration::from_secs(3600),
+        account_failures: policy,
+        ip_failures: policy,
+        trusted_proxies: vec![],
+    };
+    let hasher = PasswordHasher::new(
+        HashParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        },
+        1,
+    )
+    .await
+    .unwrap();
+    let secret = ServerSecret::new(&"s".repeat(40)).unwrap();
+    Auth::new(
+        settings,
+        &secret,
+        Stores::single(MemoryStore::default()),
+        hasher,
+    )
+}
+
+async fn hello(user: AuthUser) -> String {
+    format!("hello {}", user.username)
+}
+
+async fn maybe(session: Session) -> String {
+    session
+        .active()
+        .map_or_else(|| "anonymous".to_owned(), |a| a.username.clone())
+}
+
+fn app(auth: &Auth) -> Router {
+    Router::new()
+        .route("/hello", get(hello))
+        .route("/maybe", get(maybe))
+        .layer(auth.layer())
+}
+
+/// Signs ann in through the library and returns her cookie header value.
+async fn cookie_for_ann(auth: &Auth) -> String {
+    let pw = Password::new("plover-trombone-91".into());
+    auth.accounts().create_user("ann", &pw, &[]).await.unwrap();
+    let logged_in = auth
+        .login(
+            &Session::default(),
+            "ann",
+            &pw,
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+        )
+        .await
+        .unwrap();
+    let response = axum::response::IntoResponse::into_response((logged_in, "ok"));
+    let set = response
+        .headers()
+        .get(header::SET_COOKIE)
+        .unwrap()
+        .to_str()
+        .unwrap();
+    set.split(';').next().unwrap().to_owned()
+}
+
+async fn call(router: Router, path: &str, cookie: Option<&str>) -> (StatusCode, String) {
+    let mut req = Request::get(path).header(header::ACCEPT, "application/json");
+    if let Some(c) = cookie {
+        req = req.header(header::COOKIE, c);
+    }
+    let res = router
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = res.status();
+    let body = axum::body::to_bytes(res.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn auth_user_rejects_anonymous_requests_with_401() {
+    let auth = auth().await;
+    let (status, body) = call(app(&auth), "/hello", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body.contains("not_authenticated"));
+}
+
+#[tokio::test]
+async fn auth_user_gives_the_handler_the_signed_in_user() {
+    let auth = auth().await;
+    let cookie = cookie_for_ann(&auth).await;
+    let (status, body) = call(app(&auth), "/hello", Some(&cookie)).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "hello ann"));
+    let (_, body) = call(app(&auth), "/maybe", Some(&cookie)).await;
+    assert_eq!(body, "ann");
+}
+
+#[tokio::test]
+async fn session_is_anonymous_without_a_valid_cookie() {
+    let auth = auth().await;
+    let (status, body) = call(app(&auth), "/maybe", Some("latchkey=forged.value")).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "anonymous"));
+}
+
+#[tokio::test]
+async fn extractors_without_the_layer_fail_loudly_not_open() {
+    let router = Router::new().route("/hello", get(hello));
+    let (status, body) = call(router, "/hello", None).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(body.contains("internal_error"));
+}
