@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{IntoResponseParts, ResponseParts};
 use ipnet::IpNet;
 
+use crate::cache::{CachedSession, Change, SessionCache};
 use crate::csrf::{self, CsrfKeys};
 use crate::error::AppError;
 use crate::password::{HashError, MAX_PASSWORD_BYTES, PasswordHasher};
@@ -16,7 +17,9 @@ use crate::secret::{Password, ServerSecret};
 use crate::session::{
     ActiveSession, CookieSettings, CookieSigner, Session, SessionLayer, SessionToken,
 };
-use crate::store::{FailurePolicy, Millis, SessionRecord, StoreError, Stores, now_millis};
+use crate::store::{
+    FailurePolicy, Millis, SessionKey, SessionRecord, StoreError, Stores, UserRecord, now_millis,
+};
 use crate::username::{MAX_USERNAME_BYTES, Username, key_of};
 use crate::users::Accounts;
 
@@ -56,6 +59,7 @@ struct Inner {
     hasher: Arc<PasswordHasher>,
     signer: CookieSigner,
     csrf: CsrfKeys,
+    cache: Arc<SessionCache>,
     idle: Millis,
     absolute: Millis,
     touch_every: Millis,
@@ -175,7 +179,8 @@ fn millis(d: Duration) -> Millis {
 
 impl Auth {
     /// Puts the parts together. `hasher` runs argon2 on a bounded pool; see
-    /// [`PasswordHasher::new`].
+    /// [`PasswordHasher::new`]. The stores' change feeds start here, so this
+    /// must be called inside a tokio runtime.
     #[must_use]
     pub fn new(
         settings: AuthSettings,
@@ -187,6 +192,7 @@ impl Auth {
         let absolute = millis(settings.absolute_timeout).max(1);
         Self {
             inner: Arc::new(Inner {
+                cache: SessionCache::start(stores.feeds.as_deref()),
                 signer: CookieSigner::new(secret),
                 csrf: CsrfKeys::new(secret),
                 // Recording activity on every request would make every read a
@@ -255,8 +261,20 @@ impl Auth {
         self.inner.stores.sessions.ping().await
     }
 
+    /// Forgets cached state made stale by a change made through this process.
+    pub(crate) fn invalidate(&self, change: &Change) {
+        self.inner.cache.invalidate(change);
+    }
+
+    /// The session cache (for tests and metrics).
+    #[must_use]
+    pub fn cache(&self) -> &SessionCache {
+        &self.inner.cache
+    }
+
     /// Finds the session a request's cookie names. Forged or malformed
-    /// cookies are refused before any store access.
+    /// cookies are refused before any store access; sessions this instance
+    /// has seen are answered from the cache while it can be trusted.
     pub(crate) async fn resolve(&self, headers: &HeaderMap) -> Result<Resolution, StoreError> {
         let inner = &*self.inner;
         let name = inner.settings.cookies.session_name();
@@ -266,10 +284,46 @@ impl Auth {
             return Ok(Resolution::Anonymous);
         };
         let key = token.key();
+        if let Some(cached) = inner.cache.session(&key) {
+            let now = now_millis();
+            let last_seen = cached.last_seen.load(std::sync::atomic::Ordering::Relaxed);
+            // Only "still valid" is decided from the cache; anything that may
+            // have ended is decided on fresh data below.
+            if now - cached.created_at < inner.absolute && now - last_seen < inner.idle {
+                cached
+                    .last_seen
+                    .fetch_max(now, std::sync::atomic::Ordering::Relaxed);
+                let written = cached.written.load(std::sync::atomic::Ordering::Relaxed);
+                if now - written >= inner.touch_every {
+                    cached
+                        .written
+                        .store(now, std::sync::atomic::Ordering::Relaxed);
+                    if !inner.stores.sessions.touch(&key, now).await? {
+                        inner.cache.invalidate(&Change::Session(key));
+                        return Ok(Resolution::Anonymous);
+                    }
+                }
+                return Ok(Resolution::Active(cached.active.clone()));
+            }
+        }
+        self.resolve_from_store(key).await
+    }
+
+    async fn resolve_from_store(&self, key: SessionKey) -> Result<Resolution, StoreError> {
+        let inner = &*self.inner;
+        let seq = inner.cache.seq();
         let Some(record) = inner.stores.sessions.load(&key).await? else {
             return Ok(Resolution::Anonymous);
         };
-        let user = inner.stores.users.user_by_id(record.user_id).await?;
+        let user = match inner.cache.user(record.user_id) {
+            Some(user) => Some(user),
+            None => inner
+                .stores
+                .users
+                .user_by_id(record.user_id)
+                .await?
+                .map(Arc::new),
+        };
         let now = now_millis();
         let ended = match &user {
             None => Some("user removed"),
@@ -282,6 +336,7 @@ impl Auth {
         let Some(user) = user.filter(|_| ended.is_none()) else {
             tracing::debug!(session = %key.short(), reason = ended, "session ended");
             inner.stores.sessions.delete(&key).await?;
+            inner.cache.invalidate(&Change::Session(key));
             return Ok(Resolution::Anonymous);
         };
         if user.roles_epoch != record.roles_epoch {
@@ -293,28 +348,43 @@ impl Auth {
                 last_seen: now,
                 ..record
             };
-            if !inner.stores.sessions.rotate(&key, &new).await? {
+            let rotated = inner.stores.sessions.rotate(&key, &new).await?;
+            inner.cache.invalidate(&Change::Session(key));
+            if !rotated {
                 return Ok(Resolution::Anonymous);
             }
             tracing::info!(target: AUDIT_TARGET, event = "session_rotated", username = %user.username,
                 reason = "roles changed", session = %new.key.short());
             let cookie = self.session_cookie(&token);
-            return Ok(Resolution::Rotated(self.active(&new, user), cookie));
+            return Ok(Resolution::Rotated(self.active(&new, &user), cookie));
         }
-        if now - record.last_seen >= inner.touch_every
-            && !inner.stores.sessions.touch(&key, now).await?
-        {
-            // Deleted between load and touch (a logout or revocation won).
-            return Ok(Resolution::Anonymous);
+        let mut written = record.last_seen;
+        if now - record.last_seen >= inner.touch_every {
+            if !inner.stores.sessions.touch(&key, now).await? {
+                // Deleted between load and touch (a logout or revocation won).
+                return Ok(Resolution::Anonymous);
+            }
+            written = now;
         }
-        Ok(Resolution::Active(self.active(&record, user)))
+        let active = self.active(&record, &user);
+        inner.cache.insert(
+            seq,
+            CachedSession {
+                active: active.clone(),
+                created_at: record.created_at,
+                last_seen: now.into(),
+                written: written.into(),
+            },
+            user,
+        );
+        Ok(Resolution::Active(active))
     }
 
-    fn active(&self, record: &SessionRecord, user: crate::store::UserRecord) -> Arc<ActiveSession> {
+    fn active(&self, record: &SessionRecord, user: &UserRecord) -> Arc<ActiveSession> {
         Arc::new(ActiveSession {
             user_id: user.id,
-            username: user.username,
-            roles: user.roles,
+            username: user.username.clone(),
+            roles: user.roles.clone(),
             csrf_token: self.inner.csrf.session_token(&record.key),
             created_at: record.created_at,
             key: record.key,
@@ -408,6 +478,7 @@ impl Auth {
         }
         if let Some(old) = current.active() {
             inner.stores.sessions.delete(&old.key).await?;
+            inner.cache.invalidate(&Change::Session(old.key));
         }
         let token = SessionToken::generate();
         let now = now_millis();
@@ -428,7 +499,7 @@ impl Auth {
                 self.session_cookie(&token),
                 cookies.clear(cookies.csrf_name()),
             ],
-            session: self.active(&record, user),
+            session: self.active(&record, &user),
         })
     }
 
@@ -440,6 +511,7 @@ impl Auth {
     pub async fn logout(&self, session: &Session, client: IpAddr) -> Result<LoggedOut, StoreError> {
         if let Some(active) = session.active() {
             self.inner.stores.sessions.delete(&active.key).await?;
+            self.inner.cache.invalidate(&Change::Session(active.key));
             tracing::info!(target: AUDIT_TARGET, event = "logout", outcome = "success",
                 username = %active.username, client_ip = %client, session = %active.key.short());
         }

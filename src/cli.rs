@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, LogFormat};
 use crate::secret::Password;
-use crate::startup::{Application, open_auth};
+use crate::startup::{Application, open_admin};
 use crate::users::Accounts;
 
 /// Session-based login service.
@@ -171,8 +171,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Serve => serve(config).await,
-        Command::User(cmd) => user(&open_auth(&config).await?.accounts(), cmd).await,
-        Command::Session(cmd) => session(&open_auth(&config).await?.accounts(), cmd).await,
+        Command::User(cmd) => user(&open_admin(&config).await?.accounts(), cmd).await,
+        Command::Session(cmd) => session(&open_admin(&config).await?.accounts(), cmd).await,
     }
 }
 

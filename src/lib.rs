@@ -22,6 +22,7 @@
 //! ```
 
 mod auth;
+pub mod cache;
 pub mod cli;
 mod client_ip;
 pub mod config;

@@ -24,10 +24,25 @@ fn millis(d: std::time::Duration) -> i64 {
 /// # Errors
 /// When the secret or the database cannot be opened.
 pub async fn open_auth(config: &Config) -> anyhow::Result<Auth> {
-    let secret = config.load_secret()?;
     let stores = Stores::open(&config.database_url)
         .await
         .with_context(|| format!("database {}", redact_url(&config.database_url)))?;
+    auth_with(config, stores).await
+}
+
+/// [`open_auth`] for administrative commands: no change feeds, no cache.
+///
+/// # Errors
+/// As [`open_auth`].
+pub async fn open_admin(config: &Config) -> anyhow::Result<Auth> {
+    let stores = Stores::open(&config.database_url)
+        .await
+        .with_context(|| format!("database {}", redact_url(&config.database_url)))?;
+    auth_with(config, stores.without_feeds()).await
+}
+
+async fn auth_with(config: &Config, stores: Stores) -> anyhow::Result<Auth> {
+    let secret = config.load_secret()?;
     let hasher = PasswordHasher::new(config.hash_params, config.hash_concurrency).await?;
     let window = millis(config.login_window);
     let lockout = millis(config.login_lockout);
@@ -121,6 +136,12 @@ impl Application {
     #[must_use]
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The login this server runs (for inspection by tests and embedders).
+    #[must_use]
+    pub fn auth(&self) -> &Auth {
+        &self.auth
     }
 
     /// The first-admin link, when the database had no users at start-up.

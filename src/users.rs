@@ -4,6 +4,7 @@
 //! request, in this process or any other sharing the store.
 
 use crate::auth::{AUDIT_TARGET, Auth};
+use crate::cache::Change;
 use crate::password::{HashError, PasswordRejected, check_new_password_async};
 use crate::secret::Password;
 use crate::store::{NewUser, SessionRecord, StoreError, UserRecord};
@@ -208,12 +209,14 @@ impl Accounts {
         {
             return Err(AccountError::NotFound(name.to_owned()));
         }
+        self.auth.invalidate(&Change::User(user.id));
         let ended = self
             .auth
             .stores()
             .sessions
             .delete_user_sessions(user.id)
             .await?;
+        self.auth.invalidate(&Change::User(user.id));
         tracing::info!(target: AUDIT_TARGET, event = "password_changed", username = %user.username, sessions_ended = ended);
         Ok(())
     }
@@ -238,7 +241,9 @@ impl Accounts {
                 .chain(add.iter())
                 .filter(|r| !remove.contains(r)),
         )?;
-        if !self.auth.stores().users.set_roles(user.id, &roles).await? {
+        let changed = self.auth.stores().users.set_roles(user.id, &roles).await?;
+        self.auth.invalidate(&Change::User(user.id));
+        if !changed {
             return Err(AccountError::NotFound(name.to_owned()));
         }
         tracing::info!(target: AUDIT_TARGET, event = "roles_changed", username = %user.username, roles = ?roles);
@@ -260,12 +265,14 @@ impl Accounts {
         {
             return Err(AccountError::NotFound(name.to_owned()));
         }
+        self.auth.invalidate(&Change::User(user.id));
         if disabled {
             self.auth
                 .stores()
                 .sessions
                 .delete_user_sessions(user.id)
                 .await?;
+            self.auth.invalidate(&Change::User(user.id));
         }
         let event = if disabled {
             "user_disabled"
@@ -290,6 +297,7 @@ impl Accounts {
         if !self.auth.stores().users.remove_user(user.id).await? {
             return Err(AccountError::NotFound(name.to_owned()));
         }
+        self.auth.invalidate(&Change::User(user.id));
         tracing::info!(target: AUDIT_TARGET, event = "user_removed", username = %user.username);
         Ok(())
     }
@@ -335,6 +343,7 @@ impl Accounts {
             .sessions
             .delete_user_sessions(user.id)
             .await?;
+        self.auth.invalidate(&Change::User(user.id));
         tracing::info!(target: AUDIT_TARGET, event = "revocation", outcome = "success",
             username = %user.username, sessions = n);
         Ok(n)

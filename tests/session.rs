@@ -52,6 +52,12 @@ async fn logout_ends_the_session_on_the_server_and_in_the_browser() {
     app.add_user("ann", PASSWORD, &[]).await;
     let token = app.sign_in("ann", PASSWORD).await;
     let old = app.session_cookie().unwrap();
+    let other = TestApp::start(app.dir.clone(), app.env.clone()).await;
+    assert_eq!(
+        with_cookie(&other, "/profile", &old).await.status(),
+        StatusCode::OK
+    );
+    app.warm_cache().await;
     let r = app.post_form("/logout", &[("csrf_token", &token)]).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(r.headers()[header::LOCATION], "/login");
@@ -295,6 +301,9 @@ async fn a_revocation_from_the_cli_ends_every_session_of_the_user() {
     second.sign_in("ann", PASSWORD).await;
     let bob = TestApp::start(app.dir.clone(), app.env.clone()).await;
     bob.sign_in("bob", OTHER_PASSWORD).await;
+    app.warm_cache().await;
+    second.warm_cache().await;
+    bob.warm_cache().await;
     let out = app.cli(&["session", "revoke", "--user", "ann"], None).await;
     assert!(out.status.success());
     assert!(
@@ -316,6 +325,7 @@ async fn a_role_change_takes_effect_at_once_under_a_new_token() {
     let app = TestApp::spawn().await;
     app.add_user("ann", PASSWORD, &[]).await;
     app.sign_in("ann", PASSWORD).await;
+    app.warm_cache().await;
     assert_eq!(app.get_json("/admin").await.status(), StatusCode::FORBIDDEN);
     let before = app.session_cookie().unwrap();
     assert!(
@@ -358,5 +368,63 @@ async fn a_session_survives_a_server_restart() {
     assert_eq!(
         with_cookie(&restarted, "/profile", &cookie).await.status(),
         StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn reading_pages_does_not_write_the_store_on_every_request() {
+    let app = TestApp::spawn().await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    app.sign_in("ann", PASSWORD).await;
+    let stores = latchkey::store::Stores::open(&format!("sqlite://{}", app.db_path().display()))
+        .await
+        .unwrap();
+    let before = stores.sessions.list(None).await.unwrap();
+    for _ in 0..20 {
+        assert_eq!(app.profile_status().await, StatusCode::OK);
+    }
+    let after = stores.sessions.list(None).await.unwrap();
+    assert_eq!(before, after, "activity within a minute is not written");
+}
+
+#[tokio::test]
+async fn https_deployments_get_host_prefixed_secure_cookies() {
+    let app = TestApp::spawn_with(&[
+        ("LATCHKEY_PUBLIC_URL", "https://login.example.com"),
+        ("LATCHKEY_SAME_SITE", "strict"),
+    ])
+    .await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    let r = app.login_json("ann", PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let set = r.headers()[header::SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(set.starts_with("__Host-latchkey="), "{set}");
+    assert!(
+        set.contains("; Secure") && set.contains("SameSite=Strict") && set.contains("Path=/"),
+        "{set}"
+    );
+    assert!(!set.contains("Domain"), "{set}");
+    let value = set
+        .trim_start_matches("__Host-latchkey=")
+        .split(';')
+        .next()
+        .unwrap();
+    let ok = reqwest::Client::new()
+        .get(app.url("/profile"))
+        .header(header::ACCEPT, "application/json")
+        .header(header::COOKIE, format!("__Host-latchkey={value}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ok.status(),
+        StatusCode::OK,
+        "behind a TLS proxy the prefixed cookie is read"
+    );
+    let wrong_name = with_cookie(&app, "/profile", value).await;
+    assert_eq!(
+        wrong_name.status(),
+        StatusCode::UNAUTHORIZED,
+        "the unprefixed name is not accepted"
     );
 }

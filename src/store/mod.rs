@@ -18,6 +18,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::cache::ChangeFeed;
+
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
@@ -259,6 +261,10 @@ pub struct Stores {
     pub sessions: Arc<dyn SessionStore>,
     /// Failed-login counters.
     pub failures: Arc<dyn FailureStore>,
+    /// How this instance learns of changes made by other processes, which
+    /// is what makes its session cache safe. `None`: it cannot, and does not
+    /// cache. `Some(empty)`: no other process can write (memory store).
+    pub feeds: Option<Vec<Arc<dyn ChangeFeed>>>,
 }
 
 impl std::fmt::Debug for Stores {
@@ -268,7 +274,8 @@ impl std::fmt::Debug for Stores {
 }
 
 impl Stores {
-    /// All three stores backed by one object (memory, SQLite, PostgreSQL).
+    /// All three stores backed by one object, without a change feed (so
+    /// without caching).
     pub fn single<S>(store: S) -> Self
     where
         S: UserStore + SessionStore + FailureStore,
@@ -278,6 +285,27 @@ impl Stores {
             users: store.clone(),
             sessions: store.clone(),
             failures: store,
+            feeds: None,
+        }
+    }
+
+    /// A memory store: nothing outside this process can change it, so
+    /// sessions are cached with no feed.
+    #[must_use]
+    pub fn memory() -> Self {
+        Self {
+            feeds: Some(Vec::new()),
+            ..Self::single(MemoryStore::default())
+        }
+    }
+
+    /// The same stores without change feeds (for short-lived administrative
+    /// commands, which never look sessions up).
+    #[must_use]
+    pub fn without_feeds(self) -> Self {
+        Self {
+            feeds: None,
+            ..self
         }
     }
 
@@ -288,14 +316,22 @@ impl Stores {
     /// When the URL is not understood or the database cannot be opened or migrated.
     pub async fn open(database_url: &str) -> Result<Self, OpenError> {
         if database_url == "memory:" || database_url == "memory://" {
-            return Ok(Self::single(MemoryStore::default()));
+            return Ok(Self::memory());
         }
         if database_url.starts_with("sqlite:") {
-            return Ok(Self::single(SqliteStore::open(database_url).await?));
+            let store = SqliteStore::open(database_url).await?;
+            let feed = store.change_feed();
+            return Ok(Self {
+                feeds: feed.map(|f| vec![f]),
+                ..Self::single(store)
+            });
         }
         if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
             #[cfg(feature = "postgres")]
-            return Ok(Self::single(PostgresStore::open(database_url).await?));
+            return Ok(Self {
+                feeds: Some(vec![Arc::new(postgres::ListenFeed::new(database_url))]),
+                ..Self::single(PostgresStore::open(database_url).await?)
+            });
             #[cfg(not(feature = "postgres"))]
             return Err(OpenError::Unsupported(
                 "this build has no PostgreSQL support (feature `postgres`)".into(),

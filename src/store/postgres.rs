@@ -13,6 +13,10 @@ use super::{
     roles_from_json, roles_to_json,
 };
 
+use std::sync::Arc;
+
+use crate::cache::{Change, ChangeFeed, FeedSink};
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// Users, sessions and counters in one PostgreSQL database.
@@ -416,5 +420,80 @@ impl FailureStore for PostgresStore {
         .await
         .map_err(unavailable)?;
         Ok(done.rows_affected())
+    }
+}
+
+/// The channel the migrations' triggers notify on.
+const CHANNEL: &str = "latchkey_changes";
+
+/// `LISTEN`s for the triggers' notifications: a deleted session (`s<hex key>`)
+/// or a changed user (`u<id>`). While the listening connection is down the
+/// feed is unhealthy and the cache is bypassed.
+pub(crate) struct ListenFeed {
+    url: String,
+}
+
+impl ListenFeed {
+    pub(crate) fn new(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+        }
+    }
+}
+
+fn parse_change(payload: &str) -> Change {
+    if let Some(hex_key) = payload.strip_prefix('s') {
+        let mut key = [0u8; 32];
+        if hex::decode_to_slice(hex_key, &mut key).is_ok() {
+            return Change::Session(SessionKey(key));
+        }
+    }
+    if let Some(id) = payload.strip_prefix('u').and_then(|id| id.parse().ok()) {
+        return Change::User(UserId(id));
+    }
+    Change::Everything
+}
+
+impl ChangeFeed for ListenFeed {
+    fn start(self: Arc<Self>, sink: FeedSink) {
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                match sqlx::postgres::PgListener::connect(&self.url).await {
+                    Ok(mut listener) => match listener.listen(CHANNEL).await {
+                        Ok(()) => {
+                            sink.set_healthy(true);
+                            backoff = Duration::from_millis(100);
+                            while let Ok(Some(n)) = listener.try_recv().await {
+                                sink.changed(parse_change(n.payload()));
+                            }
+                            sink.set_healthy(false);
+                            tracing::warn!("lost the PostgreSQL change feed; reconnecting");
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot LISTEN for changes"),
+                    },
+                    Err(e) => tracing::debug!(error = %e, "change feed cannot connect"),
+                }
+                sink.set_healthy(false);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notifications_name_what_changed() {
+        let hex_key = "ab".repeat(32);
+        assert_eq!(
+            parse_change(&format!("s{hex_key}")),
+            Change::Session(SessionKey([0xab; 32]))
+        );
+        assert_eq!(parse_change("u42"), Change::User(UserId(42)));
+        assert_eq!(parse_change("?"), Change::Everything);
     }
 }

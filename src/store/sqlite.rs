@@ -17,12 +17,20 @@ use super::{
     roles_from_json, roles_to_json,
 };
 
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use notify::Watcher as _;
+
+use crate::cache::{Change, ChangeFeed, FeedSink};
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// Users, sessions and counters in one SQLite database.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    path: Option<PathBuf>,
 }
 
 fn unavailable(e: sqlx::Error) -> StoreError {
@@ -54,7 +62,21 @@ impl SqliteStore {
             .await
             .map_err(OpenError::Connect)?;
         MIGRATOR.run(&pool).await.map_err(OpenError::Migrate)?;
-        Ok(Self { pool })
+        let path = crate::config::sqlite_path(url);
+        Ok(Self { pool, path })
+    }
+
+    /// Watches the database files, so that writes by any other process (the
+    /// CLI, a second server) empty this process's session cache.
+    #[must_use]
+    pub fn change_feed(&self) -> Option<Arc<dyn ChangeFeed>> {
+        let path = self.path.as_ref()?;
+        let path = std::path::absolute(path).ok()?;
+        Some(Arc::new(FileFeed {
+            dir: path.parent()?.to_path_buf(),
+            name: path.file_name()?.to_string_lossy().into_owned(),
+            watcher: Mutex::new(None),
+        }))
     }
 
     async fn update_user(&self, sql: &'static str, id: UserId, now: Millis) -> StoreResult<bool> {
@@ -425,5 +447,60 @@ impl FailureStore for SqliteStore {
         .await
         .map_err(unavailable)?;
         Ok(done.rows_affected())
+    }
+}
+
+/// Reports every write to the database file or its WAL as [`Change::Everything`].
+/// inotify (or the platform's equivalent) delivers events on the watcher's
+/// own thread, independent of the async runtime, within microseconds of the
+/// other process's `write()`.
+struct FileFeed {
+    dir: PathBuf,
+    name: String,
+    watcher: Mutex<Option<notify::RecommendedWatcher>>,
+}
+
+impl ChangeFeed for FileFeed {
+    fn start(self: Arc<Self>, sink: FeedSink) {
+        let name = self.name.clone();
+        let events = sink.clone();
+        let handler = move |event: notify::Result<notify::Event>| match event {
+            Ok(event) => {
+                let ours = event.paths.iter().any(|p| {
+                    p.file_name()
+                        .is_some_and(|f| f.to_string_lossy().starts_with(&name))
+                });
+                let writes = matches!(
+                    event.kind,
+                    notify::EventKind::Modify(_)
+                        | notify::EventKind::Create(_)
+                        | notify::EventKind::Remove(_)
+                        | notify::EventKind::Any
+                        | notify::EventKind::Other
+                );
+                if ours && writes {
+                    events.changed(Change::Everything);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "database file watcher failed; session cache disabled");
+                events.set_healthy(false);
+            }
+        };
+        let started = notify::recommended_watcher(handler).and_then(|mut w| {
+            w.watch(&self.dir, notify::RecursiveMode::NonRecursive)?;
+            Ok(w)
+        });
+        match started {
+            Ok(watcher) => {
+                *self
+                    .watcher
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(watcher);
+                sink.set_healthy(true);
+            }
+            Err(e) => tracing::warn!(error = %e, dir = %self.dir.display(),
+                "cannot watch the database directory; every request will read the database"),
+        }
     }
 }

@@ -28,6 +28,7 @@ pub struct TestApp {
     pub client: Client,
     pub jar: Arc<Jar>,
     pub setup_link: Option<String>,
+    pub auth: latchkey::Auth,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -89,6 +90,7 @@ impl TestApp {
         let app = latchkey::Application::build(config).await.unwrap();
         let addr = app.local_addr();
         let setup_link = app.setup_link().map(str::to_owned);
+        let auth = app.auth().clone();
         let server = tokio::spawn(async move {
             app.run_until_stopped().await.unwrap();
         });
@@ -101,6 +103,7 @@ impl TestApp {
             client,
             jar,
             setup_link,
+            auth,
             server,
         }
     }
@@ -186,6 +189,13 @@ impl TestApp {
     /// The session cookie the client holds, if any.
     pub fn session_cookie(&self) -> Option<String> {
         cookie_named(&self.jar, &self.base, "latchkey")
+    }
+
+    /// Loads the profile once, so that the server caches the session, and
+    /// checks that it did: what follows then tests the cache's invalidation.
+    pub async fn warm_cache(&self) {
+        assert_eq!(self.profile_status().await, StatusCode::OK);
+        assert!(!self.auth.cache().is_empty(), "the session is cached");
     }
 
     /// The status of `GET /profile` as a JSON client.

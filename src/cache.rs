@@ -1,0 +1,208 @@
+//! The in-process session cache: a request whose session this instance has
+//! seen recently is answered without a store round trip, for as long as every
+//! source of changes from other processes is connected and has not reported
+//! a change to that session or its user.
+//!
+//! Changes made through this process ([`crate::Auth`], [`crate::users::Accounts`])
+//! invalidate synchronously; changes from elsewhere (the CLI, other instances)
+//! arrive through [`ChangeFeed`]s: a file watcher for SQLite, `LISTEN/NOTIFY`
+//! for PostgreSQL, pub/sub for Redis. While any feed is disconnected the cache
+//! is bypassed, so a missed message can never keep a revoked session alive.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+
+use dashmap::DashMap;
+
+use crate::session::ActiveSession;
+use crate::store::{Millis, SessionKey, UserId, UserRecord};
+
+/// A change reported by another process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// One session was deleted or replaced.
+    Session(SessionKey),
+    /// A user's password, roles or status changed, or the user was removed.
+    User(UserId),
+    /// Anything may have changed (a feed reconnected, or cannot say what changed).
+    Everything,
+}
+
+/// A source of changes made by other processes.
+pub trait ChangeFeed: Send + Sync + 'static {
+    /// Starts delivering changes to `sink` (normally by spawning a task).
+    /// The feed must report itself unhealthy whenever it may be missing
+    /// changes, and send [`Change::Everything`] when it recovers.
+    fn start(self: Arc<Self>, sink: FeedSink);
+}
+
+/// A feed's handle on the cache.
+#[derive(Clone)]
+pub struct FeedSink {
+    cache: Arc<SessionCache>,
+    index: usize,
+}
+
+impl std::fmt::Debug for FeedSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FeedSink")
+            .field("index", &self.index)
+            .finish()
+    }
+}
+
+impl FeedSink {
+    /// Reports a change.
+    pub fn changed(&self, change: Change) {
+        self.cache.invalidate(&change);
+    }
+
+    /// Reports whether the feed is connected. Turning unhealthy empties the
+    /// cache; turning healthy again also does, since changes may have been missed.
+    pub fn set_healthy(&self, healthy: bool) {
+        let was = self.cache.feed_health[self.index].swap(healthy, Ordering::SeqCst);
+        if was != healthy {
+            if healthy {
+                self.cache.unhealthy_feeds.fetch_sub(1, Ordering::SeqCst);
+            } else {
+                self.cache.unhealthy_feeds.fetch_add(1, Ordering::SeqCst);
+            }
+            self.cache.invalidate(&Change::Everything);
+            tracing::info!(feed = self.index, healthy, "change feed");
+        }
+    }
+}
+
+/// One cached session.
+#[derive(Debug)]
+pub(crate) struct CachedSession {
+    pub(crate) active: Arc<ActiveSession>,
+    pub(crate) created_at: Millis,
+    /// Latest activity this instance has seen.
+    pub(crate) last_seen: AtomicI64,
+    /// Latest activity written to the store.
+    pub(crate) written: AtomicI64,
+}
+
+/// Most sessions kept; past this the cache starts over (a crude bound that
+/// keeps memory flat under floods of distinct sessions).
+const MAX_ENTRIES: usize = 200_000;
+
+/// See the module documentation.
+pub struct SessionCache {
+    sessions: DashMap<SessionKey, Arc<CachedSession>>,
+    users: DashMap<UserId, Arc<UserRecord>>,
+    /// Bumped by every invalidation; a lookup that raced one does not cache its result.
+    seq: AtomicU64,
+    enabled: bool,
+    feed_health: Vec<AtomicBool>,
+    unhealthy_feeds: AtomicUsize,
+}
+
+impl std::fmt::Debug for SessionCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionCache")
+            .field("sessions", &self.sessions.len())
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionCache {
+    /// A cache fed by `feeds`; `None` disables caching (no way to learn of
+    /// changes from other processes). Feeds start unhealthy until they say otherwise.
+    pub(crate) fn start(feeds: Option<&[Arc<dyn ChangeFeed>]>) -> Arc<Self> {
+        let n = feeds.map_or(0, <[_]>::len);
+        let cache = Arc::new(Self {
+            sessions: DashMap::new(),
+            users: DashMap::new(),
+            seq: AtomicU64::new(0),
+            enabled: feeds.is_some(),
+            feed_health: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            unhealthy_feeds: AtomicUsize::new(n),
+        });
+        for (index, feed) in feeds.unwrap_or_default().iter().enumerate() {
+            feed.clone().start(FeedSink {
+                cache: cache.clone(),
+                index,
+            });
+        }
+        cache
+    }
+
+    /// Whether cached entries may be trusted right now.
+    #[inline]
+    pub(crate) fn usable(&self) -> bool {
+        self.enabled && self.unhealthy_feeds.load(Ordering::SeqCst) == 0
+    }
+
+    /// The invalidation sequence number, read before a store lookup.
+    #[inline]
+    pub(crate) fn seq(&self) -> u64 {
+        self.seq.load(Ordering::SeqCst)
+    }
+
+    #[inline]
+    pub(crate) fn session(&self, key: &SessionKey) -> Option<Arc<CachedSession>> {
+        if !self.usable() {
+            return None;
+        }
+        self.sessions.get(key).map(|e| e.value().clone())
+    }
+
+    pub(crate) fn user(&self, id: UserId) -> Option<Arc<UserRecord>> {
+        if !self.usable() {
+            return None;
+        }
+        self.users.get(&id).map(|e| e.value().clone())
+    }
+
+    /// Caches a lookup made when the sequence number was `seq`, unless an
+    /// invalidation has happened since.
+    pub(crate) fn insert(&self, seq: u64, entry: CachedSession, user: Arc<UserRecord>) {
+        if !self.usable() {
+            return;
+        }
+        if self.sessions.len() >= MAX_ENTRIES {
+            self.sessions.clear();
+        }
+        let key = entry.active.key;
+        let user_id = user.id;
+        self.sessions.insert(key, Arc::new(entry));
+        self.users.insert(user_id, user);
+        if self.seq() != seq {
+            self.sessions.remove(&key);
+            self.users.remove(&user_id);
+        }
+    }
+
+    /// Forgets what a change makes stale.
+    pub(crate) fn invalidate(&self, change: &Change) {
+        self.seq.fetch_add(1, Ordering::SeqCst);
+        match change {
+            Change::Session(key) => {
+                self.sessions.remove(key);
+            }
+            Change::User(id) => {
+                self.users.remove(id);
+                self.sessions.retain(|_, s| s.active.user_id != *id);
+            }
+            Change::Everything => {
+                self.sessions.clear();
+                self.users.clear();
+            }
+        }
+    }
+
+    /// How many sessions are cached.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Whether no session is cached.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+}
