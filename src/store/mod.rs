@@ -12,6 +12,8 @@
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
 mod sqlite;
 
 use std::sync::Arc;
@@ -23,6 +25,8 @@ use crate::cache::ChangeFeed;
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
+#[cfg(feature = "redis")]
+pub use redis::RedisStore;
 pub use sqlite::SqliteStore;
 
 /// Milliseconds since the Unix epoch.
@@ -344,6 +348,63 @@ impl Stores {
     }
 }
 
+/// Where the stores live, for [`Stores::open_with`].
+#[derive(Debug, Clone)]
+pub struct StoreOptions<'a> {
+    /// Users (and, without `session_store_url`, sessions and counters).
+    pub database_url: &'a str,
+    /// A Redis URL for sessions and failure counters.
+    pub session_store_url: Option<&'a str>,
+    /// Namespace of every Redis key.
+    pub key_prefix: &'a str,
+    /// For Redis expiry.
+    pub idle_timeout: std::time::Duration,
+    /// For Redis expiry.
+    pub absolute_timeout: std::time::Duration,
+}
+
+impl Stores {
+    /// Opens the database and, if given, the Redis session store.
+    ///
+    /// # Errors
+    /// When a store cannot be reached, opened or migrated.
+    pub async fn open_with(options: &StoreOptions<'_>) -> Result<Self, OpenError> {
+        let stores = Self::open(options.database_url).await?;
+        let Some(url) = options.session_store_url else {
+            return Ok(stores);
+        };
+        #[cfg(feature = "redis")]
+        {
+            let store = RedisStore::open(
+                url,
+                options.key_prefix,
+                options.idle_timeout,
+                options.absolute_timeout,
+            )
+            .await
+            .map_err(|e| OpenError::Redis(format!("{}: {e}", redact_url(url))))?;
+            let feed = store.change_feed();
+            let store = Arc::new(store);
+            Ok(Self {
+                sessions: store.clone(),
+                failures: store,
+                feeds: stores.feeds.map(|mut feeds| {
+                    feeds.push(feed);
+                    feeds
+                }),
+                users: stores.users,
+            })
+        }
+        #[cfg(not(feature = "redis"))]
+        {
+            let _ = (url, stores);
+            Err(OpenError::Unsupported(
+                "this build has no Redis support (feature `redis`)".into(),
+            ))
+        }
+    }
+}
+
 /// Why [`Stores::open`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -356,6 +417,9 @@ pub enum OpenError {
     /// Migrations failed.
     #[error("cannot migrate the database")]
     Migrate(#[source] sqlx::migrate::MigrateError),
+    /// The Redis session store could not be reached.
+    #[error("cannot open the Redis session store: {0}")]
+    Redis(String),
 }
 
 /// A URL with any password replaced, for messages.

@@ -9,6 +9,11 @@ use sqlx::Connection as _;
 pub const POSTGRES_ENV: &str = "LATCHKEY_TEST_POSTGRES_URL";
 /// Where tests look for PostgreSQL when [`POSTGRES_ENV`] is not set.
 pub const POSTGRES_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+/// Names the Redis server for tests; each test uses a key prefix of its own.
+pub const REDIS_ENV: &str = "LATCHKEY_TEST_REDIS_URL";
+/// Where tests look for Redis when [`REDIS_ENV`] is not set.
+pub const REDIS_DEFAULT: &str = "redis://127.0.0.1:6379/";
+
 /// When set (CI sets it), a missing backend fails the tests instead of skipping them.
 pub const REQUIRE_ENV: &str = "LATCHKEY_TEST_REQUIRE_BACKENDS";
 
@@ -17,6 +22,53 @@ pub struct StoreFixture {
     pub url: String,
     _dir: Option<tempfile::TempDir>,
     pg_admin: Option<(String, String)>,
+    redis_prefix: Option<(String, String)>,
+}
+
+/// A Redis URL that answers, or a skip.
+pub async fn redis_url() -> Option<String> {
+    use fred::prelude::*;
+    let url = std::env::var(REDIS_ENV).unwrap_or_else(|_| REDIS_DEFAULT.to_owned());
+    let client = Builder::from_config(Config::from_url(&url).ok()?)
+        .with_connection_config(|c| c.connection_timeout = std::time::Duration::from_secs(1))
+        .build()
+        .ok()?;
+    let ok = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        client.init().await.is_ok() && client.ping::<String>(None).await.is_ok()
+    })
+    .await
+    .unwrap_or(false);
+    let _ = client.quit().await;
+    if ok {
+        Some(url)
+    } else {
+        skip("Redis", &format!("no server at {url}; set {REDIS_ENV}"));
+        None
+    }
+}
+
+/// A key prefix no other test run uses.
+pub fn fresh_prefix() -> String {
+    format!("latchkey-test-{}", hex_id())
+}
+
+/// Deletes every key under a prefix.
+pub async fn drop_redis_prefix(url: &str, prefix: &str) {
+    use fred::prelude::*;
+    let Ok(config) = Config::from_url(url) else {
+        return;
+    };
+    let Ok(client) = Builder::from_config(config).build() else {
+        return;
+    };
+    if client.init().await.is_ok() {
+        let script =
+            "for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end return 0";
+        let _: Result<i64, _> = client
+            .eval(script, Vec::<String>::new(), vec![format!("{{{prefix}}}*")])
+            .await;
+        let _ = client.quit().await;
+    }
 }
 
 /// Says once per test binary why a backend's tests were skipped, or fails
@@ -77,6 +129,7 @@ impl StoreFixture {
             url: "memory:".into(),
             _dir: None,
             pg_admin: None,
+            redis_prefix: None,
         }
     }
 
@@ -88,6 +141,7 @@ impl StoreFixture {
             url,
             _dir: Some(dir),
             pg_admin: None,
+            redis_prefix: None,
         }
     }
 
@@ -98,6 +152,29 @@ impl StoreFixture {
             url,
             _dir: None,
             pg_admin: Some((admin, name)),
+            redis_prefix: None,
+        })
+    }
+
+    /// Sessions and counters in Redis under a fresh prefix, users in memory.
+    pub async fn redis() -> Option<Self> {
+        let url = redis_url().await?;
+        let prefix = fresh_prefix();
+        let stores = Stores::open_with(&latchkey::store::StoreOptions {
+            database_url: "memory:",
+            session_store_url: Some(&url),
+            key_prefix: &prefix,
+            idle_timeout: std::time::Duration::from_secs(3600),
+            absolute_timeout: std::time::Duration::from_secs(12 * 3600),
+        })
+        .await
+        .unwrap();
+        Some(Self {
+            stores,
+            url: url.clone(),
+            _dir: None,
+            pg_admin: None,
+            redis_prefix: Some((url, prefix)),
         })
     }
 
@@ -105,6 +182,8 @@ impl StoreFixture {
         if let Some((admin, name)) = &self.pg_admin {
             drop(self.stores);
             drop_postgres_database(admin, name).await;
+        } else if let Some((url, prefix)) = &self.redis_prefix {
+            drop_redis_prefix(url, prefix).await;
         }
     }
 }

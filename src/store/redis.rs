@@ -1,0 +1,466 @@
+//! Redis: sessions and failed-login counters shared by several instances,
+//! with server-side expiry (TTL) for both timeouts. Users stay in the database.
+//!
+//! Every key carries one hash tag (`{prefix}`), so the Lua scripts that keep
+//! a session and its user's index consistent are atomic on a single node,
+//! behind Sentinel, and in a Cluster (where latchkey's keys then live on one
+//! shard: the cluster gives failover, not sharding of these few keys).
+//! Scripts that delete sessions publish what they deleted on
+//! `{prefix}:changes`, which every instance's cache listens to.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use fred::prelude::*;
+
+use super::{
+    FailurePolicy, FailureStore, Millis, SessionKey, SessionRecord, SessionStore, StoreError,
+    StoreResult, UserId,
+};
+use crate::cache::{Change, ChangeFeed, FeedSink};
+
+/// Sessions and failure counters in Redis.
+#[derive(Clone)]
+pub struct RedisStore {
+    client: Client,
+    prefix: String,
+    idle: Millis,
+    absolute: Millis,
+    url: String,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(e: Error) -> StoreError {
+    StoreError::unavailable(e)
+}
+
+fn client_for(url: &str) -> Result<Client, Error> {
+    let config = Config::from_url(url)?;
+    Builder::from_config(config)
+        .with_connection_config(|c| {
+            c.connection_timeout = Duration::from_secs(2);
+            c.internal_command_timeout = Duration::from_secs(2);
+            c.max_command_attempts = 2;
+        })
+        // A stopped server must fail requests quickly (503), not queue them.
+        .with_performance_config(|c| c.default_command_timeout = Duration::from_secs(2))
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
+        .build()
+}
+
+impl RedisStore {
+    /// Connects to `url` (`redis://`, `rediss://`, `redis-cluster://`,
+    /// `redis-sentinel://`). `prefix` namespaces every key; `idle` and
+    /// `absolute` set the sessions' expiry.
+    ///
+    /// # Errors
+    /// When the URL is invalid or the server cannot be reached.
+    pub async fn open(
+        url: &str,
+        prefix: &str,
+        idle: Duration,
+        absolute: Duration,
+    ) -> Result<Self, Error> {
+        let client = client_for(url)?;
+        client.init().await?;
+        let millis = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        Ok(Self {
+            client,
+            prefix: format!("{{{prefix}}}"),
+            idle: millis(idle),
+            absolute: millis(absolute),
+            url: url.to_owned(),
+        })
+    }
+
+    fn session_key(&self, key: &SessionKey) -> String {
+        format!("{}:s:{}", self.prefix, key.to_hex())
+    }
+
+    fn user_key(&self, user: UserId) -> String {
+        format!("{}:u:{}", self.prefix, user.0)
+    }
+
+    fn users_key(&self) -> String {
+        format!("{}:users", self.prefix)
+    }
+
+    fn failure_key(&self, key: &str) -> String {
+        format!("{}:f:{key}", self.prefix)
+    }
+
+    fn channel(&self) -> String {
+        format!("{}:changes", self.prefix)
+    }
+
+    fn expiry(&self, s: &SessionRecord) -> i64 {
+        (s.last_seen + self.idle).min(s.created_at + self.absolute)
+    }
+
+    /// Listens for the deletions the scripts publish.
+    #[must_use]
+    pub fn change_feed(&self) -> Arc<dyn ChangeFeed> {
+        Arc::new(PubSubFeed {
+            url: self.url.clone(),
+            channel: self.channel(),
+        })
+    }
+
+    fn record_args(&self, s: &SessionRecord) -> Vec<Value> {
+        vec![
+            s.key.to_hex().into(),
+            s.user_id.0.into(),
+            s.credential_epoch.into(),
+            s.roles_epoch.into(),
+            s.created_at.into(),
+            s.last_seen.into(),
+            self.expiry(s).into(),
+        ]
+    }
+}
+
+/// KEYS: session, user index, users set. ARGV: hex, uid, c, r, t, l, expire-at.
+const CREATE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'u', ARGV[2], 'c', ARGV[3], 'r', ARGV[4], 't', ARGV[5], 'l', ARGV[6])
+redis.call('PEXPIREAT', KEYS[1], ARGV[7])
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('SADD', KEYS[3], ARGV[2])
+return 1";
+
+/// KEYS: session. ARGV: last seen, idle, absolute. Never creates.
+const TOUCH: &str = r"
+local l = redis.call('HGET', KEYS[1], 'l')
+if not l then return 0 end
+local last = math.max(tonumber(l), tonumber(ARGV[1]))
+redis.call('HSET', KEYS[1], 'l', last)
+local t = tonumber(redis.call('HGET', KEYS[1], 't'))
+redis.call('PEXPIREAT', KEYS[1], math.min(last + tonumber(ARGV[2]), t + tonumber(ARGV[3])))
+return 1";
+
+/// KEYS: old session, new session, user index, users set, channel (not a key
+/// but kept with them). ARGV: old hex, then the new record as in CREATE.
+const ROTATE: &str = r"
+if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+if redis.call('DEL', KEYS[1]) == 0 then return 0 end
+redis.call('SREM', KEYS[3], ARGV[1])
+redis.call('HSET', KEYS[2], 'u', ARGV[3], 'c', ARGV[4], 'r', ARGV[5], 't', ARGV[6], 'l', ARGV[7])
+redis.call('PEXPIREAT', KEYS[2], ARGV[8])
+redis.call('SADD', KEYS[3], ARGV[2])
+redis.call('SADD', KEYS[4], ARGV[3])
+redis.call('PUBLISH', ARGV[9], 's' .. ARGV[1])
+return 1";
+
+/// KEYS: session. ARGV: hex, prefix, channel.
+const DELETE: &str = r"
+local u = redis.call('HGET', KEYS[1], 'u')
+if not u then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('SREM', ARGV[2] .. ':u:' .. u, ARGV[1])
+redis.call('PUBLISH', ARGV[3], 's' .. ARGV[1])
+return 1";
+
+/// KEYS: user index. ARGV: prefix, channel, user id.
+const DELETE_USER: &str = r"
+local n = 0
+for _, hex in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  n = n + redis.call('DEL', ARGV[1] .. ':s:' .. hex)
+end
+redis.call('DEL', KEYS[1])
+redis.call('SREM', ARGV[1] .. ':users', ARGV[3])
+redis.call('PUBLISH', ARGV[2], 'u' .. ARGV[3])
+return n";
+
+/// KEYS: users set. ARGV: prefix, user id or '' for all. Returns flat
+/// [hex, u, c, r, t, l, ...] for live sessions; drops index entries whose
+/// session has expired.
+const LIST: &str = r"
+local out = {}
+local users = {}
+if ARGV[2] == '' then users = redis.call('SMEMBERS', KEYS[1]) else users = {ARGV[2]} end
+for _, uid in ipairs(users) do
+  local index = ARGV[1] .. ':u:' .. uid
+  for _, hex in ipairs(redis.call('SMEMBERS', index)) do
+    local v = redis.call('HMGET', ARGV[1] .. ':s:' .. hex, 'u', 'c', 'r', 't', 'l')
+    if v[1] then
+      table.insert(out, hex)
+      for i = 1, 5 do table.insert(out, v[i]) end
+    else
+      redis.call('SREM', index, hex)
+    end
+  end
+  if redis.call('SCARD', index) == 0 then redis.call('SREM', KEYS[1], uid) end
+end
+return out";
+
+/// KEYS: counter. ARGV: now, max, window, lockout. Returns the lock end or -1.
+const RECORD_FAILURE: &str = r"
+local now, max, window, lockout = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local v = redis.call('HMGET', KEYS[1], 'n', 'w', 'l')
+local n, w, l = tonumber(v[1]), tonumber(v[2]), tonumber(v[3])
+if l and l > now then return l end
+if n and not l and now - w < window then
+  n = n + 1
+else
+  n, w = 1, now
+end
+l = nil
+if n >= max then l = now + lockout end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'n', n, 'w', w)
+if l then redis.call('HSET', KEYS[1], 'l', l) end
+redis.call('PEXPIREAT', KEYS[1], math.max(w + window, l or 0))
+return l or -1";
+
+impl RedisStore {
+    async fn eval<R: FromValue>(
+        &self,
+        script: &'static str,
+        keys: Vec<String>,
+        args: Vec<Value>,
+    ) -> StoreResult<R> {
+        self.client
+            .eval::<R, _, _, _>(script, keys, args)
+            .await
+            .map_err(unavailable)
+    }
+}
+
+fn parse_i64(v: Option<&Value>) -> StoreResult<i64> {
+    v.and_then(Value::as_i64)
+        .ok_or_else(|| StoreError::Corrupt("session field".into()))
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn create(&self, s: &SessionRecord) -> StoreResult<()> {
+        let keys = vec![
+            self.session_key(&s.key),
+            self.user_key(s.user_id),
+            self.users_key(),
+        ];
+        let created: i64 = self.eval(CREATE, keys, self.record_args(s)).await?;
+        if created == 0 {
+            return Err(StoreError::Conflict);
+        }
+        Ok(())
+    }
+
+    async fn load(&self, key: &SessionKey) -> StoreResult<Option<SessionRecord>> {
+        let values: Vec<Option<i64>> = self
+            .client
+            .hmget(self.session_key(key), vec!["u", "c", "r", "t", "l"])
+            .await
+            .map_err(unavailable)?;
+        let [Some(u), Some(c), Some(r), Some(t), Some(l)] = values[..] else {
+            return Ok(None);
+        };
+        Ok(Some(SessionRecord {
+            key: *key,
+            user_id: UserId(u),
+            credential_epoch: c,
+            roles_epoch: r,
+            created_at: t,
+            last_seen: l,
+        }))
+    }
+
+    async fn touch(&self, key: &SessionKey, last_seen: Millis) -> StoreResult<bool> {
+        let args = vec![last_seen.into(), self.idle.into(), self.absolute.into()];
+        let done: i64 = self.eval(TOUCH, vec![self.session_key(key)], args).await?;
+        Ok(done == 1)
+    }
+
+    async fn rotate(&self, old: &SessionKey, new: &SessionRecord) -> StoreResult<bool> {
+        let keys = vec![
+            self.session_key(old),
+            self.session_key(&new.key),
+            self.user_key(new.user_id),
+            self.users_key(),
+        ];
+        let mut args: Vec<Value> = vec![old.to_hex().into()];
+        args.extend(self.record_args(new));
+        args.push(self.channel().into());
+        let done: i64 = self.eval(ROTATE, keys, args).await?;
+        match done {
+            -1 => Err(StoreError::Conflict),
+            n => Ok(n == 1),
+        }
+    }
+
+    async fn delete(&self, key: &SessionKey) -> StoreResult<bool> {
+        let args = vec![
+            key.to_hex().into(),
+            self.prefix.clone().into(),
+            self.channel().into(),
+        ];
+        let done: i64 = self.eval(DELETE, vec![self.session_key(key)], args).await?;
+        Ok(done == 1)
+    }
+
+    async fn delete_user_sessions(&self, user: UserId) -> StoreResult<u64> {
+        let args = vec![
+            self.prefix.clone().into(),
+            self.channel().into(),
+            user.0.into(),
+        ];
+        let n: i64 = self
+            .eval(DELETE_USER, vec![self.user_key(user)], args)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn list(&self, user: Option<UserId>) -> StoreResult<Vec<SessionRecord>> {
+        let filter = user.map_or_else(String::new, |u| u.0.to_string());
+        let args = vec![self.prefix.clone().into(), filter.into()];
+        let flat: Vec<Value> = self.eval(LIST, vec![self.users_key()], args).await?;
+        let mut out = Vec::new();
+        for row in flat.chunks(6) {
+            let hex = row.first().and_then(Value::as_string).unwrap_or_default();
+            let mut key = [0u8; 32];
+            hex::decode_to_slice(&hex, &mut key)
+                .map_err(|_| StoreError::Corrupt("session key".into()))?;
+            out.push(SessionRecord {
+                key: SessionKey(key),
+                user_id: UserId(parse_i64(row.get(1))?),
+                credential_epoch: parse_i64(row.get(2))?,
+                roles_epoch: parse_i64(row.get(3))?,
+                created_at: parse_i64(row.get(4))?,
+                last_seen: parse_i64(row.get(5))?,
+            });
+        }
+        out.sort_by_key(|s| (s.created_at, s.key.0));
+        Ok(out)
+    }
+
+    async fn delete_expired(
+        &self,
+        _idle_before: Millis,
+        _created_before: Millis,
+    ) -> StoreResult<u64> {
+        // Redis expires the sessions itself; listing prunes the indexes.
+        self.list(None).await.map(|_| 0)
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.client.ping::<()>(None).await.map_err(unavailable)
+    }
+}
+
+#[async_trait]
+impl FailureStore for RedisStore {
+    async fn locked_until(&self, key: &str, now: Millis) -> StoreResult<Option<Millis>> {
+        let until: Option<i64> = self
+            .client
+            .hget(self.failure_key(key), "l")
+            .await
+            .map_err(unavailable)?;
+        Ok(until.filter(|&u| u > now))
+    }
+
+    async fn record_failure(
+        &self,
+        key: &str,
+        now: Millis,
+        policy: FailurePolicy,
+    ) -> StoreResult<Option<Millis>> {
+        let args = vec![
+            now.into(),
+            i64::from(policy.max_failures).into(),
+            policy.window.into(),
+            policy.lockout.into(),
+        ];
+        let until: i64 = self
+            .eval(RECORD_FAILURE, vec![self.failure_key(key)], args)
+            .await?;
+        Ok((until >= 0 && until > now).then_some(until))
+    }
+
+    async fn clear(&self, key: &str) -> StoreResult<()> {
+        self.client
+            .del::<(), _>(self.failure_key(key))
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn delete_stale(&self, _now: Millis, _window: Millis) -> StoreResult<u64> {
+        // Counters carry their own expiry.
+        Ok(0)
+    }
+}
+
+/// Subscribes to the scripts' deletion messages on a connection of its own.
+struct PubSubFeed {
+    url: String,
+    channel: String,
+}
+
+fn parse_change(payload: &str) -> Change {
+    if let Some(hex_key) = payload.strip_prefix('s') {
+        let mut key = [0u8; 32];
+        if hex::decode_to_slice(hex_key, &mut key).is_ok() {
+            return Change::Session(SessionKey(key));
+        }
+    }
+    if let Some(id) = payload.strip_prefix('u').and_then(|id| id.parse().ok()) {
+        return Change::User(UserId(id));
+    }
+    Change::Everything
+}
+
+impl ChangeFeed for PubSubFeed {
+    fn start(self: Arc<Self>, sink: FeedSink) {
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = self.run(&sink).await {
+                    tracing::debug!(error = %e, "Redis change feed down");
+                }
+                sink.set_healthy(false);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+    }
+}
+
+impl PubSubFeed {
+    /// One subscription's life: healthy from a confirmed SUBSCRIBE until
+    /// the connection reports an error.
+    async fn run(&self, sink: &FeedSink) -> Result<(), Error> {
+        let client = client_for(&self.url)?;
+        // Reconnection is done here, so that every new connection is
+        // followed by a new SUBSCRIBE before the cache is trusted again.
+        let mut errors = client.error_rx();
+        let mut messages = client.message_rx();
+        let mut reconnects = client.reconnect_rx();
+        client.init().await?;
+        client.subscribe(self.channel.clone()).await?;
+        sink.set_healthy(true);
+        let result = loop {
+            tokio::select! {
+                msg = messages.recv() => match msg {
+                    Ok(m) => sink.changed(parse_change(&m.value.as_string().unwrap_or_default())),
+                    Err(_) => break Ok(()),
+                },
+                err = errors.recv() => {
+                    let _ = err;
+                    sink.set_healthy(false);
+                }
+                rec = reconnects.recv() => {
+                    if rec.is_err() { break Ok(()); }
+                    client.subscribe(self.channel.clone()).await?;
+                    sink.set_healthy(true);
+                }
+            }
+        };
+        let _ = client.quit().await;
+        result
+    }
+}
