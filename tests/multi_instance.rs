@@ -1,0 +1,220 @@
+//! Several `latchkey serve` processes sharing PostgreSQL (and, in a second
+//! configuration, PostgreSQL + Redis): a login, a logout, a revocation or a
+//! timeout anywhere holds everywhere at the next request.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+mod support;
+
+use std::time::Duration;
+
+use common::process::ServerProcess;
+use common::{OTHER_PASSWORD, PASSWORD, run_cli};
+use reqwest::{Client, StatusCode, header};
+use serde_json::{Value, json};
+
+/// Two instances over one shared configuration, and what to clean up.
+struct Pair {
+    a: ServerProcess,
+    b: ServerProcess,
+    env: Vec<(String, String)>,
+    _dir: tempfile::TempDir,
+    pg: (String, String),
+    redis: Option<(String, String)>,
+}
+
+impl Pair {
+    async fn start(with_redis: bool, extra: &[(&str, &str)]) -> Option<Self> {
+        let redis = if with_redis {
+            let url = support::redis_url().await?;
+            Some((url, support::fresh_prefix()))
+        } else {
+            None
+        };
+        let (admin, db_url, name) = support::fresh_postgres_database().await?;
+        let dir = tempfile::tempdir().unwrap();
+        let mut env: Vec<(String, String)> = vec![
+            ("LATCHKEY_DATABASE_URL".into(), db_url),
+            ("LATCHKEY_SECRET".into(), common::SECRET.into()),
+            ("LATCHKEY_ARGON2_MEMORY_KIB".into(), "1024".into()),
+            ("LATCHKEY_ARGON2_ITERATIONS".into(), "1".into()),
+        ];
+        if let Some((url, prefix)) = &redis {
+            env.push(("LATCHKEY_SESSION_STORE_URL".into(), url.clone()));
+            env.push(("LATCHKEY_SESSION_STORE_PREFIX".into(), prefix.clone()));
+        }
+        for (k, v) in extra {
+            env.push(((*k).to_owned(), (*v).to_owned()));
+        }
+        let out = run_cli(&env, &["user", "add", "ann", "--password-stdin"], Some(PASSWORD)).await;
+        assert!(out.status.success(), "{}", common::stderr(&out));
+        let a = ServerProcess::start(dir.path(), &env).await;
+        let b = ServerProcess::start(dir.path(), &env).await;
+        Some(Self { a, b, env, _dir: dir, pg: (admin, name), redis })
+    }
+
+    async fn cleanup(mut self) {
+        let _ = self.a.child.kill().await;
+        let _ = self.b.child.kill().await;
+        support::drop_postgres_database(&self.pg.0, &self.pg.1).await;
+        if let Some((url, prefix)) = &self.redis {
+            support::drop_redis_prefix(url, prefix).await;
+        }
+    }
+}
+
+async fn login(client: &Client, server: &ServerProcess, name: &str, password: &str) -> StatusCode {
+    client
+        .post(server.url("/login"))
+        .header(header::ACCEPT, "application/json")
+        .json(&json!({"username": name, "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn profile(client: &Client, server: &ServerProcess) -> reqwest::Response {
+    client.get(server.url("/profile")).header(header::ACCEPT, "application/json").send().await.unwrap()
+}
+
+async fn a_login_on_one_instance_holds_on_the_other(with_redis: bool) {
+    let Some(p) = Pair::start(with_redis, &[]).await else { return };
+    let (client, _jar) = common::client();
+    assert_eq!(login(&client, &p.a, "ann", PASSWORD).await, StatusCode::OK);
+    for server in [&p.b, &p.a, &p.b] {
+        let r = profile(&client, server).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.json::<Value>().await.unwrap()["username"], "ann");
+    }
+    p.cleanup().await;
+}
+
+async fn a_logout_on_b_is_refused_on_a_at_the_next_request(with_redis: bool) {
+    let Some(p) = Pair::start(with_redis, &[]).await else { return };
+    let (client, jar) = common::client();
+    assert_eq!(login(&client, &p.a, "ann", PASSWORD).await, StatusCode::OK);
+    let cookie = common::cookie_named(&jar, &p.a.base, "latchkey").unwrap();
+    // Both instances have seen (and cached) the session.
+    let csrf: Value = profile(&client, &p.a).await.json().await.unwrap();
+    assert_eq!(profile(&client, &p.b).await.status(), StatusCode::OK);
+    let r = client
+        .post(p.b.url("/logout"))
+        .header(header::ACCEPT, "application/json")
+        .header("x-csrf-token", csrf["csrf_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let replay = Client::new()
+        .get(p.a.url("/profile"))
+        .header(header::ACCEPT, "application/json")
+        .header(header::COOKIE, format!("latchkey={cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), StatusCode::UNAUTHORIZED);
+    p.cleanup().await;
+}
+
+async fn cli_changes_end_sessions_on_every_instance(with_redis: bool) {
+    let Some(p) = Pair::start(with_redis, &[]).await else { return };
+    let (client, _jar) = common::client();
+    assert_eq!(login(&client, &p.a, "ann", PASSWORD).await, StatusCode::OK);
+    assert_eq!(profile(&client, &p.a).await.status(), StatusCode::OK);
+    assert_eq!(profile(&client, &p.b).await.status(), StatusCode::OK);
+    assert!(run_cli(&p.env, &["user", "disable", "ann"], None).await.status.success());
+    assert_eq!(profile(&client, &p.a).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(profile(&client, &p.b).await.status(), StatusCode::UNAUTHORIZED);
+    assert!(run_cli(&p.env, &["user", "enable", "ann"], None).await.status.success());
+
+    assert_eq!(login(&client, &p.b, "ann", PASSWORD).await, StatusCode::OK);
+    assert_eq!(profile(&client, &p.a).await.status(), StatusCode::OK);
+    assert_eq!(profile(&client, &p.b).await.status(), StatusCode::OK);
+    let out = run_cli(&p.env, &["user", "passwd", "ann", "--password-stdin"], Some(OTHER_PASSWORD)).await;
+    assert!(out.status.success());
+    assert_eq!(profile(&client, &p.a).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(profile(&client, &p.b).await.status(), StatusCode::UNAUTHORIZED);
+
+    assert_eq!(login(&client, &p.a, "ann", OTHER_PASSWORD).await, StatusCode::OK);
+    assert_eq!(profile(&client, &p.a).await.status(), StatusCode::OK);
+    assert_eq!(profile(&client, &p.b).await.status(), StatusCode::OK);
+    assert!(run_cli(&p.env, &["session", "revoke", "--user", "ann"], None).await.status.success());
+    assert_eq!(profile(&client, &p.b).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(profile(&client, &p.a).await.status(), StatusCode::UNAUTHORIZED);
+
+    assert_eq!(login(&client, &p.a, "ann", OTHER_PASSWORD).await, StatusCode::OK);
+    assert_eq!(profile(&client, &p.b).await.status(), StatusCode::OK);
+    assert!(run_cli(&p.env, &["user", "roles", "ann", "--add", "admin"], None).await.status.success());
+    let admin = client.get(p.b.url("/admin")).header(header::ACCEPT, "application/json").send().await.unwrap();
+    assert_eq!(admin.status(), StatusCode::OK, "a role granted by the CLI works at once");
+    assert_eq!(profile(&client, &p.a).await.status(), StatusCode::OK, "the rotated cookie works everywhere");
+    p.cleanup().await;
+}
+
+async fn failures_spread_over_instances_still_lock_the_account(with_redis: bool) {
+    let Some(p) = Pair::start(with_redis, &[]).await else { return };
+    let (client, _jar) = common::client();
+    for i in 0..5 {
+        let server = if i % 2 == 0 { &p.a } else { &p.b };
+        assert_eq!(login(&client, server, "ann", "wrong-password-here").await, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(login(&client, &p.a, "ann", PASSWORD).await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(login(&client, &p.b, "ann", PASSWORD).await, StatusCode::TOO_MANY_REQUESTS);
+    p.cleanup().await;
+}
+
+async fn timeouts_are_enforced_by_every_instance(with_redis: bool) {
+    let Some(p) = Pair::start(with_redis, &[("LATCHKEY_IDLE_TIMEOUT", "2s"), ("LATCHKEY_ABSOLUTE_TIMEOUT", "4s")]).await
+    else {
+        return;
+    };
+    let (client, _jar) = common::client();
+    // Idle: both have cached the session, then nobody uses it.
+    assert_eq!(login(&client, &p.a, "ann", PASSWORD).await, StatusCode::OK);
+    assert_eq!(profile(&client, &p.a).await.status(), StatusCode::OK);
+    assert_eq!(profile(&client, &p.b).await.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(2_400)).await;
+    assert_eq!(profile(&client, &p.b).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(profile(&client, &p.a).await.status(), StatusCode::UNAUTHORIZED);
+    // Absolute: kept busy through A, refused by B once it has run out.
+    assert_eq!(login(&client, &p.a, "ann", PASSWORD).await, StatusCode::OK);
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_millis(3_600) {
+        assert_eq!(profile(&client, &p.a).await.status(), StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(profile(&client, &p.b).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(profile(&client, &p.a).await.status(), StatusCode::UNAUTHORIZED);
+    p.cleanup().await;
+}
+
+macro_rules! both_configurations {
+    ($($case:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(false).await;
+                }
+            )*
+        }
+        mod postgres_and_redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(true).await;
+                }
+            )*
+        }
+    };
+}
+
+both_configurations!(
+    a_login_on_one_instance_holds_on_the_other,
+    a_logout_on_b_is_refused_on_a_at_the_next_request,
+    cli_changes_end_sessions_on_every_instance,
+    failures_spread_over_instances_still_lock_the_account,
+    timeouts_are_enforced_by_every_instance,
+);
