@@ -203,6 +203,8 @@ const KNOWN_ENV: &[&str] = &[
     "BIND",
     "PUBLIC_URL",
     "DATABASE_URL",
+    "SESSION_STORE_URL",
+    "SESSION_STORE_PREFIX",
     "SECRET",
     "SECRET_FILE",
     "IDLE_TIMEOUT",
@@ -635,6 +637,41 @@ mod tests {
                 .expect_err(var)
                 .to_string();
             assert!(err.contains(needle), "{var}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_redis_session_store_is_configured_by_environment() {
+        let c = Config::load_from(
+            None,
+            env(&[
+                ("LATCHKEY_SESSION_STORE_URL", "redis://127.0.0.1:6379/"),
+                ("LATCHKEY_SESSION_STORE_PREFIX", "site-a"),
+            ]),
+        )
+        .expect("loads");
+        assert_eq!(
+            c.session_store_url.as_deref(),
+            Some("redis://127.0.0.1:6379/")
+        );
+        assert_eq!(c.session_store_prefix, "site-a");
+        let err = Config::load_from(
+            None,
+            env(&[("LATCHKEY_SESSION_STORE_URL", "memcached://x")]),
+        )
+        .expect_err("bad scheme")
+        .to_string();
+        assert!(err.contains("LATCHKEY_SESSION_STORE_URL"), "{err}");
+    }
+
+    #[test]
+    fn every_documented_variable_is_known() {
+        let readme = include_str!("../README.md");
+        for name in KNOWN_ENV.iter().filter(|n| **n != "CONFIG") {
+            assert!(
+                readme.contains(&format!("`LATCHKEY_{name}`")),
+                "README lacks LATCHKEY_{name}"
+            );
         }
     }
 

@@ -46,11 +46,23 @@ impl Pair {
         for (k, v) in extra {
             env.push(((*k).to_owned(), (*v).to_owned()));
         }
-        let out = run_cli(&env, &["user", "add", "ann", "--password-stdin"], Some(PASSWORD)).await;
+        let out = run_cli(
+            &env,
+            &["user", "add", "ann", "--password-stdin"],
+            Some(PASSWORD),
+        )
+        .await;
         assert!(out.status.success(), "{}", common::stderr(&out));
         let a = ServerProcess::start(dir.path(), &env).await;
         let b = ServerProcess::start(dir.path(), &env).await;
-        Some(Self { a, b, env, _dir: dir, pg: (admin, name), redis })
+        Some(Self {
+            a,
+            b,
+            env,
+            _dir: dir,
+            pg: (admin, name),
+            redis,
+        })
     }
 
     async fn cleanup(mut self) {
@@ -75,13 +87,26 @@ async fn login(client: &Client, server: &ServerProcess, name: &str, password: &s
 }
 
 async fn profile(client: &Client, server: &ServerProcess) -> reqwest::Response {
-    client.get(server.url("/profile")).header(header::ACCEPT, "application/json").send().await.unwrap()
+    client
+        .get(server.url("/profile"))
+        .header(header::ACCEPT, "application/json")
+        .send()
+        .await
+        .unwrap()
 }
 
 async fn a_login_on_one_instance_holds_on_the_other(with_redis: bool) {
-    let Some(p) = Pair::start(with_redis, &[]).await else { return };
+    let Some(p) = Pair::start(with_redis, &[]).await else {
+        return;
+    };
     let (client, _jar) = common::client();
     assert_eq!(login(&client, &p.a, "ann", PASSWORD).await, StatusCode::OK);
+    if let Some((url, prefix)) = &p.redis {
+        assert!(
+            support::count_redis_keys(url, prefix).await > 0,
+            "the session lives in Redis"
+        );
+    }
     for server in [&p.b, &p.a, &p.b] {
         let r = profile(&client, server).await;
         assert_eq!(r.status(), StatusCode::OK);
@@ -91,7 +116,9 @@ async fn a_login_on_one_instance_holds_on_the_other(with_redis: bool) {
 }
 
 async fn a_logout_on_b_is_refused_on_a_at_the_next_request(with_redis: bool) {
-    let Some(p) = Pair::start(with_redis, &[]).await else { return };
+    let Some(p) = Pair::start(with_redis, &[]).await else {
+        return;
+    };
     let (client, jar) = common::client();
     assert_eq!(login(&client, &p.a, "ann", PASSWORD).await, StatusCode::OK);
     let cookie = common::cookie_named(&jar, &p.a.base, "latchkey").unwrap();
@@ -118,54 +145,136 @@ async fn a_logout_on_b_is_refused_on_a_at_the_next_request(with_redis: bool) {
 }
 
 async fn cli_changes_end_sessions_on_every_instance(with_redis: bool) {
-    let Some(p) = Pair::start(with_redis, &[]).await else { return };
+    let Some(p) = Pair::start(with_redis, &[]).await else {
+        return;
+    };
     let (client, _jar) = common::client();
     assert_eq!(login(&client, &p.a, "ann", PASSWORD).await, StatusCode::OK);
     assert_eq!(profile(&client, &p.a).await.status(), StatusCode::OK);
     assert_eq!(profile(&client, &p.b).await.status(), StatusCode::OK);
-    assert!(run_cli(&p.env, &["user", "disable", "ann"], None).await.status.success());
-    assert_eq!(profile(&client, &p.a).await.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(profile(&client, &p.b).await.status(), StatusCode::UNAUTHORIZED);
-    assert!(run_cli(&p.env, &["user", "enable", "ann"], None).await.status.success());
+    assert!(
+        run_cli(&p.env, &["user", "disable", "ann"], None)
+            .await
+            .status
+            .success()
+    );
+    assert_eq!(
+        profile(&client, &p.a).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        profile(&client, &p.b).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(
+        run_cli(&p.env, &["user", "enable", "ann"], None)
+            .await
+            .status
+            .success()
+    );
 
     assert_eq!(login(&client, &p.b, "ann", PASSWORD).await, StatusCode::OK);
     assert_eq!(profile(&client, &p.a).await.status(), StatusCode::OK);
     assert_eq!(profile(&client, &p.b).await.status(), StatusCode::OK);
-    let out = run_cli(&p.env, &["user", "passwd", "ann", "--password-stdin"], Some(OTHER_PASSWORD)).await;
+    let out = run_cli(
+        &p.env,
+        &["user", "passwd", "ann", "--password-stdin"],
+        Some(OTHER_PASSWORD),
+    )
+    .await;
     assert!(out.status.success());
-    assert_eq!(profile(&client, &p.a).await.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(profile(&client, &p.b).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        profile(&client, &p.a).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        profile(&client, &p.b).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
 
-    assert_eq!(login(&client, &p.a, "ann", OTHER_PASSWORD).await, StatusCode::OK);
+    assert_eq!(
+        login(&client, &p.a, "ann", OTHER_PASSWORD).await,
+        StatusCode::OK
+    );
     assert_eq!(profile(&client, &p.a).await.status(), StatusCode::OK);
     assert_eq!(profile(&client, &p.b).await.status(), StatusCode::OK);
-    assert!(run_cli(&p.env, &["session", "revoke", "--user", "ann"], None).await.status.success());
-    assert_eq!(profile(&client, &p.b).await.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(profile(&client, &p.a).await.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        run_cli(&p.env, &["session", "revoke", "--user", "ann"], None)
+            .await
+            .status
+            .success()
+    );
+    assert_eq!(
+        profile(&client, &p.b).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        profile(&client, &p.a).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
 
-    assert_eq!(login(&client, &p.a, "ann", OTHER_PASSWORD).await, StatusCode::OK);
+    assert_eq!(
+        login(&client, &p.a, "ann", OTHER_PASSWORD).await,
+        StatusCode::OK
+    );
     assert_eq!(profile(&client, &p.b).await.status(), StatusCode::OK);
-    assert!(run_cli(&p.env, &["user", "roles", "ann", "--add", "admin"], None).await.status.success());
-    let admin = client.get(p.b.url("/admin")).header(header::ACCEPT, "application/json").send().await.unwrap();
-    assert_eq!(admin.status(), StatusCode::OK, "a role granted by the CLI works at once");
-    assert_eq!(profile(&client, &p.a).await.status(), StatusCode::OK, "the rotated cookie works everywhere");
+    assert!(
+        run_cli(&p.env, &["user", "roles", "ann", "--add", "admin"], None)
+            .await
+            .status
+            .success()
+    );
+    let admin = client
+        .get(p.b.url("/admin"))
+        .header(header::ACCEPT, "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        admin.status(),
+        StatusCode::OK,
+        "a role granted by the CLI works at once"
+    );
+    assert_eq!(
+        profile(&client, &p.a).await.status(),
+        StatusCode::OK,
+        "the rotated cookie works everywhere"
+    );
     p.cleanup().await;
 }
 
 async fn failures_spread_over_instances_still_lock_the_account(with_redis: bool) {
-    let Some(p) = Pair::start(with_redis, &[]).await else { return };
+    let Some(p) = Pair::start(with_redis, &[]).await else {
+        return;
+    };
     let (client, _jar) = common::client();
     for i in 0..5 {
         let server = if i % 2 == 0 { &p.a } else { &p.b };
-        assert_eq!(login(&client, server, "ann", "wrong-password-here").await, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            login(&client, server, "ann", "wrong-password-here").await,
+            StatusCode::UNAUTHORIZED
+        );
     }
-    assert_eq!(login(&client, &p.a, "ann", PASSWORD).await, StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(login(&client, &p.b, "ann", PASSWORD).await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        login(&client, &p.a, "ann", PASSWORD).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        login(&client, &p.b, "ann", PASSWORD).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
     p.cleanup().await;
 }
 
 async fn timeouts_are_enforced_by_every_instance(with_redis: bool) {
-    let Some(p) = Pair::start(with_redis, &[("LATCHKEY_IDLE_TIMEOUT", "2s"), ("LATCHKEY_ABSOLUTE_TIMEOUT", "4s")]).await
+    let Some(p) = Pair::start(
+        with_redis,
+        &[
+            ("LATCHKEY_IDLE_TIMEOUT", "2s"),
+            ("LATCHKEY_ABSOLUTE_TIMEOUT", "4s"),
+        ],
+    )
+    .await
     else {
         return;
     };
@@ -175,8 +284,14 @@ async fn timeouts_are_enforced_by_every_instance(with_redis: bool) {
     assert_eq!(profile(&client, &p.a).await.status(), StatusCode::OK);
     assert_eq!(profile(&client, &p.b).await.status(), StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(2_400)).await;
-    assert_eq!(profile(&client, &p.b).await.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(profile(&client, &p.a).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        profile(&client, &p.b).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        profile(&client, &p.a).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
     // Absolute: kept busy through A, refused by B once it has run out.
     assert_eq!(login(&client, &p.a, "ann", PASSWORD).await, StatusCode::OK);
     let start = std::time::Instant::now();
@@ -185,8 +300,14 @@ async fn timeouts_are_enforced_by_every_instance(with_redis: bool) {
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(profile(&client, &p.b).await.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(profile(&client, &p.a).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        profile(&client, &p.b).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        profile(&client, &p.a).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
     p.cleanup().await;
 }
 

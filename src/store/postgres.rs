@@ -439,6 +439,21 @@ impl ListenFeed {
             url: url.to_owned(),
         }
     }
+
+    /// A listener that reports a lost connection at once instead of
+    /// reconnecting inside `try_recv` (which would keep the feed looking
+    /// healthy while it waits for a stopped server).
+    async fn listener(&self) -> Result<sqlx::postgres::PgListener, sqlx::Error> {
+        let options = PgConnectOptions::from_str(&self.url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(1))
+            .connect_with(options)
+            .await?;
+        let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+        listener.eager_reconnect(false);
+        Ok(listener)
+    }
 }
 
 fn parse_change(payload: &str) -> Change {
@@ -459,7 +474,7 @@ impl ChangeFeed for ListenFeed {
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
             loop {
-                match sqlx::postgres::PgListener::connect(&self.url).await {
+                match self.listener().await {
                     Ok(mut listener) => match listener.listen(CHANNEL).await {
                         Ok(()) => {
                             sink.set_healthy(true);

@@ -44,7 +44,13 @@ impl ServerProcess {
                 }
             }
         });
-        let mut server = Self { child, base: String::new(), env: env.to_vec(), lines, seen: Vec::new() };
+        let mut server = Self {
+            child,
+            base: String::new(),
+            env: env.to_vec(),
+            lines,
+            seen: Vec::new(),
+        };
         let line = server.wait_for("latchkey listening").await;
         let v: Value = serde_json::from_str(&line).unwrap();
         server.base = format!("http://{}", v["fields"]["address"].as_str().unwrap());

@@ -187,3 +187,19 @@ impl StoreFixture {
         }
     }
 }
+
+/// How many keys exist under a prefix.
+pub async fn count_redis_keys(url: &str, prefix: &str) -> i64 {
+    use fred::prelude::*;
+    let client = Builder::from_config(Config::from_url(url).unwrap())
+        .build()
+        .unwrap();
+    client.init().await.unwrap();
+    let script = "return #redis.call('KEYS', ARGV[1])";
+    let n: i64 = client
+        .eval(script, Vec::<String>::new(), vec![format!("{{{prefix}}}*")])
+        .await
+        .unwrap();
+    let _ = client.quit().await;
+    n
+}
