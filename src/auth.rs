@@ -387,6 +387,7 @@ impl Auth {
             roles: user.roles.clone(),
             csrf_token: self.inner.csrf.session_token(&record.key),
             created_at: record.created_at,
+            signed_in_at: crate::users::rfc3339(record.created_at),
             key: record.key,
         })
     }

@@ -73,6 +73,32 @@ impl FeedSink {
     }
 }
 
+/// Hashes a [`SessionKey`] by its first eight bytes: the key is already a
+/// SHA-256 output of a server-chosen token, so it is uniform and nobody can
+/// aim collisions at it; SipHash would only cost time on every request.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8).take(1) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(word);
+        }
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.0 ^= n as u64;
+    }
+}
+
+type KeyMap<V> = DashMap<SessionKey, V, std::hash::BuildHasherDefault<KeyHasher>>;
+
 /// One cached session.
 #[derive(Debug)]
 pub(crate) struct CachedSession {
@@ -90,7 +116,7 @@ const MAX_ENTRIES: usize = 200_000;
 
 /// See the module documentation.
 pub struct SessionCache {
-    sessions: DashMap<SessionKey, Arc<CachedSession>>,
+    sessions: KeyMap<Arc<CachedSession>>,
     users: DashMap<UserId, Arc<UserRecord>>,
     /// Bumped by every invalidation; a lookup that raced one does not cache its result.
     seq: AtomicU64,
@@ -114,7 +140,7 @@ impl SessionCache {
     pub(crate) fn start(feeds: Option<&[Arc<dyn ChangeFeed>]>) -> Arc<Self> {
         let n = feeds.map_or(0, <[_]>::len);
         let cache = Arc::new(Self {
-            sessions: DashMap::new(),
+            sessions: KeyMap::default(),
             users: DashMap::new(),
             seq: AtomicU64::new(0),
             enabled: feeds.is_some(),

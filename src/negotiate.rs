@@ -44,15 +44,15 @@ fn prefers_json(headers: &HeaderMap) -> bool {
         let Ok(value) = value.to_str() else { continue };
         for item in value.split(',') {
             let mut parts = item.split(';');
-            let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let media = parts.next().unwrap_or("").trim();
             let q = parts
                 .filter_map(|p| p.trim().strip_prefix("q="))
                 .find_map(|q| q.trim().parse::<f32>().ok())
                 .unwrap_or(1.0);
-            match media.as_str() {
-                "application/json" => json = json.max(q),
-                "text/html" => html = html.max(q),
-                _ => {}
+            if media.eq_ignore_ascii_case("application/json") {
+                json = json.max(q);
+            } else if media.eq_ignore_ascii_case("text/html") {
+                html = html.max(q);
             }
         }
     }

@@ -3,7 +3,7 @@
 
 use askama::Template;
 use axum::extract::Request;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
@@ -27,14 +27,20 @@ pub(crate) fn page(status: StatusCode, template: &impl Template) -> Response {
 
 /// Turns [`AppError`] responses into HTML for browsers.
 pub async fn render_errors(req: Request, next: Next) -> Response {
-    let format = Format::of(req.headers());
+    // Only the two headers that decide the format are kept (cheap clones);
+    // they are parsed only when the answer is an error.
+    let accept = req.headers().get(header::ACCEPT).cloned();
+    let content_type = req.headers().get(header::CONTENT_TYPE).cloned();
     let response = next.run(req).await;
-    if format == Format::Json {
-        return response;
-    }
     let Some(info) = response.extensions().get::<ErrorInfo>().cloned() else {
         return response;
     };
+    let mut negotiation = HeaderMap::new();
+    negotiation.extend(accept.map(|v| (header::ACCEPT, v)));
+    negotiation.extend(content_type.map(|v| (header::CONTENT_TYPE, v)));
+    if Format::of(&negotiation) == Format::Json {
+        return response;
+    }
     let status = response.status();
     if info.code == "not_authenticated" {
         let next = info.login_next.as_deref().unwrap_or("/profile");

@@ -8,7 +8,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use super::errors::page;
 use crate::negotiate::Format;
 use crate::session::AuthUser;
-use crate::users::rfc3339;
 
 #[derive(Template)]
 #[template(path = "profile.html")]
@@ -24,21 +23,30 @@ pub(crate) async fn index() -> Redirect {
     Redirect::to("/profile")
 }
 
+/// `GET /profile` as JSON; borrowed, so answering costs one buffer.
+#[derive(serde::Serialize)]
+struct ProfileJson<'a> {
+    username: &'a str,
+    roles: &'a [String],
+    csrf_token: &'a str,
+    signed_in_at: &'a str,
+}
+
 pub(crate) async fn profile(user: AuthUser, format: Format) -> Response {
     match format {
-        Format::Json => Json(serde_json::json!({
-            "username": user.username,
-            "roles": user.roles,
-            "csrf_token": user.csrf_token,
-            "signed_in_at": rfc3339(user.created_at),
-        }))
+        Format::Json => Json(ProfileJson {
+            username: &user.username,
+            roles: &user.roles,
+            csrf_token: &user.csrf_token,
+            signed_in_at: &user.signed_in_at,
+        })
         .into_response(),
         Format::Html => page(
             StatusCode::OK,
             &ProfilePage {
                 username: &user.username,
                 roles: &user.roles,
-                signed_in_at: rfc3339(user.created_at),
+                signed_in_at: user.signed_in_at.clone(),
                 csrf_token: &user.csrf_token,
                 is_admin: user.has_role("admin"),
             },

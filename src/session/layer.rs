@@ -30,6 +30,8 @@ pub struct ActiveSession {
     pub csrf_token: String,
     /// When the user signed in.
     pub created_at: Millis,
+    /// The same, as RFC 3339 text (formatted once, not per request).
+    pub signed_in_at: String,
     pub(crate) key: SessionKey,
 }
 
