@@ -2,12 +2,10 @@
 //! older hash formats, and the rules a new password must meet.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use argon2::{
     Algorithm, Argon2, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version,
 };
-use tokio::sync::Semaphore;
 
 use crate::secret::Password;
 
@@ -68,17 +66,18 @@ pub struct Verified {
     pub needs_rehash: bool,
 }
 
-/// Hashes and verifies passwords on tokio's blocking pool, at most
-/// `concurrency` at a time, so that a login flood neither starves the async
-/// threads nor grows memory by 19 MiB per waiting login.
+/// Hashes and verifies passwords on a few dedicated threads (one per core
+/// by default), at a lower scheduling priority than the threads that serve
+/// requests: a login flood then uses the spare CPU without starving
+/// everyone else's page loads, and memory stays at one argon2 buffer per
+/// thread however many logins wait.
 pub struct PasswordHasher {
     params: HashParams,
-    argon2: Argon2<'static>,
-    permits: Semaphore,
-    waiting: AtomicUsize,
-    max_waiting: usize,
+    jobs: std::sync::mpsc::SyncSender<Job>,
     dummy_hash: String,
 }
+
+type Job = Box<dyn FnOnce(&Argon2<'static>) + Send>;
 
 impl std::fmt::Debug for PasswordHasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -88,28 +87,65 @@ impl std::fmt::Debug for PasswordHasher {
     }
 }
 
+fn hashing_thread(
+    argon2: Argon2<'static>,
+    jobs: Arc<std::sync::Mutex<std::sync::mpsc::Receiver<Job>>>,
+) {
+    use thread_priority::{
+        NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+        set_thread_priority_and_policy, thread_native_id,
+    };
+    let lowered = set_thread_priority_and_policy(
+        thread_native_id(),
+        ThreadPriority::Min,
+        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch),
+    );
+    if let Err(e) = lowered {
+        tracing::debug!(error = ?e, "cannot lower the hashing thread's priority");
+    }
+    loop {
+        let job = {
+            let rx = jobs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            rx.recv()
+        };
+        match job {
+            Ok(job) => job(&argon2),
+            // The hasher is gone.
+            Err(_) => return,
+        }
+    }
+}
+
 impl PasswordHasher {
-    /// A hasher with these parameters, hashing at most `concurrency` passwords
-    /// at once (normally the number of cores). Computes the dummy hash used
-    /// for unknown usernames.
+    /// A hasher with these parameters, hashing on `concurrency` threads
+    /// (normally the number of cores). Computes the dummy hash used for
+    /// unknown usernames.
     ///
     /// # Errors
-    /// When the parameters are invalid.
+    /// When the parameters are invalid or the threads cannot start.
     pub async fn new(params: HashParams, concurrency: usize) -> Result<Arc<Self>, HashError> {
         let argon2 = params
             .argon2()
             .map_err(|e| HashError::Failed(e.to_string()))?;
         let concurrency = concurrency.max(1);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(256 * concurrency);
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..concurrency {
+            let (argon2, rx) = (argon2.clone(), rx.clone());
+            std::thread::Builder::new()
+                .name(format!("latchkey-hash-{i}"))
+                .spawn(move || hashing_thread(argon2, rx))
+                .map_err(|e| HashError::Failed(e.to_string()))?;
+        }
         let mut hasher = Self {
             params,
-            argon2,
-            permits: Semaphore::new(concurrency),
-            waiting: AtomicUsize::new(0),
-            max_waiting: 256 * concurrency,
+            jobs: tx,
             dummy_hash: String::new(),
         };
         let random = Password::new(crate::session::random_base64::<24>());
-        hasher.dummy_hash = hasher.run(move |a| hash_blocking(&a, &random)).await?;
+        hasher.dummy_hash = hasher.run(move |a| hash_blocking(a, &random)).await?;
         Ok(Arc::new(hasher))
     }
 
@@ -121,20 +157,22 @@ impl PasswordHasher {
 
     async fn run<T, F>(&self, work: F) -> Result<T, HashError>
     where
-        F: FnOnce(Argon2<'static>) -> Result<T, HashError> + Send + 'static,
+        F: FnOnce(&Argon2<'static>) -> Result<T, HashError> + Send + 'static,
         T: Send + 'static,
     {
-        if self.waiting.fetch_add(1, Ordering::Relaxed) >= self.max_waiting {
-            self.waiting.fetch_sub(1, Ordering::Relaxed);
-            return Err(HashError::Busy);
-        }
-        let permit = self.permits.acquire().await;
-        self.waiting.fetch_sub(1, Ordering::Relaxed);
-        let _permit = permit.map_err(|e| HashError::Failed(e.to_string()))?;
-        let argon2 = self.argon2.clone();
-        tokio::task::spawn_blocking(move || work(argon2))
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |argon2| {
+            let _ = done.send(work(argon2));
+        });
+        self.jobs.try_send(job).map_err(|e| match e {
+            std::sync::mpsc::TrySendError::Full(_) => HashError::Busy,
+            std::sync::mpsc::TrySendError::Disconnected(_) => {
+                HashError::Failed("the hashing threads have stopped".into())
+            }
+        })?;
+        result
             .await
-            .map_err(|e| HashError::Failed(e.to_string()))?
+            .map_err(|_| HashError::Failed("a hashing thread panicked".into()))?
     }
 
     /// Hashes a password with the current parameters.
@@ -144,7 +182,7 @@ impl PasswordHasher {
     #[tracing::instrument(skip_all)]
     pub async fn hash(&self, password: &Password) -> Result<String, HashError> {
         let password = password.clone();
-        self.run(move |a| hash_blocking(&a, &password)).await
+        self.run(move |a| hash_blocking(a, &password)).await
     }
 
     /// Checks a password against a stored hash; with `None` (no such user) it
@@ -164,7 +202,7 @@ impl PasswordHasher {
         let password = password.clone();
         let params = self.params;
         let verified = self
-            .run(move |a| Ok(verify_blocking(&a, params, &password, &stored)))
+            .run(move |a| Ok(verify_blocking(a, params, &password, &stored)))
             .await?;
         Ok(Verified {
             matches: verified.matches && known,
