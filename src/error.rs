@@ -73,7 +73,7 @@ pub struct ErrorInfo {
     /// Stable machine-readable code, as in the JSON body's `error`.
     pub code: &'static str,
     /// The message shown to the client.
-    pub message: String,
+    pub message: std::borrow::Cow<'static, str>,
     /// For [`AppError::NotAuthenticated`]: the path to come back to.
     pub login_next: Option<String>,
 }
@@ -123,6 +123,45 @@ impl AppError {
     }
 }
 
+/// The JSON body of every error.
+#[derive(serde::Serialize)]
+struct ErrorBody<'a> {
+    error: &'static str,
+    message: &'a str,
+}
+
+impl AppError {
+    /// The client's message; static where it can be, so that frequent
+    /// answers (401 for a stale cookie) allocate nothing for it.
+    fn message(&self) -> std::borrow::Cow<'static, str> {
+        use std::borrow::Cow;
+        match self {
+            Self::BadRequest(m) | Self::Unprocessable(m) | Self::Conflict(m) => {
+                Cow::Owned(m.clone())
+            }
+            Self::UnsupportedMediaType => Cow::Borrowed(
+                "unsupported content type; send application/x-www-form-urlencoded or application/json",
+            ),
+            Self::PayloadTooLarge => Cow::Borrowed("request body too large"),
+            Self::CookiesTooLarge => Cow::Borrowed("cookies too large"),
+            Self::InvalidCredentials => Cow::Borrowed("invalid username or password"),
+            Self::Throttled { .. } => {
+                Cow::Borrowed("too many failed login attempts; try again later")
+            }
+            Self::NotAuthenticated { .. } => Cow::Borrowed("sign-in required"),
+            Self::Forbidden => Cow::Borrowed("you do not have access to this page"),
+            Self::Csrf => Cow::Borrowed("missing or invalid CSRF token"),
+            Self::NotFound => Cow::Borrowed("not found"),
+            Self::MethodNotAllowed => Cow::Borrowed("method not allowed"),
+            Self::Busy => Cow::Borrowed("the service is busy; try again shortly"),
+            Self::StoreUnavailable(_) => {
+                Cow::Borrowed("the session store is unavailable; try again shortly")
+            }
+            Self::Internal(_) => Cow::Borrowed("internal error"),
+        }
+    }
+}
+
 /// The error and its sources, one line, for logs.
 #[must_use]
 pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
@@ -151,11 +190,14 @@ impl IntoResponse for AppError {
         if status.is_server_error() {
             tracing::error!(error = %chain(&self), code = self.code(), "request failed");
         }
-        let message = self.to_string();
+        let message = self.message();
         let code = self.code();
         let mut response = (
             status,
-            Json(serde_json::json!({ "error": code, "message": message })),
+            Json(ErrorBody {
+                error: code,
+                message: &message,
+            }),
         )
             .into_response();
         let headers = response.headers_mut();
@@ -179,5 +221,41 @@ impl IntoResponse for AppError {
             login_next,
         });
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_message_is_the_display_text() {
+        let all = [
+            AppError::BadRequest("x".into()),
+            AppError::UnsupportedMediaType,
+            AppError::PayloadTooLarge,
+            AppError::CookiesTooLarge,
+            AppError::Unprocessable("y".into()),
+            AppError::InvalidCredentials,
+            AppError::Throttled {
+                retry_after_secs: 3,
+            },
+            AppError::NotAuthenticated { next: None },
+            AppError::Forbidden,
+            AppError::Csrf,
+            AppError::NotFound,
+            AppError::MethodNotAllowed,
+            AppError::Conflict("z".into()),
+            AppError::Busy,
+            AppError::StoreUnavailable(StoreError::Corrupt("secret detail".into())),
+            AppError::Internal(anyhow::anyhow!("secret detail")),
+        ];
+        for e in all {
+            assert_eq!(e.message(), e.to_string());
+            assert!(
+                !e.message().contains("secret detail"),
+                "causes stay in the log"
+            );
+        }
     }
 }

@@ -32,15 +32,18 @@ pub async fn render_errors(req: Request, next: Next) -> Response {
     let accept = req.headers().get(header::ACCEPT).cloned();
     let content_type = req.headers().get(header::CONTENT_TYPE).cloned();
     let response = next.run(req).await;
-    let Some(info) = response.extensions().get::<ErrorInfo>().cloned() else {
+    if response.extensions().get::<ErrorInfo>().is_none() {
         return response;
-    };
+    }
     let mut negotiation = HeaderMap::new();
     negotiation.extend(accept.map(|v| (header::ACCEPT, v)));
     negotiation.extend(content_type.map(|v| (header::CONTENT_TYPE, v)));
     if Format::of(&negotiation) == Format::Json {
         return response;
     }
+    let Some(info) = response.extensions().get::<ErrorInfo>().cloned() else {
+        return response;
+    };
     let status = response.status();
     if info.code == "not_authenticated" {
         let next = info.login_next.as_deref().unwrap_or("/profile");
