@@ -17,8 +17,13 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use latchkey::password::HashParams;
 
 fn hasher(params: HashParams) -> anyhow::Result<Argon2<'static>> {
-    let params = Params::new(params.memory_kib, params.iterations, params.parallelism, None)
-        .map_err(|e| anyhow::anyhow!("argon2 refused the parameters: {e}"))?;
+    let params = Params::new(
+        params.memory_kib,
+        params.iterations,
+        params.parallelism,
+        None,
+    )
+    .map_err(|e| anyhow::anyhow!("argon2 refused the parameters: {e}"))?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
@@ -27,7 +32,11 @@ fn hash_once(argon2: &Argon2<'_>) -> anyhow::Result<Duration> {
     let mut out = [0u8; 32];
     let start = Instant::now();
     argon2
-        .hash_password_into(b"correct-tangerine-77-orbit", b"latchkey-bench-salt", &mut out)
+        .hash_password_into(
+            b"correct-tangerine-77-orbit",
+            b"latchkey-bench-salt",
+            &mut out,
+        )
         .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))?;
     let took = start.elapsed();
     std::hint::black_box(out);

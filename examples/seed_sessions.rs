@@ -103,7 +103,10 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("opening the database")?;
     let Some(user) = stores.users.user_by_key(&args.user).await? else {
-        bail!("no user {:?}: create it first (latchkey user add)", args.user);
+        bail!(
+            "no user {:?}: create it first (latchkey user add)",
+            args.user
+        );
     };
     let template = Template {
         user: user.id,
@@ -117,7 +120,11 @@ async fn main() -> anyhow::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     for w in 0..workers {
         let share = (w, workers, args.count, stride);
-        tasks.spawn(insert_share(stores.sessions.clone(), template.clone(), share));
+        tasks.spawn(insert_share(
+            stores.sessions.clone(),
+            template.clone(),
+            share,
+        ));
     }
     let mut tokens = Vec::new();
     while let Some(done) = tasks.join_next().await {
@@ -126,8 +133,8 @@ async fn main() -> anyhow::Result<()> {
     let seconds = start.elapsed().as_secs_f64();
 
     if let (Some(path), Some(signer)) = (&args.cookies, &signer) {
-        let file = std::fs::File::create(path)
-            .with_context(|| format!("creating {}", path.display()))?;
+        let file =
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
         let mut out = std::io::BufWriter::new(file);
         for token in tokens.iter().take(usize::try_from(args.sample)?) {
             writeln!(out, "{}", signer.sign(token))?;

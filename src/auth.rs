@@ -73,6 +73,17 @@ impl std::fmt::Debug for Auth {
     }
 }
 
+/// What the session layer can tell without waiting for anything.
+pub(crate) enum Quick {
+    /// No valid cookie: anonymous, decided without a store.
+    Anonymous,
+    /// A live session from the cache.
+    Active(Arc<ActiveSession>),
+    /// The store must be asked (cache miss, activity to record, or a
+    /// session that may have ended).
+    Store(SessionKey),
+}
+
 /// What the session layer found for a request.
 pub(crate) enum Resolution {
     /// No session cookie, or one that is forged, unknown or ended.
@@ -272,23 +283,43 @@ impl Auth {
         &self.inner.cache
     }
 
-    /// Finds the session a request's cookie names. Forged or malformed
-    /// cookies are refused before any store access; sessions this instance
-    /// has seen are answered from the cache while it can be trusted.
-    pub(crate) async fn resolve(&self, headers: &HeaderMap) -> Result<Resolution, StoreError> {
+    /// The synchronous part of recognising a session: cookie, signature
+    /// and cache. Forged or malformed cookies are refused here, before any
+    /// store access; sessions this instance has seen are answered from the
+    /// cache while it can be trusted.
+    #[inline]
+    pub(crate) fn quick(&self, headers: &HeaderMap) -> Quick {
         let inner = &*self.inner;
         let name = inner.settings.cookies.session_name();
         let Some(token) =
             crate::session::cookie_values(headers, name).find_map(|v| inner.signer.verify(v))
         else {
-            return Ok(Resolution::Anonymous);
+            return Quick::Anonymous;
         };
         let key = token.key();
         if let Some(cached) = inner.cache.session(&key) {
             let now = now_millis();
             let last_seen = cached.last_seen.load(std::sync::atomic::Ordering::Relaxed);
             // Only "still valid" is decided from the cache; anything that may
-            // have ended is decided on fresh data below.
+            // have ended is decided on fresh data by the store path.
+            let valid = now - cached.created_at < inner.absolute && now - last_seen < inner.idle;
+            let written = cached.written.load(std::sync::atomic::Ordering::Relaxed);
+            if valid && now - written < inner.touch_every {
+                cached
+                    .last_seen
+                    .fetch_max(now, std::sync::atomic::Ordering::Relaxed);
+                return Quick::Active(cached.active.clone());
+            }
+        }
+        Quick::Store(key)
+    }
+
+    /// The store part: loads (or refreshes) the session named by `key`.
+    pub(crate) async fn resolve(&self, key: SessionKey) -> Result<Resolution, StoreError> {
+        let inner = &*self.inner;
+        if let Some(cached) = inner.cache.session(&key) {
+            let now = now_millis();
+            let last_seen = cached.last_seen.load(std::sync::atomic::Ordering::Relaxed);
             if now - cached.created_at < inner.absolute && now - last_seen < inner.idle {
                 cached
                     .last_seen

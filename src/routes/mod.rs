@@ -51,13 +51,12 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(errors::method_not_allowed)
         .with_state(state)
         .layer(auth.layer())
-        .layer(axum::middleware::from_fn(errors::render_errors))
-        .layer(tower::util::MapResponseLayer::new(security_headers))
+        .layer(errors::PageLayer)
 }
 
 /// The headers every response carries (pages and JSON alike): no framing,
 /// no sniffing, no referrer, no caching unless a route allows it.
-fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
+pub(crate) fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
     let headers = response.headers_mut();
     if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
         headers.insert(

@@ -11,9 +11,10 @@ use axum::extract::{FromRequestParts, Request};
 use axum::http::header;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
+use futures_util::future::Either;
 use tower::{Layer, Service};
 
-use crate::auth::{Auth, Resolution};
+use crate::auth::{Auth, Quick, Resolution};
 use crate::error::AppError;
 use crate::store::{Millis, SessionKey, UserId};
 
@@ -148,28 +149,46 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Future =
+        Either<S::Future, Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut req: Request) -> Self::Future {
-        // The clone that was made ready goes into the future; a fresh clone stays.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let auth = self.auth.clone();
         let cookie_bytes: usize = req
             .headers()
             .get_all(header::COOKIE)
             .iter()
             .map(|v| v.len())
             .sum();
-        Box::pin(async move {
-            if cookie_bytes > MAX_COOKIE_BYTES {
-                return Ok(AppError::CookiesTooLarge.into_response());
+        if cookie_bytes > MAX_COOKIE_BYTES {
+            return Either::Right(Box::pin(async {
+                Ok(AppError::CookiesTooLarge.into_response())
+            }));
+        }
+        // The common cases (no cookie, a forged one, a cached session) are
+        // decided without waiting, and the inner service is called directly.
+        let key = match self.auth.quick(req.headers()) {
+            Quick::Anonymous => {
+                req.extensions_mut().insert(Session { active: None });
+                return Either::Left(self.inner.call(req));
             }
-            let (active, new_cookie) = match auth.resolve(req.headers()).await {
+            Quick::Active(active) => {
+                req.extensions_mut().insert(Session {
+                    active: Some(active),
+                });
+                return Either::Left(self.inner.call(req));
+            }
+            Quick::Store(key) => key,
+        };
+        // The clone that was made ready goes into the future; a fresh clone stays.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let auth = self.auth.clone();
+        Either::Right(Box::pin(async move {
+            let (active, new_cookie) = match auth.resolve(key).await {
                 Ok(Resolution::Anonymous) => (None, None),
                 Ok(Resolution::Active(a)) => (Some(a), None),
                 Ok(Resolution::Rotated(a, cookie)) => (Some(a), Some(cookie)),
@@ -189,6 +208,6 @@ where
                 }
             }
             Ok(response)
-        })
+        }))
     }
 }

@@ -196,8 +196,16 @@ impl TestApp {
     /// Loads the profile once, so that the server caches the session, and
     /// checks that it did: what follows then tests the cache's invalidation.
     pub async fn warm_cache(&self) {
-        assert_eq!(self.profile_status().await, StatusCode::OK);
-        assert!(!self.auth.cache().is_empty(), "the session is cached");
+        // The server's own writes (the login) reach its SQLite file watcher a
+        // moment later and may empty the cache once; ask until it holds.
+        for _ in 0..50 {
+            assert_eq!(self.profile_status().await, StatusCode::OK);
+            if !self.auth.cache().is_empty() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("the session never stayed cached");
     }
 
     /// The status of `GET /profile` as a JSON client.
