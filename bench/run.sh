@@ -530,9 +530,9 @@ line_flood() {
     stop_server
 }
 
-# GET /profile spread over COOKIE_SAMPLE of COUNT seeded sessions.
-line_sessions() { # id, count, compare
-    local id=$1 count=$2
+# GET /profile spread over SAMPLE (default COOKIE_SAMPLE) of COUNT seeded sessions.
+line_sessions() { # id, count, compare, [sample]
+    local id=$1 count=$2 sample=${4:-$COOKIE_SAMPLE}
     local name
     name="latchkey GET /profile, $(commas "$count") sessions in SQLite"
     log "line: $count sessions"
@@ -542,12 +542,12 @@ line_sessions() { # id, count, compare
     fi
     log "seeding $count sessions"
     if ! env "${LK_ENV[@]}" "$BIN/examples/seed_sessions" --database-url "sqlite://$DIR/latchkey.db" \
-        --count "$count" --cookies "$DIR/cookies.txt" --sample "$COOKIE_SAMPLE" --concurrency 32 \
+        --count "$count" --cookies "$DIR/cookies.txt" --sample "$sample" --concurrency 32 \
         >"$DIR/seed.json" 2>"$DIR/seed.log"; then
         record "$id" "$name" "" "" failed "seeding failed: $(tail -n 1 "$DIR/seed.log")"; return
     fi
     local note
-    note="requests spread over $(commas "$(( count < COOKIE_SAMPLE ? count : COOKIE_SAMPLE ))") of the sessions; seeded at $(commas "$(jq '.per_s | round' "$DIR/seed.json")")/s"
+    note="requests spread over $(commas "$(( count < sample ? count : sample ))") of the sessions; seeded at $(commas "$(jq '.per_s | round' "$DIR/seed.json")")/s"
     if ! start_latchkey; then
         record "$id" "$name" "" "" failed "server did not start"; stop_server; return
     fi
@@ -594,7 +594,9 @@ line_argon2
 line_login
 line_flood
 line_sessions sessions_few "$SESSIONS_FEW" '{"rps_to":"ceiling","label":"ceiling"}'
-line_sessions sessions_mid "$SESSIONS_MID" '{"rps_to":"ceiling","label":"ceiling"}'
+# Every one of these sessions is used, so all of them are live in the server's cache:
+# this line's peak RSS is the memory with that many live sessions.
+line_sessions sessions_mid "$SESSIONS_MID" '{"rps_to":"ceiling","label":"ceiling"}' "$SESSIONS_MID"
 line_sessions sessions_many "$SESSIONS_MANY" \
     "$(jq -nc --arg l "$(commas "$SESSIONS_FEW") sessions" '{rps_to: "sessions_few", label: $l}')"
 

@@ -18,7 +18,8 @@ use crate::session::{
     ActiveSession, CookieSettings, CookieSigner, Session, SessionLayer, SessionToken,
 };
 use crate::store::{
-    FailurePolicy, Millis, SessionKey, SessionRecord, StoreError, Stores, UserRecord, now_millis,
+    Attempt, FailurePolicy, Millis, SessionKey, SessionRecord, StoreError, Stores, UserRecord,
+    now_millis,
 };
 use crate::username::{MAX_USERNAME_BYTES, Username, key_of};
 use crate::users::Accounts;
@@ -456,16 +457,27 @@ impl Auth {
         }
         let inner = &*self.inner;
         let account_key = format!("account:{}", key_of(username));
-        let ip_key = format!("ip:{client}");
-        let now = now_millis();
+        let ip_key = format!("ip:{}", crate::client_ip::throttle_key(client));
+        let (account_policy, ip_policy) =
+            (inner.settings.account_failures, inner.settings.ip_failures);
         let failures = &inner.stores.failures;
-        let locked = [
-            failures.locked_until(&account_key, now).await?,
-            failures.locked_until(&ip_key, now).await?,
-        ]
-        .into_iter()
-        .flatten()
-        .max();
+        // Counted before the password is checked, so that parallel attempts
+        // cannot all pass a check made before any of them was counted.
+        let now = now_millis();
+        let locked = match failures
+            .begin_attempt(&account_key, now, account_policy)
+            .await?
+        {
+            Attempt::Locked(until) => Some(until),
+            Attempt::Allowed => match failures.begin_attempt(&ip_key, now, ip_policy).await? {
+                Attempt::Locked(until) => {
+                    // Not checked, so not held against the account.
+                    failures.forgive(&account_key, account_policy).await?;
+                    Some(until)
+                }
+                Attempt::Allowed => None,
+            },
+        };
         if let Some(until) = locked {
             audit("throttled");
             return Err(LoginError::Throttled {
@@ -476,24 +488,27 @@ impl Auth {
             Ok(name) => inner.stores.users.user_by_key(name.key()).await?,
             Err(_) => None,
         };
-        let verified = inner
+        let verified = match inner
             .hasher
             .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
-            .await?;
+            .await
+        {
+            Ok(v) => v,
+            Err(e) => {
+                // Nothing was checked: the attempt is not held against anyone.
+                failures.forgive(&account_key, account_policy).await?;
+                failures.forgive(&ip_key, ip_policy).await?;
+                return Err(e.into());
+            }
+        };
         let user = match user {
             Some(u) if verified.matches && !u.disabled => u,
             _ => {
-                let now = now_millis();
-                failures
-                    .record_failure(&account_key, now, inner.settings.account_failures)
-                    .await?;
-                failures
-                    .record_failure(&ip_key, now, inner.settings.ip_failures)
-                    .await?;
                 audit("failure");
                 return Err(LoginError::InvalidCredentials);
             }
         };
+        failures.forgive(&ip_key, ip_policy).await?;
         failures.clear(&account_key).await?;
         if verified.needs_rehash {
             match inner.hasher.hash(password).await {

@@ -12,6 +12,8 @@ use ipnet::IpNet;
 /// appended is believed.
 #[must_use]
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    // A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d.
+    let peer = peer.to_canonical();
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if trusted.is_empty() || !is_trusted(&peer) {
         return peer;
@@ -25,7 +27,7 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
         .map(str::trim)
         .collect::<Vec<_>>();
     for hop in hops.iter().rev() {
-        let Ok(ip) = hop.parse::<IpAddr>() else {
+        let Some(ip) = parse_hop(hop) else {
             // An unparseable hop ends what can be believed.
             return client;
         };
@@ -35,6 +37,32 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
         }
     }
     client
+}
+
+/// An address as proxies write it: `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1`
+/// or `[2001:db8::1]:5678`.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    if let Ok(ip) = hop.parse::<IpAddr>() {
+        return Some(ip.to_canonical());
+    }
+    if let Ok(addr) = hop.parse::<std::net::SocketAddr>() {
+        return Some(addr.ip().to_canonical());
+    }
+    None
+}
+
+/// The unit that failed logins are counted against: the address itself for
+/// IPv4, its /64 for IPv6 (one subscriber usually holds a whole /64, so
+/// counting single addresses would let them rotate freely).
+#[must_use]
+pub fn throttle_key(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    }
 }
 
 #[cfg(test)]
@@ -63,5 +91,27 @@ mod tests {
         let got = client_ip(peer, &xff("6.6.6.6, 198.51.100.7, 10.0.0.5"), &trusted);
         assert_eq!(got, "198.51.100.7".parse::<IpAddr>().expect("ip"));
         assert_eq!(client_ip(peer, &HeaderMap::new(), &trusted), peer);
+    }
+
+    #[test]
+    fn mapped_peers_and_ports_in_forwarded_for_are_understood() {
+        let trusted = ["10.0.0.0/8".parse().expect("net")];
+        let mapped: IpAddr = "::ffff:10.0.0.2".parse().expect("ip");
+        let got = client_ip(mapped, &xff("198.51.100.7:4711"), &trusted);
+        assert_eq!(got, "198.51.100.7".parse::<IpAddr>().expect("ip"));
+        let got = client_ip(mapped, &xff("[2001:db8::7]:4711"), &trusted);
+        assert_eq!(got, "2001:db8::7".parse::<IpAddr>().expect("ip"));
+    }
+
+    #[test]
+    fn ipv6_clients_are_throttled_per_64() {
+        let a = throttle_key("2001:db8:1:2:aaaa::1".parse().expect("ip"));
+        let b = throttle_key("2001:db8:1:2:bbbb::9".parse().expect("ip"));
+        assert_eq!(a, b);
+        assert_ne!(a, throttle_key("2001:db8:1:3::1".parse().expect("ip")));
+        assert_eq!(
+            throttle_key("::ffff:192.0.2.1".parse().expect("ip")),
+            "192.0.2.1"
+        );
     }
 }

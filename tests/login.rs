@@ -615,3 +615,34 @@ fn argon2_i_hash() -> String {
         .to_string();
     full.rsplit('$').next().unwrap().to_owned()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_guesses_get_no_more_than_the_limit() {
+    let app = TestApp::spawn().await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..30 {
+        let client = app.client.clone();
+        let url = app.url("/login");
+        tasks.spawn(async move {
+            client
+                .post(url)
+                .header(header::ACCEPT, "application/json")
+                .json(&json!({"username": "ann", "password": format!("guess-number-{i}")}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+    }
+    let mut checked = 0;
+    while let Some(status) = tasks.join_next().await {
+        match status.unwrap() {
+            StatusCode::UNAUTHORIZED => checked += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(checked, 5, "only five guesses were checked");
+    assert_eq!(app.login_json("ann", PASSWORD).await.status(), StatusCode::TOO_MANY_REQUESTS);
+}

@@ -260,38 +260,46 @@ async fn expired_sessions_are_deleted_by_either_timeout(s: &Stores) {
     assert!(s.sessions.load(&old.key).await.unwrap().is_none());
 }
 
-async fn failures_lock_after_the_limit_and_unlock_later(s: &Stores) {
+async fn attempts_lock_at_the_limit_and_unlock_later(s: &Stores) {
+    use latchkey::store::Attempt::{Allowed, Locked};
     let f = &s.failures;
     let t = now_millis();
     assert_eq!(f.locked_until("account:ann", t).await.unwrap(), None);
     assert_eq!(
-        f.record_failure("account:ann", t + 1_000, POLICY)
+        f.begin_attempt("account:ann", t + 1_000, POLICY)
             .await
             .unwrap(),
-        None
+        Allowed
     );
     assert_eq!(
-        f.record_failure("account:ann", t + 2_000, POLICY)
+        f.begin_attempt("account:ann", t + 2_000, POLICY)
             .await
             .unwrap(),
-        None
+        Allowed
     );
+    // The attempt that reaches the limit is still checked, and locks.
     assert_eq!(
-        f.record_failure("account:ann", t + 3_000, POLICY)
+        f.begin_attempt("account:ann", t + 3_000, POLICY)
             .await
             .unwrap(),
-        Some(t + 8_000)
+        Allowed
     );
     assert_eq!(
         f.locked_until("account:ann", t + 3_001).await.unwrap(),
         Some(t + 8_000)
     );
-    // Failures while locked neither count nor extend the lock.
+    // Attempts while locked are refused and do not extend the lock.
     assert_eq!(
-        f.record_failure("account:ann", t + 4_000, POLICY)
+        f.begin_attempt("account:ann", t + 4_000, POLICY)
             .await
             .unwrap(),
-        Some(t + 8_000)
+        Locked(t + 8_000)
+    );
+    assert_eq!(
+        f.begin_attempt("account:ann", t + 4_500, POLICY)
+            .await
+            .unwrap(),
+        Locked(t + 8_000)
     );
     assert_eq!(
         f.locked_until("account:ann", t + 8_000).await.unwrap(),
@@ -299,10 +307,10 @@ async fn failures_lock_after_the_limit_and_unlock_later(s: &Stores) {
     );
     // After the lock a new window starts.
     assert_eq!(
-        f.record_failure("account:ann", t + 9_000, POLICY)
+        f.begin_attempt("account:ann", t + 9_000, POLICY)
             .await
             .unwrap(),
-        None
+        Allowed
     );
     assert_eq!(
         f.locked_until("account:bob", t + 3_001).await.unwrap(),
@@ -311,60 +319,87 @@ async fn failures_lock_after_the_limit_and_unlock_later(s: &Stores) {
     );
 }
 
-async fn failures_outside_the_window_are_forgotten(s: &Stores) {
+async fn attempts_outside_the_window_are_forgotten(s: &Stores) {
+    use latchkey::store::Attempt::{Allowed, Locked};
     let f = &s.failures;
     let t = now_millis();
-    f.record_failure("ip:1", t, POLICY).await.unwrap();
-    f.record_failure("ip:1", t + 1_000, POLICY).await.unwrap();
+    f.begin_attempt("ip:1", t, POLICY).await.unwrap();
+    f.begin_attempt("ip:1", t + 1_000, POLICY).await.unwrap();
     assert_eq!(
-        f.record_failure("ip:1", t + 20_000, POLICY).await.unwrap(),
-        None
+        f.begin_attempt("ip:1", t + 20_000, POLICY).await.unwrap(),
+        Allowed
     );
     assert_eq!(
-        f.record_failure("ip:1", t + 21_000, POLICY).await.unwrap(),
-        None
+        f.begin_attempt("ip:1", t + 21_000, POLICY).await.unwrap(),
+        Allowed
     );
     assert_eq!(
-        f.record_failure("ip:1", t + 22_000, POLICY).await.unwrap(),
-        Some(t + 27_000)
+        f.begin_attempt("ip:1", t + 22_000, POLICY).await.unwrap(),
+        Allowed
+    );
+    assert_eq!(
+        f.begin_attempt("ip:1", t + 22_500, POLICY).await.unwrap(),
+        Locked(t + 27_000)
     );
     f.clear("ip:1").await.unwrap();
     assert_eq!(f.locked_until("ip:1", t + 23_000).await.unwrap(), None);
-    f.record_failure("ip:2", t - 60_000, POLICY).await.unwrap();
+    f.begin_attempt("ip:2", t - 60_000, POLICY).await.unwrap();
     f.delete_stale(t, 10_000).await.unwrap();
+    f.begin_attempt("ip:2", t, POLICY).await.unwrap();
     assert_eq!(
-        f.record_failure("ip:2", t, POLICY).await.unwrap(),
-        None,
+        f.begin_attempt("ip:2", t + 1, POLICY).await.unwrap(),
+        Allowed,
         "a stale count starts over"
     );
 }
 
-async fn concurrent_failures_are_all_counted(s: &Stores) {
+async fn a_forgiven_attempt_no_longer_counts(s: &Stores) {
+    use latchkey::store::Attempt::{Allowed, Locked};
+    let f = &s.failures;
+    let t = now_millis();
+    for i in 0..3 {
+        assert_eq!(
+            f.begin_attempt("ip:9", t + i, POLICY).await.unwrap(),
+            Allowed
+        );
+    }
+    assert!(
+        f.locked_until("ip:9", t + 3).await.unwrap().is_some(),
+        "three attempts reach the limit"
+    );
+    // The third was a success: forgiving it lifts the lock.
+    f.forgive("ip:9", POLICY).await.unwrap();
+    assert_eq!(f.locked_until("ip:9", t + 3).await.unwrap(), None);
+    assert_eq!(
+        f.begin_attempt("ip:9", t + 4, POLICY).await.unwrap(),
+        Allowed
+    );
+    assert_eq!(
+        f.begin_attempt("ip:9", t + 5, POLICY).await.unwrap(),
+        Locked(t + 4 + 5_000)
+    );
+    f.forgive("ip:unknown", POLICY).await.unwrap();
+}
+
+async fn parallel_attempts_cannot_exceed_the_limit(s: &Stores) {
     let policy = FailurePolicy {
-        max_failures: 10,
+        max_failures: 5,
         window: 60_000,
         lockout: 60_000,
     };
     let now = now_millis();
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..10 {
+    for _ in 0..40 {
         let failures = s.failures.clone();
-        tasks.spawn(async move { failures.record_failure("account:race", now, policy).await });
+        tasks.spawn(async move { failures.begin_attempt("account:race", now, policy).await });
     }
-    let mut locked = 0;
+    let mut allowed = 0;
     while let Some(done) = tasks.join_next().await {
-        locked += usize::from(done.unwrap().unwrap().is_some());
+        allowed += usize::from(done.unwrap().unwrap() == latchkey::store::Attempt::Allowed);
     }
-    assert!(
-        locked >= 1,
-        "ten concurrent failures must lock a limit of ten"
-    );
-    assert!(
-        s.failures
-            .locked_until("account:race", now)
-            .await
-            .unwrap()
-            .is_some()
+    assert_eq!(
+        allowed, 5,
+        "exactly the limit gets through, however parallel"
     );
 }
 
@@ -426,8 +461,9 @@ conformance!(
     concurrent_logout_and_activity_leave_the_session_deleted,
     sessions_are_listed_and_revoked_per_user,
     expired_sessions_are_deleted_by_either_timeout,
-    failures_lock_after_the_limit_and_unlock_later,
-    failures_outside_the_window_are_forgotten,
-    concurrent_failures_are_all_counted,
+    attempts_lock_at_the_limit_and_unlock_later,
+    attempts_outside_the_window_are_forgotten,
+    a_forgiven_attempt_no_longer_counts,
+    parallel_attempts_cannot_exceed_the_limit,
     stores_answer_pings,
 );

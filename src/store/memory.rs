@@ -6,9 +6,9 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{
-    FailurePolicy, FailureRow, FailureStore, Millis, NewUser, SessionKey, SessionRecord,
-    SessionStore, StoreError, StoreResult, UserId, UserRecord, UserStore, next_failure_state,
-    now_millis,
+    Attempt, FailurePolicy, FailureRow, FailureStore, Millis, NewUser, SessionKey, SessionRecord,
+    SessionStore, StoreError, StoreResult, UserId, UserRecord, UserStore, forgiven_state,
+    next_attempt_state, now_millis,
 };
 
 /// Users, sessions and counters in memory, behind one mutex each.
@@ -227,16 +227,24 @@ impl FailureStore for MemoryStore {
             .and_then(|&(_, _, until)| until.filter(|&u| u > now)))
     }
 
-    async fn record_failure(
+    async fn begin_attempt(
         &self,
         key: &str,
         now: Millis,
         policy: FailurePolicy,
-    ) -> StoreResult<Option<Millis>> {
+    ) -> StoreResult<Attempt> {
         let mut failures = lock(&self.failures);
-        let (row, locked) = next_failure_state(failures.get(key).copied(), now, policy);
+        let (row, attempt) = next_attempt_state(failures.get(key).copied(), now, policy);
         failures.insert(key.to_owned(), row);
-        Ok(locked)
+        Ok(attempt)
+    }
+
+    async fn forgive(&self, key: &str, policy: FailurePolicy) -> StoreResult<()> {
+        let mut failures = lock(&self.failures);
+        if let Some(row) = failures.get_mut(key) {
+            *row = forgiven_state(*row, policy);
+        }
+        Ok(())
     }
 
     async fn clear(&self, key: &str) -> StoreResult<()> {

@@ -236,21 +236,38 @@ pub struct FailurePolicy {
     pub lockout: Millis,
 }
 
-/// Failed-login counters, keyed by an opaque string (an account or a client address).
+/// What [`FailureStore::begin_attempt`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// Within the limit: check the password.
+    Allowed,
+    /// Locked until then: refuse without checking.
+    Locked(Millis),
+}
+
+/// Login-attempt counters, keyed by an opaque string (an account or a
+/// client address). Attempts are counted *before* their password is
+/// checked, so that parallel attempts cannot all slip past a check made
+/// before any of them was counted; a successful one is then cleared or
+/// forgiven.
 #[async_trait]
 pub trait FailureStore: Send + Sync + 'static {
     /// Until when the key is locked, if it is locked at `now`.
     async fn locked_until(&self, key: &str, now: Millis) -> StoreResult<Option<Millis>>;
-    /// Counts one failure at `now`. Failures older than the window are
-    /// forgotten first; a failure while locked is not counted. Returns the
-    /// lock's end when this failure (or an earlier one) locked the key.
-    async fn record_failure(
+    /// Counts one attempt at `now`. Attempts older than the window are
+    /// forgotten first. The attempt that reaches `max_failures` locks the key
+    /// for `lockout` and is itself allowed; while locked, attempts are refused
+    /// (and still counted, which is how a refusal is told apart).
+    async fn begin_attempt(
         &self,
         key: &str,
         now: Millis,
         policy: FailurePolicy,
-    ) -> StoreResult<Option<Millis>>;
-    /// Forgets all failures of the key (after a successful login).
+    ) -> StoreResult<Attempt>;
+    /// Takes back one counted attempt that turned out to be a success, and
+    /// unlocks the key if it falls below the limit.
+    async fn forgive(&self, key: &str, policy: FailurePolicy) -> StoreResult<()>;
+    /// Forgets all attempts of the key (an account after a successful login).
     async fn clear(&self, key: &str) -> StoreResult<()>;
     /// Deletes counters whose window and lock have both passed.
     async fn delete_stale(&self, now: Millis, window: Millis) -> StoreResult<u64>;
@@ -444,38 +461,41 @@ pub(crate) fn roles_from_json(text: &str) -> StoreResult<Vec<String>> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("roles: {e}")))
 }
 
-/// A failure counter: (failures in the window, window start, lock end).
+/// An attempt counter: (attempts in the window, window start, lock end).
 pub(crate) type FailureRow = (i64, Millis, Option<Millis>);
 
-/// The failure-counter update shared by the SQL stores and the memory store:
-/// given the current row (count, window start, lock end), returns the new row
-/// and the lock end if locked.
-pub(crate) fn next_failure_state(
+/// The counter update of [`FailureStore::begin_attempt`], for stores that
+/// compute it in Rust: the new row and the decision.
+pub(crate) fn next_attempt_state(
     current: Option<FailureRow>,
     now: Millis,
     policy: FailurePolicy,
-) -> (FailureRow, Option<Millis>) {
+) -> (FailureRow, Attempt) {
+    let max = i64::from(policy.max_failures);
     match current {
         Some((count, start, Some(until))) if until > now => {
-            ((count, start, Some(until)), Some(until))
+            ((count + 1, start, Some(until)), Attempt::Locked(until))
         }
         // A lock that has run out starts a fresh window (the `_` arm).
         Some((count, start, None)) if now - start < policy.window => {
             let count = count + 1;
-            if count >= i64::from(policy.max_failures) {
-                let until = now + policy.lockout;
-                ((count, start, Some(until)), Some(until))
-            } else {
-                ((count, start, None), None)
-            }
+            let until = (count >= max).then_some(now + policy.lockout);
+            ((count, start, until), Attempt::Allowed)
         }
         _ => {
-            if policy.max_failures <= 1 {
-                let until = now + policy.lockout;
-                ((1, now, Some(until)), Some(until))
-            } else {
-                ((1, now, None), None)
-            }
+            let until = (max <= 1).then_some(now + policy.lockout);
+            ((1, now, until), Attempt::Allowed)
         }
     }
+}
+
+/// The counter update of [`FailureStore::forgive`].
+pub(crate) fn forgiven_state(row: FailureRow, policy: FailurePolicy) -> FailureRow {
+    let (count, start, until) = row;
+    let count = (count - 1).max(0);
+    (
+        count,
+        start,
+        until.filter(|_| count >= i64::from(policy.max_failures)),
+    )
 }

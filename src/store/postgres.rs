@@ -8,7 +8,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 
 use super::{
-    FailurePolicy, FailureStore, Millis, NewUser, OpenError, SessionKey, SessionRecord,
+    Attempt, FailurePolicy, FailureStore, Millis, NewUser, OpenError, SessionKey, SessionRecord,
     SessionStore, StoreError, StoreResult, UserId, UserRecord, UserStore, now_millis,
     roles_from_json, roles_to_json,
 };
@@ -348,14 +348,15 @@ impl SessionStore for PostgresStore {
     }
 }
 
-/// One statement, so concurrent failures (also from other processes) never
-/// lose a count. Parameters: 1 key, 2 now, 3 max failures, 4 window, 5 lockout.
-/// SET expressions all see the row as it was before the update.
-const RECORD_FAILURE_SQL: &str = "\
+/// One statement, so concurrent attempts (from any instance) are all
+/// counted. Parameters: 1 key, 2 now, 3 max, 4 window, 5 lockout. SET
+/// expressions all see the row as it was before the update. While locked,
+/// the count still grows: a returned count above the limit means "refused".
+const BEGIN_ATTEMPT_SQL: &str = "\
 INSERT INTO login_failures AS f (key, count, window_start, locked_until) \
 VALUES ($1, 1, $2, CASE WHEN $3 <= 1 THEN $2 + $5 END) \
 ON CONFLICT (key) DO UPDATE SET \
-  count = CASE WHEN f.locked_until > $2 THEN f.count \
+  count = CASE WHEN f.locked_until > $2 THEN f.count + 1 \
                WHEN f.locked_until IS NULL AND $2 - f.window_start < $4 THEN f.count + 1 \
                ELSE 1 END, \
   window_start = CASE WHEN f.locked_until > $2 THEN f.window_start \
@@ -365,7 +366,11 @@ ON CONFLICT (key) DO UPDATE SET \
                WHEN f.locked_until IS NULL AND $2 - f.window_start < $4 \
                  THEN CASE WHEN f.count + 1 >= $3 THEN $2 + $5 END \
                ELSE CASE WHEN $3 <= 1 THEN $2 + $5 END END \
-RETURNING f.locked_until";
+RETURNING f.count, f.locked_until";
+
+/// Parameters: 1 key, 2 max.
+const FORGIVE_SQL: &str = "UPDATE login_failures SET count = GREATEST(count - 1, 0), \
+    locked_until = CASE WHEN count - 1 < $2 THEN NULL ELSE locked_until END WHERE key = $1";
 
 #[async_trait]
 impl FailureStore for PostgresStore {
@@ -381,13 +386,13 @@ impl FailureStore for PostgresStore {
         Ok(until.flatten())
     }
 
-    async fn record_failure(
+    async fn begin_attempt(
         &self,
         key: &str,
         now: Millis,
         policy: FailurePolicy,
-    ) -> StoreResult<Option<Millis>> {
-        let until: Option<i64> = sqlx::query_scalar(RECORD_FAILURE_SQL)
+    ) -> StoreResult<Attempt> {
+        let (count, until): (i64, Option<i64>) = sqlx::query_as(BEGIN_ATTEMPT_SQL)
             .bind(key)
             .bind(now)
             .bind(i64::from(policy.max_failures))
@@ -396,7 +401,20 @@ impl FailureStore for PostgresStore {
             .fetch_one(&self.pool)
             .await
             .map_err(unavailable)?;
-        Ok(until.filter(|&u| u > now))
+        Ok(match until {
+            Some(until) if count > i64::from(policy.max_failures) => Attempt::Locked(until),
+            _ => Attempt::Allowed,
+        })
+    }
+
+    async fn forgive(&self, key: &str, policy: FailurePolicy) -> StoreResult<()> {
+        sqlx::query(FORGIVE_SQL)
+            .bind(key)
+            .bind(i64::from(policy.max_failures))
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     async fn clear(&self, key: &str) -> StoreResult<()> {

@@ -15,8 +15,8 @@ use async_trait::async_trait;
 use fred::prelude::*;
 
 use super::{
-    FailurePolicy, FailureStore, Millis, SessionKey, SessionRecord, SessionStore, StoreError,
-    StoreResult, UserId,
+    Attempt, FailurePolicy, FailureStore, Millis, SessionKey, SessionRecord, SessionStore,
+    StoreError, StoreResult, UserId,
 };
 use crate::cache::{Change, ChangeFeed, FeedSink};
 
@@ -201,12 +201,18 @@ for _, uid in ipairs(users) do
 end
 return out";
 
-/// KEYS: counter. ARGV: now, max, window, lockout. Returns the lock end or -1.
-const RECORD_FAILURE: &str = r"
+/// KEYS: counter. ARGV: now, max, window, lockout. Returns {count, lock end
+/// or -1}; while locked the count still grows, so a count above the limit
+/// means "refused".
+const BEGIN_ATTEMPT: &str = r"
 local now, max, window, lockout = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local v = redis.call('HMGET', KEYS[1], 'n', 'w', 'l')
 local n, w, l = tonumber(v[1]), tonumber(v[2]), tonumber(v[3])
-if l and l > now then return l end
+if l and l > now then
+  n = n + 1
+  redis.call('HSET', KEYS[1], 'n', n)
+  return {n, l}
+end
 if n and not l and now - w < window then
   n = n + 1
 else
@@ -218,7 +224,16 @@ redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'n', n, 'w', w)
 if l then redis.call('HSET', KEYS[1], 'l', l) end
 redis.call('PEXPIREAT', KEYS[1], math.max(w + window, l or 0))
-return l or -1";
+return {n, l or -1}";
+
+/// KEYS: counter. ARGV: max.
+const FORGIVE: &str = r"
+local n = tonumber(redis.call('HGET', KEYS[1], 'n'))
+if not n then return 0 end
+n = math.max(n - 1, 0)
+redis.call('HSET', KEYS[1], 'n', n)
+if n < tonumber(ARGV[1]) then redis.call('HDEL', KEYS[1], 'l') end
+return 1";
 
 impl RedisStore {
     async fn eval<R: FromValue>(
@@ -366,22 +381,34 @@ impl FailureStore for RedisStore {
         Ok(until.filter(|&u| u > now))
     }
 
-    async fn record_failure(
+    async fn begin_attempt(
         &self,
         key: &str,
         now: Millis,
         policy: FailurePolicy,
-    ) -> StoreResult<Option<Millis>> {
+    ) -> StoreResult<Attempt> {
         let args = vec![
             now.into(),
             i64::from(policy.max_failures).into(),
             policy.window.into(),
             policy.lockout.into(),
         ];
-        let until: i64 = self
-            .eval(RECORD_FAILURE, vec![self.failure_key(key)], args)
+        let (count, until): (i64, i64) = self
+            .eval(BEGIN_ATTEMPT, vec![self.failure_key(key)], args)
             .await?;
-        Ok((until >= 0 && until > now).then_some(until))
+        Ok(if count > i64::from(policy.max_failures) && until >= 0 {
+            Attempt::Locked(until)
+        } else {
+            Attempt::Allowed
+        })
+    }
+
+    async fn forgive(&self, key: &str, policy: FailurePolicy) -> StoreResult<()> {
+        let args = vec![i64::from(policy.max_failures).into()];
+        let _: i64 = self
+            .eval(FORGIVE, vec![self.failure_key(key)], args)
+            .await?;
+        Ok(())
     }
 
     async fn clear(&self, key: &str) -> StoreResult<()> {
