@@ -148,11 +148,19 @@ impl From<LoginError> for AppError {
 
 /// A successful login: the new session, and the cookies to send (the
 /// session cookie, and removal of the login form's CSRF cookie).
-#[derive(Debug)]
 pub struct LoggedIn {
     /// The new session.
     pub session: Arc<ActiveSession>,
     cookies: [HeaderValue; 2],
+}
+
+impl std::fmt::Debug for LoggedIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoggedIn")
+            .field("session", &self.session)
+            .field("cookies", &"[redacted]")
+            .finish()
+    }
 }
 
 impl IntoResponseParts for LoggedIn {

@@ -218,6 +218,10 @@ impl SessionCache {
                 self.users.clear();
             }
         }
+        // Again after the removal: a lookup that read the sequence between the
+        // first bump and the removal could otherwise have used the entry just
+        // removed and still insert what it built from it.
+        self.seq.fetch_add(1, Ordering::SeqCst);
     }
 
     /// How many sessions are cached.

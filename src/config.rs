@@ -322,6 +322,15 @@ impl Config {
                          serve latchkey over https",
                     ));
                 }
+                if !bind.ip().is_loopback() {
+                    return Err(invalid(
+                        "bind",
+                        format!(
+                            "{bind} is reachable from other machines, but the public URL is plain http; \
+                             bind to a loopback address or use an https public URL"
+                        ),
+                    ));
+                }
             }
             other => {
                 return Err(invalid(
@@ -684,6 +693,22 @@ mod tests {
             .expect_err("typo")
             .to_string();
         assert!(err.contains("idle_timout"), "{err}");
+    }
+
+    #[test]
+    fn plain_http_may_not_listen_beyond_loopback() {
+        let err = Config::load_from(None, env(&[("LATCHKEY_BIND", "0.0.0.0:8080")]))
+            .expect_err("http on all interfaces")
+            .to_string();
+        assert!(err.contains("LATCHKEY_BIND"), "{err}");
+        Config::load_from(
+            None,
+            env(&[
+                ("LATCHKEY_BIND", "0.0.0.0:8080"),
+                ("LATCHKEY_PUBLIC_URL", "https://login.example.com"),
+            ]),
+        )
+        .expect("behind a TLS proxy");
     }
 
     #[test]

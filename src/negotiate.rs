@@ -2,7 +2,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 
 /// What kind of response the client wants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,11 +18,21 @@ impl Format {
     /// `application/json` to `text/html`; HTML otherwise.
     #[must_use]
     pub fn of(headers: &HeaderMap) -> Self {
-        let json_body = headers
-            .get(header::CONTENT_TYPE)
+        Self::from_headers(
+            headers.get_all(header::ACCEPT).iter(),
+            headers.get(header::CONTENT_TYPE),
+        )
+    }
+
+    /// [`Format::of`] from the two headers that decide it.
+    pub fn from_headers<'a>(
+        accept: impl IntoIterator<Item = &'a HeaderValue>,
+        content_type: Option<&HeaderValue>,
+    ) -> Self {
+        let json_body = content_type
             .and_then(|v| v.to_str().ok())
             .is_some_and(is_json_media_type);
-        if json_body || prefers_json(headers) {
+        if json_body || prefers_json(accept) {
             Self::Json
         } else {
             Self::Html
@@ -37,10 +47,10 @@ pub fn is_json_media_type(value: &str) -> bool {
     essence.eq_ignore_ascii_case("application/json")
 }
 
-fn prefers_json(headers: &HeaderMap) -> bool {
+fn prefers_json<'a>(accept: impl IntoIterator<Item = &'a HeaderValue>) -> bool {
     let mut json = 0.0_f32;
     let mut html = 0.0_f32;
-    for value in headers.get_all(header::ACCEPT) {
+    for value in accept {
         let Ok(value) = value.to_str() else { continue };
         for item in value.split(',') {
             let mut parts = item.split(';');
@@ -70,7 +80,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Format {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
 
     fn with(name: header::HeaderName, v: &'static str) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -79,6 +79,8 @@ async fn cookie_for_ann(auth: &Auth) -> String {
         )
         .await
         .unwrap();
+    let shown = format!("{logged_in:?}");
+    assert!(!shown.contains(&logged_in.session.csrf_token), "{shown}");
     let response = axum::response::IntoResponse::into_response((logged_in, "ok"));
     let set = response
         .headers()

@@ -644,5 +644,8 @@ async fn parallel_guesses_get_no_more_than_the_limit() {
         }
     }
     assert_eq!(checked, 5, "only five guesses were checked");
-    assert_eq!(app.login_json("ann", PASSWORD).await.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        app.login_json("ann", PASSWORD).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
 }

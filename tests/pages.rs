@@ -46,6 +46,19 @@ async fn every_page_sends_the_security_headers() {
     }
     let json = app.get_json("/profile").await;
     assert_eq!(json.headers()[header::CACHE_CONTROL], "no-store");
+    assert_eq!(json.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    assert!(
+        json.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+    assert!(
+        !json
+            .headers()
+            .contains_key(header::STRICT_TRANSPORT_SECURITY),
+        "no HSTS over plain http"
+    );
     let css = app.get("/static/latchkey.css").await;
     assert_eq!(css.status(), StatusCode::OK);
     assert!(

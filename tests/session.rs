@@ -397,6 +397,12 @@ async fn https_deployments_get_host_prefixed_secure_cookies() {
     app.add_user("ann", PASSWORD, &[]).await;
     let r = app.login_json("ann", PASSWORD).await;
     assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()[header::STRICT_TRANSPORT_SECURITY]
+            .to_str()
+            .unwrap()
+            .starts_with("max-age=")
+    );
     let set = r.headers()[header::SET_COOKIE].to_str().unwrap().to_owned();
     assert!(set.starts_with("__Host-latchkey="), "{set}");
     assert!(

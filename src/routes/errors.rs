@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 
 use askama::Template;
 use axum::extract::Request;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use tower::{Layer, Service};
 
@@ -35,13 +35,19 @@ pub(crate) fn page(status: StatusCode, template: &impl Template) -> Response {
 /// page, and adds the security headers to every response. A plain tower
 /// layer with its own future: it costs no allocation per request.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct PageLayer;
+pub struct PageLayer {
+    /// Send `Strict-Transport-Security` (the site is served over https).
+    pub hsts: bool,
+}
 
 impl<S> Layer<S> for PageLayer {
     type Service = PageService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        PageService { inner }
+        PageService {
+            inner,
+            hsts: self.hsts,
+        }
     }
 }
 
@@ -49,6 +55,7 @@ impl<S> Layer<S> for PageLayer {
 #[derive(Debug, Clone)]
 pub struct PageService<S> {
     inner: S,
+    hsts: bool,
 }
 
 impl<S> Service<Request> for PageService<S>
@@ -72,6 +79,7 @@ where
             inner: self.inner.call(req),
             accept,
             content_type,
+            hsts: self.hsts,
         }
     }
 }
@@ -83,6 +91,7 @@ pin_project_lite::pin_project! {
         inner: F,
         accept: Option<HeaderValue>,
         content_type: Option<HeaderValue>,
+        hsts: bool,
     }
 }
 
@@ -98,14 +107,12 @@ where
             return Poll::Pending;
         };
         let response = if response.extensions().get::<ErrorInfo>().is_some() {
-            let mut negotiation = HeaderMap::new();
-            negotiation.extend(this.accept.take().map(|v| (header::ACCEPT, v)));
-            negotiation.extend(this.content_type.take().map(|v| (header::CONTENT_TYPE, v)));
-            render_error(response, Format::of(&negotiation))
+            let format = Format::from_headers(this.accept.as_ref(), this.content_type.as_ref());
+            render_error(response, format)
         } else {
             response
         };
-        Poll::Ready(Ok(super::security_headers(response)))
+        Poll::Ready(Ok(super::security_headers(response, *this.hsts)))
     }
 }
 

@@ -44,6 +44,12 @@ impl CookieSettings {
         }
     }
 
+    /// Whether cookies are `Secure` (the site is served over https).
+    #[must_use]
+    pub fn is_secure(&self) -> bool {
+        self.secure
+    }
+
     /// The session cookie's name.
     #[must_use]
     pub fn session_name(&self) -> &'static str {
@@ -70,7 +76,11 @@ impl CookieSettings {
     #[must_use]
     pub fn set(&self, name: &str, value: &str) -> HeaderValue {
         let line = format!("{name}={value}{}", self.attributes());
-        HeaderValue::try_from(line).unwrap_or_else(|_| HeaderValue::from_static(""))
+        let mut header =
+            HeaderValue::try_from(line).unwrap_or_else(|_| HeaderValue::from_static(""));
+        // Keeps it out of HTTP/2 header compression tables and debug output.
+        header.set_sensitive(true);
+        header
     }
 
     /// `Set-Cookie` that removes the named cookie.

@@ -19,7 +19,7 @@ use crate::error::AppError;
 use crate::store::{Millis, SessionKey, UserId};
 
 /// A signed-in user's session, as seen by one request.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ActiveSession {
     /// The user's id.
     pub user_id: UserId,
@@ -34,6 +34,18 @@ pub struct ActiveSession {
     /// The same, as RFC 3339 text (formatted once, not per request).
     pub signed_in_at: String,
     pub(crate) key: SessionKey,
+}
+
+impl std::fmt::Debug for ActiveSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActiveSession")
+            .field("user_id", &self.user_id)
+            .field("username", &self.username)
+            .field("roles", &self.roles)
+            .field("csrf_token", &"[redacted]")
+            .field("session", &self.key)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ActiveSession {
@@ -97,9 +109,16 @@ impl<S: Send + Sync> FromRequestParts<S> for AuthUser {
         let session = Session::from_request_parts(parts, state).await?;
         match session.active {
             Some(active) => Ok(Self(active)),
-            None => Err(AppError::NotAuthenticated {
-                next: parts.uri.path_and_query().map(|p| p.as_str().to_owned()),
-            }),
+            None => {
+                // Only a browser is sent back here after signing in.
+                let browser =
+                    crate::negotiate::Format::of(&parts.headers) == crate::negotiate::Format::Html;
+                Err(AppError::NotAuthenticated {
+                    next: browser
+                        .then(|| parts.uri.path_and_query().map(|p| p.as_str().to_owned()))
+                        .flatten(),
+                })
+            }
         }
     }
 }

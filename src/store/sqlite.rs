@@ -496,7 +496,9 @@ impl ChangeFeed for FileFeed {
                         | notify::EventKind::Any
                         | notify::EventKind::Other
                 );
-                if ours && writes {
+                // A queue overflow (or any event that names no file) may hide a
+                // write: assume the worst.
+                if (ours && writes) || event.paths.is_empty() || event.need_rescan() {
                     events.changed(Change::Everything);
                 }
             }
