@@ -16,6 +16,10 @@ use latchkey::{Auth, AuthSettings, AuthUser, Password, ServerSecret, Session};
 use tower::ServiceExt as _;
 
 async fn auth() -> Auth {
+    with_stores(Stores::single(MemoryStore::default())).await
+}
+
+async fn with_stores(stores: Stores) -> Auth {
     let policy = FailurePolicy {
         max_failures: 5,
         window: 900_000,
@@ -44,7 +48,7 @@ async fn auth() -> Auth {
     Auth::new(
         settings,
         &secret,
-        Stores::single(MemoryStore::default()),
+        stores,
         hasher,
     )
 }
@@ -138,4 +142,98 @@ async fn extractors_without_the_layer_fail_loudly_not_open() {
     let (status, body) = call(router, "/hello", None).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(body.contains("internal_error"));
+}
+
+/// A session store that counts how often it is asked.
+struct Counting {
+    inner: std::sync::Arc<dyn latchkey::store::SessionStore>,
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Counting {
+    fn tick(&self) {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[async_trait::async_trait]
+impl latchkey::store::SessionStore for Counting {
+    async fn create(&self, s: &latchkey::store::SessionRecord) -> latchkey::store::StoreResult<()> {
+        self.tick();
+        self.inner.create(s).await
+    }
+    async fn load(
+        &self,
+        k: &latchkey::store::SessionKey,
+    ) -> latchkey::store::StoreResult<Option<latchkey::store::SessionRecord>> {
+        self.tick();
+        self.inner.load(k).await
+    }
+    async fn touch(
+        &self,
+        k: &latchkey::store::SessionKey,
+        t: i64,
+    ) -> latchkey::store::StoreResult<bool> {
+        self.tick();
+        self.inner.touch(k, t).await
+    }
+    async fn rotate(
+        &self,
+        o: &latchkey::store::SessionKey,
+        n: &latchkey::store::SessionRecord,
+    ) -> latchkey::store::StoreResult<bool> {
+        self.tick();
+        self.inner.rotate(o, n).await
+    }
+    async fn delete(&self, k: &latchkey::store::SessionKey) -> latchkey::store::StoreResult<bool> {
+        self.tick();
+        self.inner.delete(k).await
+    }
+    async fn delete_user_sessions(
+        &self,
+        u: latchkey::store::UserId,
+    ) -> latchkey::store::StoreResult<u64> {
+        self.tick();
+        self.inner.delete_user_sessions(u).await
+    }
+    async fn list(
+        &self,
+        u: Option<latchkey::store::UserId>,
+    ) -> latchkey::store::StoreResult<Vec<latchkey::store::SessionRecord>> {
+        self.tick();
+        self.inner.list(u).await
+    }
+    async fn delete_expired(&self, a: i64, b: i64) -> latchkey::store::StoreResult<u64> {
+        self.tick();
+        self.inner.delete_expired(a, b).await
+    }
+    async fn ping(&self) -> latchkey::store::StoreResult<()> {
+        self.inner.ping().await
+    }
+}
+
+#[tokio::test]
+async fn a_cached_session_costs_no_store_round_trip() {
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let base = Stores::memory();
+    let stores = Stores {
+        sessions: std::sync::Arc::new(Counting {
+            inner: base.sessions.clone(),
+            calls: calls.clone(),
+        }),
+        ..base
+    };
+    let auth = with_stores(stores).await;
+    let cookie = cookie_for_ann(&auth).await;
+    let after_login = calls.load(std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..20 {
+        let (status, _) = call(app(&auth), "/hello", Some(&cookie)).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let used = calls.load(std::sync::atomic::Ordering::SeqCst) - after_login;
+    assert_eq!(used, 1, "one load for the first request, none after");
+    // A revocation through this instance is seen at once.
+    auth.accounts().revoke_sessions("ann").await.unwrap();
+    let (status, _) = call(app(&auth), "/hello", Some(&cookie)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }

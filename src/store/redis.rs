@@ -179,14 +179,12 @@ redis.call('SREM', ARGV[1] .. ':users', ARGV[3])
 redis.call('PUBLISH', ARGV[2], 'u' .. ARGV[3])
 return n";
 
-/// KEYS: users set. ARGV: prefix, user id or '' for all. Returns flat
-/// [hex, u, c, r, t, l, ...] for live sessions; drops index entries whose
-/// session has expired.
+/// KEYS: users set. ARGV: prefix, user id. Returns flat [hex, u, c, r, t,
+/// l, ...] for the user's live sessions; drops index entries whose session
+/// has expired, and the user from the set when none is left.
 const LIST: &str = r"
 local out = {}
-local users = {}
-if ARGV[2] == '' then users = redis.call('SMEMBERS', KEYS[1]) else users = {ARGV[2]} end
-for _, uid in ipairs(users) do
+for _, uid in ipairs({ARGV[2]}) do
   local index = ARGV[1] .. ':u:' .. uid
   for _, hex in ipairs(redis.call('SMEMBERS', index)) do
     local v = redis.call('HMGET', ARGV[1] .. ':s:' .. hex, 'u', 'c', 'r', 't', 'l')
@@ -334,23 +332,34 @@ impl SessionStore for RedisStore {
     }
 
     async fn list(&self, user: Option<UserId>) -> StoreResult<Vec<SessionRecord>> {
-        let filter = user.map_or_else(String::new, |u| u.0.to_string());
-        let args = vec![self.prefix.clone().into(), filter.into()];
-        let flat: Vec<Value> = self.eval(LIST, vec![self.users_key()], args).await?;
+        let users: Vec<String> = match user {
+            Some(u) => vec![u.0.to_string()],
+            None => self
+                .client
+                .smembers(self.users_key())
+                .await
+                .map_err(unavailable)?,
+        };
+        // One short script per user, never one over every session: Redis
+        // runs scripts alone, and a long one would stall every instance.
         let mut out = Vec::new();
-        for row in flat.chunks(6) {
-            let hex = row.first().and_then(Value::as_string).unwrap_or_default();
-            let mut key = [0u8; 32];
-            hex::decode_to_slice(&hex, &mut key)
-                .map_err(|_| StoreError::Corrupt("session key".into()))?;
-            out.push(SessionRecord {
-                key: SessionKey(key),
-                user_id: UserId(parse_i64(row.get(1))?),
-                credential_epoch: parse_i64(row.get(2))?,
-                roles_epoch: parse_i64(row.get(3))?,
-                created_at: parse_i64(row.get(4))?,
-                last_seen: parse_i64(row.get(5))?,
-            });
+        for uid in users {
+            let args = vec![self.prefix.clone().into(), uid.into()];
+            let flat: Vec<Value> = self.eval(LIST, vec![self.users_key()], args).await?;
+            for row in flat.chunks(6) {
+                let hex = row.first().and_then(Value::as_string).unwrap_or_default();
+                let mut key = [0u8; 32];
+                hex::decode_to_slice(&hex, &mut key)
+                    .map_err(|_| StoreError::Corrupt("session key".into()))?;
+                out.push(SessionRecord {
+                    key: SessionKey(key),
+                    user_id: UserId(parse_i64(row.get(1))?),
+                    credential_epoch: parse_i64(row.get(2))?,
+                    roles_epoch: parse_i64(row.get(3))?,
+                    created_at: parse_i64(row.get(4))?,
+                    last_seen: parse_i64(row.get(5))?,
+                });
+            }
         }
         out.sort_by_key(|s| (s.created_at, s.key.0));
         Ok(out)
