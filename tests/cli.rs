@@ -284,3 +284,74 @@ async fn sessions_are_listed_without_tokens() {
     let token_part = cookie.split('.').next().unwrap();
     assert!(!text.contains(&token_part[..12]), "no token in the listing");
 }
+
+/// Runs the CLI on a pseudo-terminal (util-linux `script`), typing `input`.
+async fn run_on_terminal(
+    env: &[(String, String)],
+    command: &str,
+    input: &str,
+) -> Option<std::process::Output> {
+    use tokio::io::AsyncWriteExt as _;
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"SKIPPED: terminal prompt test: no `script` command\n",
+        );
+        return None;
+    }
+    let line = format!("{} {command}", env!("CARGO_BIN_EXE_latchkey"));
+    let mut child = tokio::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).await.unwrap();
+    drop(stdin);
+    Some(child.wait_with_output().await.unwrap())
+}
+
+#[tokio::test]
+async fn without_password_stdin_the_password_is_asked_twice_on_a_terminal() {
+    let (_dir, env) = env();
+    let Some(out) =
+        run_on_terminal(&env, "user add ann", &format!("{PASSWORD}\n{PASSWORD}\n")).await
+    else {
+        return;
+    };
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("Password: ") && text.contains("Password again: "),
+        "{text}"
+    );
+    let users: Value = serde_json::from_str(&stdout(
+        &run_cli(&env, &["user", "list", "--json"], None).await,
+    ))
+    .unwrap();
+    assert_eq!(users[0]["username"], "ann");
+    let Some(out) = run_on_terminal(
+        &env,
+        "user passwd ann",
+        &format!("{PASSWORD}\n{OTHER_PASSWORD}\n"),
+    )
+    .await
+    else {
+        return;
+    };
+    assert!(!out.status.success());
+    assert!(
+        stdout(&out).contains("the passwords differ"),
+        "{}",
+        stdout(&out)
+    );
+}

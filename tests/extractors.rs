@@ -45,12 +45,7 @@ async fn with_stores(stores: Stores) -> Auth {
     .await
     .unwrap();
     let secret = ServerSecret::new(&"s".repeat(40)).unwrap();
-    Auth::new(
-        settings,
-        &secret,
-        stores,
-        hasher,
-    )
+    Auth::new(settings, &secret, stores, hasher)
 }
 
 async fn hello(user: AuthUser) -> String {
