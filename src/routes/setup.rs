@@ -64,6 +64,25 @@ impl SetupToken {
     fn close(&self) {
         *self.lock() = None;
     }
+
+    /// Consumes the token if `given` is it: of two submissions at the same
+    /// moment, only one proceeds.
+    fn take(&self, given: &str) -> Option<String> {
+        let mut slot = self.lock();
+        if slot.as_deref().is_some_and(|t| tokens_match(t, given)) {
+            slot.take()
+        } else {
+            None
+        }
+    }
+
+    /// Puts a taken token back (the submission was refused for its input).
+    fn restore(&self, token: String) {
+        let mut slot = self.lock();
+        if slot.is_none() {
+            *slot = Some(token);
+        }
+    }
 }
 
 #[derive(Template)]
@@ -157,7 +176,11 @@ pub(crate) async fn submit(
     state
         .auth
         .check_login_csrf(&headers, form.csrf_token.as_deref())?;
+    let Some(token) = state.setup.take(&form.token) else {
+        return Err(AppError::NotFound);
+    };
     let fail = |message: &str| {
+        state.setup.restore(token.clone());
         Ok(render(
             &state,
             &headers,
@@ -183,9 +206,11 @@ pub(crate) async fn submit(
         Err(e @ (AccountError::Username(_) | AccountError::Password(_))) => {
             return fail(&e.to_string());
         }
-        Err(e) => return Err(account_error(e)),
+        Err(e) => {
+            state.setup.restore(token);
+            return Err(account_error(e));
+        }
     }
-    state.setup.close();
     let client = state.auth.client_ip(peer.ip(), &headers);
     let logged_in = state
         .auth

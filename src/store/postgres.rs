@@ -271,6 +271,14 @@ impl SessionStore for PostgresStore {
 
     async fn rotate(&self, old: &SessionKey, new: &SessionRecord) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        // Serialises with `delete_user_sessions`, which locks the same row:
+        // under READ COMMITTED a revocation would otherwise miss the row this
+        // transaction inserts.
+        sqlx::query("SELECT id FROM users WHERE id = $1 FOR SHARE")
+            .bind(new.user_id.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
         let deleted = sqlx::query("DELETE FROM sessions WHERE key = $1")
             .bind(&old.0[..])
             .execute(&mut *tx)
@@ -307,11 +315,18 @@ impl SessionStore for PostgresStore {
     }
 
     async fn delete_user_sessions(&self, user: UserId) -> StoreResult<u64> {
-        let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
             .bind(user.0)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
+        let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(user.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
         Ok(done.rows_affected())
     }
 
