@@ -2,16 +2,32 @@
 # latchkey's throughput, latency and memory next to a bare axum server (the
 # ceiling), in one command:
 #
-#     bench/run.sh                      # 10 s per line
-#     BENCH_DURATION=2s bench/run.sh    # quick smoke run
+#     bench/run.sh                                   # about 7 minutes
+#     BENCH_ROUNDS=2 BENCH_ROUND_DURATION=2s BENCH_DURATION=2s \
+#         BENCH_SESSIONS_MANY=100000 bench/run.sh    # smoke run, about 2 minutes
 #
 # Builds in release mode, installs wrk if missing, starts every server on a
 # free loopback port with its own temporary directory, checks one request per
 # line before loading it, and writes bench/results/latest.md and latest.json
 # (raw wrk output in bench/results/raw/). Exits non-zero when a line failed.
 #
+# This machine's speed may drift by tens of percent within a minute, so the
+# ratios are measured in pairs, close together in time:
+#   - the five GET /profile lines compared with the ceiling (bare, SQLite,
+#     PostgreSQL, PostgreSQL + Redis, forged cookie) have their servers up side
+#     by side and are loaded in turn, round after round; each ratio is the
+#     median over rounds of (line ÷ ceiling in the same round);
+#   - the argon2 capacity and the login flood alternate, round after round;
+#   - the flood line measures GET /profile without the flood on the same server
+#     right before each flood;
+#   - the 1,000,000-session server alternates with the 1,000-session one.
+#
 # Settings (environment):
-#   BENCH_DURATION=10s        length of each load (wrk -d)
+#   BENCH_ROUNDS=5            rounds of the five GET /profile lines
+#   BENCH_ROUND_DURATION=5s   length of each load in a round (wrk -d)
+#   BENCH_PAIR_ROUNDS=3       rounds of the login, flood and 1,000,000-session pairs
+#                             (at most BENCH_ROUNDS unless set)
+#   BENCH_DURATION=10s        length of the single loads (1,000 and 100,000 sessions)
 #   BENCH_THREADS=2           wrk threads (-t)
 #   BENCH_CONNECTIONS=64      wrk connections (-c)
 #   BENCH_TIMEOUT=10s         wrk request timeout: logins queue behind argon2
@@ -27,8 +43,21 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 RESULTS=$ROOT/bench/results
 LUA=$ROOT/bench/wrk/bench.lua
+STARTED=$SECONDS
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 2; }
+
+setting_count() { # name, value
+    [[ $2 =~ ^[1-9][0-9]*$ ]] || die "$1 must be a whole number above 0, not '$2'"
+}
+setting_duration() { # name, value
+    [[ $2 =~ ^[1-9][0-9]*[smh]?$ ]] || die "$1 must be a duration such as 5s or 2m, not '$2'"
+}
 
 DURATION=${BENCH_DURATION:-10s}
+ROUNDS=${BENCH_ROUNDS:-5}
+ROUND_DURATION=${BENCH_ROUND_DURATION:-5s}
 THREADS=${BENCH_THREADS:-2}
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
 TIMEOUT=${BENCH_TIMEOUT:-10s}
@@ -37,16 +66,26 @@ SESSIONS_MID=${BENCH_SESSIONS_MID:-100000}
 SESSIONS_MANY=${BENCH_SESSIONS_MANY:-1000000}
 USE_POSTGRES=${BENCH_POSTGRES:-auto}
 USE_REDIS=${BENCH_REDIS:-auto}
+# How many seeded sessions the session-table lines spread their requests over.
+COOKIE_SAMPLE=${BENCH_COOKIE_SAMPLE:-1000}
+
+setting_duration BENCH_DURATION "$DURATION"
+setting_count BENCH_ROUNDS "$ROUNDS"
+setting_duration BENCH_ROUND_DURATION "$ROUND_DURATION"
+PAIR_ROUNDS=${BENCH_PAIR_ROUNDS:-$(( ROUNDS < 3 ? ROUNDS : 3 ))}
+setting_count BENCH_PAIR_ROUNDS "$PAIR_ROUNDS"
+setting_count BENCH_THREADS "$THREADS"
+setting_count BENCH_CONNECTIONS "$CONNECTIONS"
+setting_duration BENCH_TIMEOUT "$TIMEOUT"
+setting_count BENCH_SESSIONS_FEW "$SESSIONS_FEW"
+setting_count BENCH_SESSIONS_MID "$SESSIONS_MID"
+setting_count BENCH_SESSIONS_MANY "$SESSIONS_MANY"
+setting_count BENCH_COOKIE_SAMPLE "$COOKIE_SAMPLE"
 
 USERNAME=bench
 # Strong enough for latchkey's zxcvbn rule; only ever used on loopback.
 PASSWORD=correct-tangerine-77-orbit
 LOGIN_BODY="{\"username\":\"$USERNAME\",\"password\":\"$PASSWORD\"}"
-# How many seeded sessions the session-table lines spread their requests over.
-COOKIE_SAMPLE=${BENCH_COOKIE_SAMPLE:-1000}
-
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 2; }
 
 # ---------------------------------------------------------------- tools ----
 
@@ -77,7 +116,7 @@ seconds_of() { # wrk duration (10, 10s, 2m, 1h) -> whole seconds
 # ------------------------------------------------------------ the run ----
 
 WORK=$(mktemp -d -t latchkey-bench.XXXXXX)
-SERVER_PID=
+declare -A PIDS=() # line id -> its server's pid, while it runs
 FLOOD_PID=
 PG_DB=
 PG_ADMIN_URL=
@@ -85,7 +124,7 @@ REDIS_PREFIX=
 
 cleanup() {
     local pid
-    for pid in "$FLOOD_PID" "$SERVER_PID"; do
+    for pid in "$FLOOD_PID" "${PIDS[@]}"; do
         if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
             kill "$pid" 2>/dev/null || true
             wait "$pid" 2>/dev/null || true
@@ -152,31 +191,33 @@ wait_healthy() { # url, pid, log file
     return 1
 }
 
-stop_server() {
-    if [[ -n $SERVER_PID ]]; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-        SERVER_PID=
-    fi
+stop_server() { # line id
+    local pid=${PIDS[$1]:-}
+    [[ -n $pid ]] || return 0
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    unset "PIDS[$1]"
 }
 
-peak_rss_mb() { # pid: VmHWM, the resident set's high-water mark, in MB
-    awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"
+peak_rss_mb() { # line id: VmHWM of its server, the resident set's high-water mark, in MB
+    local pid=${PIDS[$1]:-}
+    [[ -n $pid && -r /proc/$pid/status ]] || return 0
+    awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$pid/status"
 }
 
-start_bare() { # dir
-    mkdir -p "$1"
-    "$BIN/examples/bare" 127.0.0.1:0 >"$1/stdout" 2>"$1/server.log" &
-    SERVER_PID=$!
+start_bare() { # line id, dir; sets URL
+    mkdir -p "$2"
+    "$BIN/examples/bare" 127.0.0.1:0 >"$2/stdout" 2>"$2/server.log" &
+    PIDS[$1]=$!
     local addr=
     for _ in $(seq 1 100); do
-        addr=$(head -n 1 "$1/stdout" 2>/dev/null || true)
+        addr=$(head -n 1 "$2/stdout" 2>/dev/null || true)
         [[ -n $addr ]] && break
         sleep 0.05
     done
     [[ -n $addr ]] || { log "bare server printed no address"; return 1; }
     URL=http://$addr
-    wait_healthy "$URL" "$SERVER_PID" "$1/server.log"
+    wait_healthy "$URL" "${PIDS[$1]}" "$2/server.log"
 }
 
 # latchkey's settings for one database, in LK_ENV; sets DIR, URL.
@@ -202,10 +243,10 @@ create_user() {
         { log "user add failed:"; tail -n 3 "$DIR/cli.log" >&2; return 1; }
 }
 
-start_latchkey() {
+start_latchkey() { # line id; over LK_ENV, DIR, URL
     env "${LK_ENV[@]}" "$LATCHKEY" serve >>"$DIR/server.log" 2>&1 &
-    SERVER_PID=$!
-    wait_healthy "$URL" "$SERVER_PID" "$DIR/server.log"
+    PIDS[$1]=$!
+    wait_healthy "$URL" "${PIDS[$1]}" "$DIR/server.log"
 }
 
 # ------------------------------------------------------ one-request checks ----
@@ -265,111 +306,166 @@ forged_cookie() {
 
 # ------------------------------------------------------------------ load ----
 
-# Runs wrk; its BENCH_RESULT line goes to $WORK/NAME.json. Extra arguments are
-# BENCH_* settings for bench/wrk/bench.lua.
-load() { # name, url, [duration], BENCH_VAR=value...
-    local name=$1 url=$2 duration=$DURATION
-    shift 2
-    if [[ ${1:-} =~ ^[0-9]+[smh]?$ ]]; then
-        duration=$1
-        shift
-    fi
+# Runs wrk; its BENCH_RESULT line (or null) is appended to $WORK/LINE.rounds, one
+# line per round. Extra arguments are BENCH_* settings for bench/wrk/bench.lua.
+load() { # line id, round name, url, duration, BENCH_VAR=value...
+    local id=$1 raw=$RESULTS/raw/$2.txt url=$3 duration=$4
+    shift 4
     env "$@" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$duration" --timeout "$TIMEOUT" --latency \
-        -s "$LUA" "$url" >"$RESULTS/raw/$name.txt" 2>&1 || true
-    grep '^BENCH_RESULT ' "$RESULTS/raw/$name.txt" | tail -n 1 | cut -d' ' -f2- >"$WORK/$name.json"
-    if [[ ! -s $WORK/$name.json ]]; then
-        log "wrk gave no result for $name:"
-        tail -n 5 "$RESULTS/raw/$name.txt" >&2
-        echo null >"$WORK/$name.json"
+        -s "$LUA" "$url" >"$raw" 2>&1 || true
+    local result
+    result=$(grep '^BENCH_RESULT ' "$raw" | tail -n 1 | cut -d' ' -f2- || true)
+    if [[ -z $result ]]; then
+        log "wrk gave no result for $2:"
+        tail -n 5 "$raw" >&2
+        result=null
     fi
+    echo "$result" >>"$WORK/$id.rounds"
 }
 
+# ---------------------------------------------------------------- records ----
+
+# jq helpers for the records. (The $ in these are jq's, not the shell's.)
+# shellcheck disable=SC2016
+JQ_DEFS='
+def median: map(select(. != null)) | sort | length as $n
+  | if $n == 0 then null elif $n % 2 == 1 then .[($n - 1) / 2]
+    else (.[$n / 2 - 1] + .[$n / 2]) / 2 end;
+def rps: if . == null or (.duration_us // 0) == 0 then null
+  else .requests / (.duration_us / 1e6) end;
+def commas: tostring | if length <= 3 then . else (.[:-3] | commas) + "," + .[-3:] end;
+def problems:
+  if . == null then ["no result from wrk"]
+  else [ (if .requests == 0 then "no requests" else empty end),
+         (if .unexpected_status > 0 then "\(.unexpected_status) unexpected status" else empty end),
+         (.socket_errors | to_entries[] | select(.value > 0) | "\(.value) socket \(.key) errors") ]
+  end;
+'
+
+# One line of the table from its rounds. $pairs: the references to divide by,
+# [{label, to, kind: "rps" or "p99", paired, values: [one per round]}]; $checks: more
+# wrk results whose errors fail the line, [{label, results}]; $pick: the round shown
+# is the one with the median requests/s ("rps") or the median first ratio ("ratio").
+# shellcheck disable=SC2016
+RECORD_JQ=$JQ_DEFS'
+($rounds | map({ wrk: ., rps: rps,
+                 p50_ms: (if . == null then null else .p50_us / 1000 end),
+                 p99_ms: (if . == null then null else .p99_us / 1000 end) })) as $r
+| ($r | length) as $n
+| ([ $r | to_entries[] | .key as $i | .value.wrk | problems[]
+     | (if $n > 1 then "round \($i + 1): " else "" end) + . ]
+   + [ $checks[] | .label as $what | (.results | length) as $m | .results | to_entries[]
+       | .key as $i | .value | problems[]
+       | "\($what)\(if $m > 1 then " round \($i + 1)" else "" end): \(.)" ]) as $problems
+| [ $pairs[] | . as $p
+    | [ range(0; $n) | . as $i | $p.values[$i] as $b
+        | ($r[$i] | if $p.kind == "p99" then .p99_ms else .rps end) as $x
+        | if $b == null or $x == null or $b <= 0 then null else $x / $b end ] as $per
+    | ($per | map(select(. != null))) as $got
+    | { label: $p.label, to: $p.to, kind: $p.kind, paired: $p.paired, reference: $p.values,
+        per_round: $per, value: ($per | median), min: ($got | min), max: ($got | max),
+        rounds: ($got | length) } ] as $ratios
+| (if $pick == "ratio" and ($ratios | length) > 0 then $ratios[0].per_round
+   else $r | map(.rps) end) as $key
+| ([ range(0; $n) | select($key[.] != null) ] | sort_by($key[.])) as $order
+| (if ($order | length) == 0 then null else $order[(($order | length) - 1) / 2 | floor] end) as $m
+| (if $status != "ok" then $status elif ($problems | length) > 0 then "failed" else "ok" end) as $st
+| { id: $id, name: $name, status: $st,
+    note: ([ (if $status == "ok" and $st == "failed" then $problems | join(", ") else empty end),
+             (if $note == "" then empty else $note end) ] | join("; ")),
+    rss_mb: (if $rss == "" then null else $rss | tonumber end),
+    rps: ($r | map(.rps) | median),
+    p50_ms: (if $m == null then null else $r[$m].p50_ms end),
+    p99_ms: (if $m == null then null else $r[$m].p99_ms end),
+    median_round: (if $m == null then null else $m + 1 end),
+    ratios: $ratios,
+    rounds: $r,
+    wrk: (if $m == null then null else $r[$m].wrk end) }'
+
 # Appends one line of the table to $LINES.
-#   id, name, result file or "", rss or "", status (ok/failed/skipped), note,
-#   compare (JSON: {"rps_to": ID} | {"p99_to": ID} | {"rps_to_value": N}, each with
-#   "label": what the ratio is to; or null)
+#   id, name, rounds file ($WORK/ID.rounds) or "", rss or "", status (ok, failed,
+#   skipped), note, [pairs JSON], [checks JSON], [pick: rps or ratio]
 record() {
-    local result=null
-    [[ -n $3 && -s $3 ]] && result=$(cat "$3")
-    local status=$5 note=$6
-    if [[ $status == ok && $result == null ]]; then
-        status=failed
-        note="no result from wrk${note:+; $note}"
-    elif [[ $status == ok ]]; then
-        local problems
-        problems=$(jq -r '
-            [ (if .requests == 0 then "no requests" else empty end),
-              (if .unexpected_status > 0 then "\(.unexpected_status) unexpected status" else empty end),
-              (.socket_errors | to_entries[] | select(.value > 0) | "\(.value) socket \(.key) errors")
-            ] | join(", ")' <<<"$result")
-        if [[ -n $problems ]]; then
-            status=failed
-            note="$problems${note:+; $note}"
-        fi
-    fi
-    jq -nc --arg id "$1" --arg name "$2" --argjson result "$result" --arg rss "$4" \
-        --arg status "$status" --arg note "$note" --argjson compare "${7:-null}" '
-        { id: $id, name: $name, status: $status, note: $note, compare: $compare,
-          rss_mb: (if $rss == "" then null else ($rss | tonumber) end),
-          wrk: $result,
-          rps: (if $result == null then null else $result.requests / ($result.duration_us / 1e6) end),
-          p50_ms: (if $result == null then null else $result.p50_us / 1000 end),
-          p99_ms: (if $result == null then null else $result.p99_us / 1000 end) }' >>"$LINES"
-    log "$1: $status${note:+ ($note)}"
+    local rounds='[]'
+    [[ -n $3 && -s $3 ]] && rounds=$(jq -sc . "$3")
+    jq -nc --arg id "$1" --arg name "$2" --argjson rounds "$rounds" --arg rss "$4" \
+        --arg status "$5" --arg note "$6" --argjson pairs "${7:-[]}" \
+        --argjson checks "${8:-[]}" --arg pick "${9:-rps}" "$RECORD_JQ" >>"$LINES"
+    log "$1: $(tail -n 1 "$LINES" | jq -r '.status + (if .note == "" then "" else " (\(.note))" end)')"
 }
 
 skip() { # id, name, reason
     record "$1" "$2" "" "" skipped "$3"
 }
 
-# ------------------------------------------------------------------ lines ----
+line_ok() { # id: recorded, and ok (or a reference)
+    jq -se --arg id "$1" 'any(.[]; .id == $id and (.status == "ok" or .status == "reference"))' \
+        "$LINES" >/dev/null
+}
+
+round_values() { # rounds file, jq expression over one wrk result -> JSON array, one per round
+    jq -sc "$JQ_DEFS map(if . == null then null else ($2) end)" "$1"
+}
+
+# One reference to divide by, as a JSON array for record's pairs.
+pair() { # label, id or "", kind (rps or p99), paired (true or false), values (JSON array)
+    jq -nc --arg l "$1" --arg to "$2" --arg kind "$3" --argjson paired "$4" \
+        --argjson values "$5" \
+        '[{ label: $l, to: (if $to == "" then null else $to end), kind: $kind,
+            paired: $paired, values: $values }]'
+}
+
+# --------------------------------------------- GET /profile, in rounds ----
+
+# These lines' servers run side by side; the loads take turns, round after round.
+PROFILE_LINES=(ceiling sqlite postgres redis forged)
+declare -A NAME=(
+    [ceiling]="bare axum GET /profile (ceiling)"
+    [sqlite]="latchkey GET /profile, SQLite"
+    [postgres]="latchkey GET /profile, PostgreSQL"
+    [redis]="latchkey GET /profile, PostgreSQL + Redis sessions"
+    [forged]="latchkey GET /profile, forged cookie (401 expected)"
+)
+declare -A TARGET=()    # id -> URL the rounds load, once its server passed its check
+declare -A COOKIE_OF=() # id -> the latchkey cookie its loads send
+declare -A EXPECT_OF=() # id -> the status its loads expect, when not 200
+declare -A SETUP=()     # id -> failed or skipped, when its server is not ready
+declare -A SETUP_NOTE=()
 
 FORGED=$(forged_cookie)
 
-line_ceiling() {
-    log "line: bare axum (ceiling)"
-    if ! start_bare "$WORK/bare"; then
-        record ceiling "bare axum GET /profile (ceiling)" "" "" failed "server did not start"
-        stop_server; return
-    fi
-    if ! check_profile "" 200; then
-        record ceiling "bare axum GET /profile (ceiling)" "" "" failed "$CHECK_ERROR"
-        stop_server; return
-    fi
-    load ceiling "$URL/profile"
-    record ceiling "bare axum GET /profile (ceiling)" "$WORK/ceiling.json" \
-        "$(peak_rss_mb "$SERVER_PID")" ok "" null
-    stop_server
+not_ready() { # id, failed or skipped, reason
+    SETUP[$1]=$2
+    SETUP_NOTE[$1]=$3
+    stop_server "$1"
+    log "$1: $2 ($3)"
 }
 
-# GET /profile with one valid cookie on a fresh server over LK_ENV.
-profile_line() { # id, name
-    if ! start_latchkey; then
-        record "$1" "$2" "" "" failed "server did not start (log: $(tail -n 1 "$DIR/server.log"))"
-        stop_server; return
-    fi
-    profile_load "$1" "$2"
+setup_ceiling() {
+    log "starting: bare axum (ceiling)"
+    start_bare ceiling "$WORK/bare" || { not_ready ceiling failed "server did not start"; return; }
+    check_profile "" 200 || { not_ready ceiling failed "$CHECK_ERROR"; return; }
+    TARGET[ceiling]=$URL/profile
 }
 
-# The same, on the server already started.
-profile_load() { # id, name
-    if ! sign_in || ! check_profile "$COOKIE" 200; then
-        record "$1" "$2" "" "" failed "$CHECK_ERROR"
-        stop_server; return
-    fi
-    load "$1" "$URL/profile" BENCH_COOKIE="$COOKIE"
-    record "$1" "$2" "$WORK/$1.json" "$(peak_rss_mb "$SERVER_PID")" ok "" '{"rps_to":"ceiling","label":"ceiling"}'
-    stop_server
-}
-
-line_sqlite() {
-    log "line: latchkey on SQLite"
-    latchkey_env sqlite "sqlite://$WORK/sqlite/latchkey.db"
-    if ! create_user; then
-        record sqlite "latchkey GET /profile, SQLite" "" "" failed "user add failed"
+# A latchkey server over LK_ENV, signed in, answering GET /profile.
+setup_profile() { # id
+    if ! start_latchkey "$1"; then
+        not_ready "$1" failed "server did not start (log: $(tail -n 1 "$DIR/server.log"))"
         return
     fi
-    profile_line sqlite "latchkey GET /profile, SQLite"
+    if ! sign_in || ! check_profile "$COOKIE" 200; then
+        not_ready "$1" failed "$CHECK_ERROR"; return
+    fi
+    TARGET[$1]=$URL/profile
+    COOKIE_OF[$1]=$COOKIE
+}
+
+setup_sqlite() {
+    log "starting: latchkey on SQLite"
+    latchkey_env sqlite "sqlite://$WORK/sqlite/latchkey.db"
+    create_user || { not_ready sqlite failed "user add failed"; return; }
+    setup_profile sqlite
 }
 
 postgres_ready() { # sets PG_ADMIN_URL and PG_DB, creates the database
@@ -389,53 +485,57 @@ postgres_ready() { # sets PG_ADMIN_URL and PG_DB, creates the database
         { PG_SKIP="cannot create database $PG_DB"; PG_DB=; return 1; }
 }
 
-line_postgres() {
-    log "line: latchkey on PostgreSQL"
+setup_postgres() {
+    log "starting: latchkey on PostgreSQL"
     PG_SKIP=
     if ! postgres_ready; then
-        skip postgres "latchkey GET /profile, PostgreSQL" "$PG_SKIP"
-        skip redis "latchkey GET /profile, PostgreSQL + Redis sessions" "needs PostgreSQL: $PG_SKIP"
+        not_ready postgres skipped "$PG_SKIP"
+        not_ready redis skipped "needs PostgreSQL: $PG_SKIP"
         return
     fi
     PG_URL="postgres://$PG_USER@127.0.0.1:5432/$PG_DB"
     latchkey_env postgres "$PG_URL"
     if ! create_user; then
-        record postgres "latchkey GET /profile, PostgreSQL" "" "" failed "user add failed"
+        not_ready postgres failed "user add failed"
     else
-        profile_line postgres "latchkey GET /profile, PostgreSQL"
+        setup_profile postgres
     fi
-    line_redis
+    setup_redis
 }
 
-line_redis() {
-    local id=redis name="latchkey GET /profile, PostgreSQL + Redis sessions"
-    log "line: latchkey on PostgreSQL + Redis"
+setup_redis() {
+    log "starting: latchkey on PostgreSQL + Redis"
     if [[ $USE_REDIS == off ]]; then
-        skip $id "$name" "BENCH_REDIS=off"; return
+        not_ready redis skipped "BENCH_REDIS=off"; return
     fi
     if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
-        skip $id "$name" "no Redis on 127.0.0.1:6379"; return
+        not_ready redis skipped "no Redis on 127.0.0.1:6379"; return
     fi
     # Our own key prefix: the run's keys are found, checked and deleted afterwards.
     REDIS_PREFIX=latchkey-bench-$$
     latchkey_env redis "$PG_URL" "LATCHKEY_SESSION_STORE_URL=redis://127.0.0.1:6379/" \
         "LATCHKEY_SESSION_STORE_PREFIX=$REDIS_PREFIX"
-    if ! start_latchkey; then
-        skip $id "$name" "latchkey refused LATCHKEY_SESSION_STORE_URL: $(tail -n 1 "$DIR/server.log" | cut -c1-160)"
-        stop_server; return
+    if ! start_latchkey redis; then
+        not_ready redis skipped \
+            "latchkey refused LATCHKEY_SESSION_STORE_URL: $(tail -n 1 "$DIR/server.log" | cut -c1-160)"
+        return
     fi
     if grep -q 'unknown latchkey environment variable.*LATCHKEY_SESSION_STORE_URL' "$DIR/server.log"; then
-        skip $id "$name" "latchkey ignores LATCHKEY_SESSION_STORE_URL (no Redis session store yet)"
-        stop_server; return
+        not_ready redis skipped "latchkey ignores LATCHKEY_SESSION_STORE_URL (no Redis session store yet)"
+        return
     fi
     if ! sign_in; then
-        record $id "$name" "" "" failed "$CHECK_ERROR"; stop_server; return
+        not_ready redis failed "$CHECK_ERROR"; return
     fi
     if command -v redis-cli >/dev/null 2>&1 && [[ -z $(redis_keys) ]]; then
-        record $id "$name" "" "" failed "signed in, but no key with prefix {$REDIS_PREFIX} in Redis"
-        stop_server; return
+        not_ready redis failed "signed in, but no key with prefix {$REDIS_PREFIX} in Redis"
+        return
     fi
-    profile_load $id "$name"
+    if ! check_profile "$COOKIE" 200; then
+        not_ready redis failed "$CHECK_ERROR"; return
+    fi
+    TARGET[redis]=$URL/profile
+    COOKIE_OF[redis]=$COOKIE
 }
 
 redis_keys() {
@@ -450,114 +550,272 @@ redis_cleanup() {
     done
 }
 
-line_forged() {
-    local id=forged name="latchkey GET /profile, forged cookie (401 expected)"
-    log "line: forged cookie"
-    latchkey_env forged "sqlite://$WORK/sqlite/latchkey.db"
-    if ! start_latchkey; then
-        record $id "$name" "" "" failed "server did not start"; stop_server; return
-    fi
-    if ! check_profile "$FORGED" 401; then
-        record $id "$name" "" "" failed "$CHECK_ERROR"; stop_server; return
-    fi
-    load $id "$URL/profile" BENCH_COOKIE="$FORGED" BENCH_EXPECT=401
-    record $id "$name" "$WORK/$id.json" "$(peak_rss_mb "$SERVER_PID")" ok \
-        "every answer 401, as expected" '{"rps_to":"ceiling","label":"ceiling"}'
-    stop_server
+setup_forged() {
+    log "starting: latchkey for the forged cookie"
+    # Its own database: the forged cookie never reaches the store anyway.
+    latchkey_env forged "sqlite://$WORK/forged/latchkey.db"
+    start_latchkey forged || { not_ready forged failed "server did not start"; return; }
+    check_profile "$FORGED" 401 || { not_ready forged failed "$CHECK_ERROR"; return; }
+    TARGET[forged]=$URL/profile
+    COOKIE_OF[forged]=$FORGED
+    EXPECT_OF[forged]=401
 }
 
-line_argon2() {
-    log "line: argon2 capacity"
-    local out=$WORK/argon2.json
-    if ! "$BIN/examples/argon2_capacity" 40 >"$out" 2>"$WORK/argon2.log"; then
-        ARGON2=null
-        record argon2 "argon2id capacity (cores ÷ one hash)" "" "" failed "$(tail -n 1 "$WORK/argon2.log")"
+lines_profile() {
+    setup_ceiling
+    setup_sqlite
+    setup_postgres
+    setup_forged
+    local id r
+    for r in $(seq 1 "$ROUNDS"); do
+        log "round $r of $ROUNDS: GET /profile, $ROUND_DURATION per line"
+        for id in "${PROFILE_LINES[@]}"; do
+            [[ -n ${TARGET[$id]:-} ]] || continue
+            local settings=()
+            if [[ -n ${COOKIE_OF[$id]:-} ]]; then settings+=("BENCH_COOKIE=${COOKIE_OF[$id]}"); fi
+            if [[ -n ${EXPECT_OF[$id]:-} ]]; then settings+=("BENCH_EXPECT=${EXPECT_OF[$id]}"); fi
+            load "$id" "$id.r$r" "${TARGET[$id]}" "$ROUND_DURATION" "${settings[@]}"
+        done
+    done
+    local note pairs
+    for id in "${PROFILE_LINES[@]}"; do
+        if [[ -n ${SETUP[$id]:-} ]]; then
+            record "$id" "${NAME[$id]}" "" "" "${SETUP[$id]}" "${SETUP_NOTE[$id]}"
+            continue
+        fi
+        note=
+        [[ $id == forged ]] && note="401 is the expected answer"
+        pairs='[]'
+        if [[ $id != ceiling ]] && line_ok ceiling; then
+            pairs=$(pair ceiling ceiling rps true "$(round_values "$WORK/ceiling.rounds" rps)")
+        fi
+        record "$id" "${NAME[$id]}" "$WORK/$id.rounds" "$(peak_rss_mb "$id")" ok "$note" "$pairs"
+    done
+    for id in "${PROFILE_LINES[@]}"; do
+        stop_server "$id"
+    done
+}
+
+# ------------------------------------------ login flood and argon2 ----
+
+# Every flood request is the right password for one account from one address, up to
+# BENCH_CONNECTIONS at once. latchkey counts an attempt before it checks the password,
+# so at the default limits (5 per account, 50 per address) the flood locks the account
+# and measures 429 answers. The login and flood servers raise both limits out of reach.
+FLOOD_LIMITS=(LATCHKEY_LOGIN_MAX_FAILURES=1000000 LATCHKEY_LOGIN_IP_MAX_FAILURES=1000000)
+
+# The argon2 capacity's reference line, from its rounds; sets ARGON2.
+record_argon2() {
+    local name="argon2id capacity (cores ÷ one hash)"
+    ARGON2=$(jq -sc "$JQ_DEFS"'
+        map(select(. != null)) as $ok
+        | if ($ok | length) == 0 then null
+          else ($ok[0] | { memory_kib, iterations, parallelism, cores, hashes, buffer })
+            + { rounds: length, measured: ($ok | length),
+                hash_ms_median: ($ok | map(.hash_ms_median) | median),
+                capacity_per_s: ($ok | map(.capacity_per_s) | median),
+                parallel_per_s: ($ok | map(.parallel_per_s) | median),
+                allocating: {
+                  hash_ms_median: ($ok | map(.allocating.hash_ms_median) | median),
+                  capacity_per_s: ($ok | map(.allocating.capacity_per_s) | median),
+                  parallel_per_s: ($ok | map(.allocating.parallel_per_s) | median) },
+                per_round: . }
+          end' "$WORK/argon2.rounds")
+    if [[ $ARGON2 == null ]] || jq -e '.measured < .rounds' <<<"$ARGON2" >/dev/null; then
+        jq -nc --arg name "$name" --arg note "argon2_capacity failed: $(tail -n 1 "$WORK/argon2.log")" '
+            { id: "argon2", name: $name, status: "failed", note: $note, rss_mb: null,
+              rps: null, p50_ms: null, p99_ms: null, ratios: [], rounds: [], wrk: null }' >>"$LINES"
+        log "argon2: failed"
         return
     fi
-    ARGON2=$(cat "$out")
     local note
-    note=$(jq -r '"m=\(.memory_kib) KiB t=\(.iterations) p=\(.parallelism): one hash \(.hash_ms_median * 10 | round / 10) ms × \(.cores) cores; \(.cores) threads reached \(.parallel_per_s | round)/s"' "$out")
-    jq -nc --argjson a "$ARGON2" --arg note "$note" '
-        { id: "argon2", name: "argon2id capacity (cores ÷ one hash)", status: "reference",
-          note: $note, compare: null, rss_mb: null, wrk: null,
-          rps: $a.capacity_per_s, p50_ms: $a.hash_ms_median, p99_ms: null }' >>"$LINES"
+    note=$(jq -r '"m=\(.memory_kib) KiB t=\(.iterations) p=\(.parallelism), one buffer per thread: one hash \(.hash_ms_median * 10 | round / 10) ms × \(.cores) cores; \(.cores) threads reached \(.parallel_per_s | round)/s. Allocating per hash: \(.allocating.hash_ms_median * 10 | round / 10) ms, \(.cores) threads \(.allocating.parallel_per_s | round)/s. Medians of \(.rounds) rounds"' <<<"$ARGON2")
+    jq -nc --argjson a "$ARGON2" --arg name "$name" --arg note "$note" '
+        { id: "argon2", name: $name, status: "reference", note: $note, rss_mb: null,
+          rps: $a.capacity_per_s, p50_ms: $a.hash_ms_median, p99_ms: null,
+          ratios: [], rounds: $a.per_round, wrk: null }' >>"$LINES"
+    log "argon2: $(jq -r '"\(.capacity_per_s | round)/s (\(.parallel_per_s | round)/s measured)"' <<<"$ARGON2")"
 }
 
-line_login() {
+lines_login() {
     local id=login name="latchkey POST /login, right password (login flood)"
-    log "line: login throughput"
-    latchkey_env login "sqlite://$WORK/sqlite/latchkey.db"
-    if ! start_latchkey; then
-        record $id "$name" "" "" failed "server did not start"; stop_server; return
+    log "login flood and argon2 capacity, $PAIR_ROUNDS rounds"
+    local ready=1 fault=
+    latchkey_env login "sqlite://$WORK/sqlite/latchkey.db" "${FLOOD_LIMITS[@]}"
+    if ! start_latchkey $id; then
+        ready='' fault="server did not start"
+    elif ! check_login; then
+        ready='' fault=$CHECK_ERROR
     fi
-    if ! check_login; then
-        record $id "$name" "" "" failed "$CHECK_ERROR"; stop_server; return
+    : >"$WORK/argon2.rounds"
+    : >"$WORK/argon2.log"
+    local r
+    for r in $(seq 1 "$PAIR_ROUNDS"); do
+        log "round $r of $PAIR_ROUNDS: argon2 capacity, then the login flood ($ROUND_DURATION)"
+        if "$BIN/examples/argon2_capacity" 40 >"$WORK/argon2.out" 2>>"$WORK/argon2.log"; then
+            cat "$WORK/argon2.out" >>"$WORK/argon2.rounds"
+        else
+            log "argon2_capacity failed: $(tail -n 1 "$WORK/argon2.log")"
+            echo null >>"$WORK/argon2.rounds"
+        fi
+        if [[ -n $ready ]]; then
+            load $id "$id.r$r" "$URL/login" "$ROUND_DURATION" \
+                BENCH_METHOD=POST BENCH_BODY="$LOGIN_BODY"
+        fi
+    done
+    record_argon2
+    if [[ -z $ready ]]; then
+        record $id "$name" "" "" failed "$fault"
+        stop_server $id
+        return
     fi
-    load $id "$URL/login" BENCH_METHOD=POST BENCH_BODY="$LOGIN_BODY"
-    local compare=null
-    if [[ $ARGON2 != null ]]; then
-        compare=$(jq -c '{rps_to_value: .capacity_per_s, label: "argon2 capacity"}' <<<"$ARGON2")
+    local pairs='[]'
+    if line_ok argon2; then
+        pairs=$(jq -sc '
+            (map(select(. != null)) | .[0].cores) as $cores
+            | [ { label: "cores ÷ one hash", to: "argon2", kind: "rps", paired: true,
+                  values: map(.capacity_per_s) },
+                { label: "\($cores) hashing threads", to: "argon2", kind: "rps", paired: true,
+                  values: map(.parallel_per_s) } ]' "$WORK/argon2.rounds")
     fi
-    record $id "$name" "$WORK/$id.json" "$(peak_rss_mb "$SERVER_PID")" ok \
-        "RSS = peak under the login flood" "$compare"
-    stop_server
+    record $id "$name" "$WORK/$id.rounds" "$(peak_rss_mb $id)" ok \
+        "RSS = peak under the login flood; login limits raised" "$pairs"
+    stop_server $id
 }
+
+# --------------------------------------- GET /profile under a login flood ----
 
 line_flood() {
     local id=flood name="latchkey GET /profile during a login flood"
-    log "line: profile latency under a login flood"
-    latchkey_env flood "sqlite://$WORK/sqlite/latchkey.db"
-    if ! start_latchkey; then
-        record $id "$name" "" "" failed "server did not start"; stop_server; return
+    log "GET /profile without, then with a login flood, $PAIR_ROUNDS rounds"
+    latchkey_env flood "sqlite://$WORK/sqlite/latchkey.db" "${FLOOD_LIMITS[@]}"
+    if ! start_latchkey $id; then
+        record $id "$name" "" "" failed "server did not start"; stop_server $id; return
     fi
     if ! sign_in || ! check_profile "$COOKIE" 200 || ! check_login; then
-        record $id "$name" "" "" failed "$CHECK_ERROR"; stop_server; return
+        record $id "$name" "" "" failed "$CHECK_ERROR"; stop_server $id; return
     fi
-    # The flood starts first and ends last, so it covers the whole profile load.
-    local secs
-    secs=$(seconds_of "$DURATION")
-    load flood_login "$URL/login" "$(( secs + 2 ))s" BENCH_METHOD=POST BENCH_BODY="$LOGIN_BODY" &
-    FLOOD_PID=$!
-    sleep 1
-    load $id "$URL/profile" BENCH_COOKIE="$COOKIE"
-    wait "$FLOOD_PID" || true
-    FLOOD_PID=
-    local note
-    note=$(jq -r 'if . == null then "login flood gave no result"
-        else "logins meanwhile: \(.requests / (.duration_us / 1e6) | round)/s, \(.unexpected_status) unexpected"
-        end' "$WORK/flood_login.json")
-    record $id "$name" "$WORK/$id.json" "$(peak_rss_mb "$SERVER_PID")" ok "$note" '{"p99_to":"sqlite","label":"without flood"}'
-    stop_server
+    local secs r
+    secs=$(seconds_of "$ROUND_DURATION")
+    for r in $(seq 1 "$PAIR_ROUNDS"); do
+        log "round $r of $PAIR_ROUNDS: GET /profile alone, then during a login flood"
+        if (( r > 1 )); then
+            sleep 1 # the last flood's abandoned logins leave the hashing queue
+        fi
+        load flood_alone "flood_alone.r$r" "$URL/profile" "$ROUND_DURATION" BENCH_COOKIE="$COOKIE"
+        # The flood starts first and ends last, so it covers the whole profile load.
+        load flood_login "flood_login.r$r" "$URL/login" "$(( secs + 2 ))s" \
+            BENCH_METHOD=POST BENCH_BODY="$LOGIN_BODY" &
+        FLOOD_PID=$!
+        sleep 1
+        load $id "$id.r$r" "$URL/profile" "$ROUND_DURATION" BENCH_COOKIE="$COOKIE"
+        wait "$FLOOD_PID" || true
+        FLOOD_PID=
+    done
+    local note pairs checks
+    note=$(jq -sr "$JQ_DEFS"'
+        "logins meanwhile: \(map(rps) | median // 0 | round | commas)/s (median), \(map(.unexpected_status // 0) | add) unexpected"' \
+        "$WORK/flood_login.rounds")
+    note="$note; without the flood: $(jq -sr "$JQ_DEFS"'map(rps) | median // 0 | round | commas' \
+        "$WORK/flood_alone.rounds") req/s (median)"
+    pairs=$(pair "without flood" "" p99 true "$(round_values "$WORK/flood_alone.rounds" '.p99_us / 1000')")
+    checks=$(jq -sc '[{ label: "without flood", results: . }]' "$WORK/flood_alone.rounds")
+    record $id "$name" "$WORK/$id.rounds" "$(peak_rss_mb $id)" ok "$note" "$pairs" "$checks" ratio
+    stop_server $id
 }
 
-# GET /profile spread over SAMPLE (default COOKIE_SAMPLE) of COUNT seeded sessions.
-line_sessions() { # id, count, compare, [sample]
-    local id=$1 count=$2 sample=${4:-$COOKIE_SAMPLE}
-    local name
-    name="latchkey GET /profile, $(commas "$count") sessions in SQLite"
+# ------------------------------------------------ seeded session tables ----
+
+sessions_name() { # count
+    echo "latchkey GET /profile, $(commas "$1") sessions in SQLite"
+}
+
+# A fresh SQLite database with COUNT seeded sessions and a server on it, checked
+# with one of the cookies; sets DIR, URL, SEED_NOTE, or CHECK_ERROR on failure.
+sessions_server() { # id, count, sample
+    local id=$1 count=$2 sample=$3
     log "line: $count sessions"
     latchkey_env "$id" "sqlite://$WORK/$id/latchkey.db"
-    if ! create_user; then
-        record "$id" "$name" "" "" failed "user add failed"; return
-    fi
+    create_user || { CHECK_ERROR="user add failed"; return 1; }
     log "seeding $count sessions"
     if ! env "${LK_ENV[@]}" "$BIN/examples/seed_sessions" --database-url "sqlite://$DIR/latchkey.db" \
         --count "$count" --cookies "$DIR/cookies.txt" --sample "$sample" --concurrency 32 \
         >"$DIR/seed.json" 2>"$DIR/seed.log"; then
-        record "$id" "$name" "" "" failed "seeding failed: $(tail -n 1 "$DIR/seed.log")"; return
+        CHECK_ERROR="seeding failed: $(tail -n 1 "$DIR/seed.log")"; return 1
     fi
-    local note
-    note="requests spread over $(commas "$(( count < sample ? count : sample ))") of the sessions; seeded at $(commas "$(jq '.per_s | round' "$DIR/seed.json")")/s"
-    if ! start_latchkey; then
-        record "$id" "$name" "" "" failed "server did not start"; stop_server; return
+    SEED_NOTE="requests spread over $(commas "$(( count < sample ? count : sample ))") of the sessions; seeded at $(commas "$(jq '.per_s | round' "$DIR/seed.json")")/s"
+    start_latchkey "$id" || { CHECK_ERROR="server did not start"; stop_server "$id"; return 1; }
+    check_profile "$(head -n 1 "$DIR/cookies.txt")" 200 || { stop_server "$id"; return 1; }
+}
+
+ceiling_unpaired() { # -> pairs JSON: the ceiling's median requests/s, measured minutes earlier
+    if line_ok ceiling; then
+        pair ceiling ceiling rps false \
+            "$(jq -c 'select(.id == "ceiling") | [.rps]' "$LINES")"
+    else
+        echo '[]'
     fi
-    if ! check_profile "$(head -n 1 "$DIR/cookies.txt")" 200; then
-        record "$id" "$name" "" "" failed "$CHECK_ERROR"; stop_server; return
+}
+
+# The 1,000-session line; its server stays up for the 1,000,000-session line's pairs.
+line_sessions_few() {
+    local id=sessions_few name
+    name=$(sessions_name "$SESSIONS_FEW")
+    if ! sessions_server $id "$SESSIONS_FEW" "$COOKIE_SAMPLE"; then
+        record $id "$name" "" "" failed "$CHECK_ERROR"; return
     fi
-    load "$id" "$URL/profile" BENCH_COOKIE_FILE="$DIR/cookies.txt"
-    record "$id" "$name" "$WORK/$id.json" "$(peak_rss_mb "$SERVER_PID")" ok "$note" "$3"
-    stop_server
+    FEW_URL=$URL/profile
+    FEW_COOKIES=$DIR/cookies.txt
+    load $id $id "$FEW_URL" "$DURATION" BENCH_COOKIE_FILE="$FEW_COOKIES"
+    record $id "$name" "$WORK/$id.rounds" "$(peak_rss_mb $id)" ok "$SEED_NOTE" "$(ceiling_unpaired)"
+}
+
+# Every one of these sessions is used, so all of them are live in the server's cache:
+# this line's peak RSS is the memory with that many live sessions.
+line_sessions_mid() {
+    local id=sessions_mid name
+    name=$(sessions_name "$SESSIONS_MID")
+    if ! sessions_server $id "$SESSIONS_MID" "$SESSIONS_MID"; then
+        record $id "$name" "" "" failed "$CHECK_ERROR"; rm -f "$DIR"/latchkey.db*; return
+    fi
+    load $id $id "$URL/profile" "$DURATION" BENCH_COOKIE_FILE="$DIR/cookies.txt"
+    record $id "$name" "$WORK/$id.rounds" "$(peak_rss_mb $id)" ok "$SEED_NOTE" "$(ceiling_unpaired)"
+    stop_server $id
     rm -f "$DIR"/latchkey.db*
+}
+
+# In rounds: the many-session server, then the 1,000-session one again.
+line_sessions_many() {
+    local id=sessions_many name few_label
+    name=$(sessions_name "$SESSIONS_MANY")
+    few_label="$(commas "$SESSIONS_FEW") sessions"
+    if ! sessions_server $id "$SESSIONS_MANY" "$COOKIE_SAMPLE"; then
+        record $id "$name" "" "" failed "$CHECK_ERROR"
+        stop_server sessions_few; rm -f "$DIR"/latchkey.db*; return
+    fi
+    local r paired=
+    [[ -n ${PIDS[sessions_few]:-} ]] && paired=1
+    for r in $(seq 1 "$PAIR_ROUNDS"); do
+        log "round $r of $PAIR_ROUNDS: $(commas "$SESSIONS_MANY") sessions${paired:+, then $few_label again}"
+        load $id "$id.r$r" "$URL/profile" "$ROUND_DURATION" BENCH_COOKIE_FILE="$DIR/cookies.txt"
+        if [[ -n $paired ]]; then
+            load few_again "sessions_few_again.r$r" "$FEW_URL" "$ROUND_DURATION" \
+                BENCH_COOKIE_FILE="$FEW_COOKIES"
+        fi
+    done
+    local note=$SEED_NOTE pairs='[]' checks='[]'
+    if [[ -n $paired ]]; then
+        pairs=$(pair "$few_label" sessions_few rps true "$(round_values "$WORK/few_again.rounds" rps)")
+        checks=$(jq -sc --arg l "$few_label" '[{ label: $l, results: . }]' "$WORK/few_again.rounds")
+        note="$note; $few_label re-measured after each round: $(jq -sr "$JQ_DEFS"'map(rps) | median // 0 | round | commas' \
+            "$WORK/few_again.rounds") req/s (median)"
+    else
+        note="$note; no $few_label server to pair with"
+    fi
+    record $id "$name" "$WORK/$id.rounds" "$(peak_rss_mb $id)" ok "$note" "$pairs" "$checks"
+    stop_server $id
+    stop_server sessions_few
+    rm -f "$WORK"/sessions_*/latchkey.db*
 }
 
 # -------------------------------------------------------------- machine ----
@@ -574,34 +832,30 @@ machine_json() {
         --arg kernel "$(uname -sr)" --arg mem "$mem" --arg commit "$commit" \
         --arg wrk "$(wrk -v 2>&1 | head -n 1 | awk '{ print $1, $2 }')" \
         --arg duration "$DURATION" --arg threads "$THREADS" --arg connections "$CONNECTIONS" \
-        --arg timeout "$TIMEOUT" '
+        --arg timeout "$TIMEOUT" --arg rounds "$ROUNDS" --arg round_duration "$ROUND_DURATION" \
+        --arg pair_rounds "$PAIR_ROUNDS" '
         { date: $date,
           machine: { nproc: ($nproc | tonumber), cpu: $cpu, kernel: $kernel, memory: $mem },
           latchkey_commit: $commit,
           load: { tool: $wrk, duration: $duration, threads: ($threads | tonumber),
-                  connections: ($connections | tonumber), timeout: $timeout } }'
+                  connections: ($connections | tonumber), timeout: $timeout,
+                  rounds: ($rounds | tonumber), round_duration: $round_duration,
+                  pair_rounds: ($pair_rounds | tonumber) } }'
 }
 
 # ------------------------------------------------------------------ main ----
 
 MACHINE=$(machine_json)
 ARGON2=null
-line_ceiling
-line_sqlite
-line_postgres
-line_forged
-line_argon2
-line_login
+lines_profile
+lines_login
 line_flood
-line_sessions sessions_few "$SESSIONS_FEW" '{"rps_to":"ceiling","label":"ceiling"}'
-# Every one of these sessions is used, so all of them are live in the server's cache:
-# this line's peak RSS is the memory with that many live sessions.
-line_sessions sessions_mid "$SESSIONS_MID" '{"rps_to":"ceiling","label":"ceiling"}' "$SESSIONS_MID"
-line_sessions sessions_many "$SESSIONS_MANY" \
-    "$(jq -nc --arg l "$(commas "$SESSIONS_FEW") sessions" '{rps_to: "sessions_few", label: $l}')"
+line_sessions_few
+line_sessions_mid
+line_sessions_many
 
-jq -s --argjson head "$MACHINE" --argjson argon2 "$ARGON2" \
-    '$head + { argon2: $argon2, lines: . }' "$LINES" >"$RESULTS/latest.json"
+jq -s --argjson head "$MACHINE" --argjson argon2 "$ARGON2" --argjson elapsed "$(( SECONDS - STARTED ))" \
+    '$head + { elapsed_s: $elapsed, argon2: $argon2, lines: . }' "$LINES" >"$RESULTS/latest.json"
 jq -r -f "$ROOT/bench/report.jq" "$RESULTS/latest.json" >"$RESULTS/latest.md"
 cat "$RESULTS/latest.md"
 log "written: bench/results/latest.md, bench/results/latest.json, bench/results/raw/"

@@ -649,3 +649,38 @@ async fn parallel_guesses_get_no_more_than_the_limit() {
         StatusCode::TOO_MANY_REQUESTS
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_right_passwords_leaves_no_lock_behind() {
+    let app = TestApp::spawn_with(&[("LATCHKEY_LOGIN_IP_MAX_FAILURES", "10")]).await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..30 {
+        let client = common::client().0;
+        let url = app.url("/login");
+        tasks.spawn(async move {
+            client
+                .post(url)
+                .header(header::ACCEPT, "application/json")
+                .json(&json!({"username": "ann", "password": PASSWORD}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+    }
+    let mut ok = 0;
+    while let Some(status) = tasks.join_next().await {
+        match status.unwrap() {
+            StatusCode::OK => ok += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(ok >= 1);
+    // Successes take their attempts back: neither the account nor the address stays locked.
+    assert_eq!(
+        app.login_json("ann", PASSWORD).await.status(),
+        StatusCode::OK
+    );
+}

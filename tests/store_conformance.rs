@@ -367,6 +367,12 @@ async fn a_forgiven_attempt_no_longer_counts(s: &Stores) {
         f.locked_until("ip:9", t + 3).await.unwrap().is_some(),
         "three attempts reach the limit"
     );
+    for i in 0..10 {
+        assert!(matches!(
+            f.begin_attempt("ip:9", t + 3 + i, POLICY).await.unwrap(),
+            Locked(_)
+        ));
+    }
     // The third was a success: forgiving it lifts the lock.
     f.forgive("ip:9", POLICY).await.unwrap();
     assert_eq!(f.locked_until("ip:9", t + 3).await.unwrap(), None);

@@ -257,7 +257,7 @@ pub trait FailureStore: Send + Sync + 'static {
     /// Counts one attempt at `now`. Attempts older than the window are
     /// forgotten first. The attempt that reaches `max_failures` locks the key
     /// for `lockout` and is itself allowed; while locked, attempts are refused
-    /// (and still counted, which is how a refusal is told apart).
+    /// and not counted.
     async fn begin_attempt(
         &self,
         key: &str,
@@ -474,7 +474,7 @@ pub(crate) fn next_attempt_state(
     let max = i64::from(policy.max_failures);
     match current {
         Some((count, start, Some(until))) if until > now => {
-            ((count + 1, start, Some(until)), Attempt::Locked(until))
+            ((count, start, Some(until)), Attempt::Locked(until))
         }
         // A lock that has run out starts a fresh window (the `_` arm).
         Some((count, start, None)) if now - start < policy.window => {
@@ -487,6 +487,11 @@ pub(crate) fn next_attempt_state(
             ((1, now, until), Attempt::Allowed)
         }
     }
+}
+
+/// A random, non-zero tag for one attempt (see the SQL stores' `last_nonce`).
+pub(crate) fn attempt_nonce() -> i64 {
+    i64::from_le_bytes(crate::session::random_bytes::<8>()) | 1
 }
 
 /// The counter update of [`FailureStore::forgive`].

@@ -200,17 +200,12 @@ end
 return out";
 
 /// KEYS: counter. ARGV: now, max, window, lockout. Returns {count, lock end
-/// or -1}; while locked the count still grows, so a count above the limit
-/// means "refused".
+/// or -1}, or {-1, lock end} for an attempt refused while locked (not counted).
 const BEGIN_ATTEMPT: &str = r"
 local now, max, window, lockout = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local v = redis.call('HMGET', KEYS[1], 'n', 'w', 'l')
 local n, w, l = tonumber(v[1]), tonumber(v[2]), tonumber(v[3])
-if l and l > now then
-  n = n + 1
-  redis.call('HSET', KEYS[1], 'n', n)
-  return {n, l}
-end
+if l and l > now then return {-1, l} end
 if n and not l and now - w < window then
   n = n + 1
 else
@@ -405,7 +400,7 @@ impl FailureStore for RedisStore {
         let (count, until): (i64, i64) = self
             .eval(BEGIN_ATTEMPT, vec![self.failure_key(key)], args)
             .await?;
-        Ok(if count > i64::from(policy.max_failures) && until >= 0 {
+        Ok(if count < 0 {
             Attempt::Locked(until)
         } else {
             Attempt::Allowed

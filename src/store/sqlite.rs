@@ -376,14 +376,15 @@ impl SessionStore for SqliteStore {
 }
 
 /// One statement, so concurrent attempts (also from other processes) are
-/// all counted. Parameters: 1 key, 2 now, 3 max, 4 window, 5 lockout. SET
-/// expressions all see the row as it was before the update. While locked,
-/// the count still grows: a returned count above the limit means "refused".
+/// all counted. Parameters: 1 key, 2 now, 3 max, 4 window, 5 lockout, 6 this
+/// attempt's nonce. SET expressions all see the row as it was before the
+/// update. An attempt refused while locked changes nothing, so it gets back
+/// another attempt's nonce.
 const BEGIN_ATTEMPT_SQL: &str = "\
-INSERT INTO login_failures (key, count, window_start, locked_until) \
-VALUES (?1, 1, ?2, CASE WHEN ?3 <= 1 THEN ?2 + ?5 END) \
+INSERT INTO login_failures (key, count, window_start, locked_until, last_nonce) \
+VALUES (?1, 1, ?2, CASE WHEN ?3 <= 1 THEN ?2 + ?5 END, ?6) \
 ON CONFLICT (key) DO UPDATE SET \
-  count = CASE WHEN locked_until > ?2 THEN count + 1 \
+  count = CASE WHEN locked_until > ?2 THEN count \
                WHEN locked_until IS NULL AND ?2 - window_start < ?4 THEN count + 1 \
                ELSE 1 END, \
   window_start = CASE WHEN locked_until > ?2 THEN window_start \
@@ -392,8 +393,9 @@ ON CONFLICT (key) DO UPDATE SET \
   locked_until = CASE WHEN locked_until > ?2 THEN locked_until \
                WHEN locked_until IS NULL AND ?2 - window_start < ?4 \
                  THEN CASE WHEN count + 1 >= ?3 THEN ?2 + ?5 END \
-               ELSE CASE WHEN ?3 <= 1 THEN ?2 + ?5 END END \
-RETURNING count, locked_until";
+               ELSE CASE WHEN ?3 <= 1 THEN ?2 + ?5 END END, \
+  last_nonce = CASE WHEN locked_until > ?2 THEN last_nonce ELSE ?6 END \
+RETURNING last_nonce, locked_until";
 
 /// Parameters: 1 key, 2 max.
 const FORGIVE_SQL: &str = "UPDATE login_failures SET count = MAX(count - 1, 0), \
@@ -419,17 +421,19 @@ impl FailureStore for SqliteStore {
         now: Millis,
         policy: FailurePolicy,
     ) -> StoreResult<Attempt> {
-        let (count, until): (i64, Option<i64>) = sqlx::query_as(BEGIN_ATTEMPT_SQL)
+        let nonce = super::attempt_nonce();
+        let (last, until): (i64, Option<i64>) = sqlx::query_as(BEGIN_ATTEMPT_SQL)
             .bind(key)
             .bind(now)
             .bind(i64::from(policy.max_failures))
             .bind(policy.window)
             .bind(policy.lockout)
+            .bind(nonce)
             .fetch_one(&self.pool)
             .await
             .map_err(unavailable)?;
         Ok(match until {
-            Some(until) if count > i64::from(policy.max_failures) => Attempt::Locked(until),
+            Some(until) if last != nonce => Attempt::Locked(until),
             _ => Attempt::Allowed,
         })
     }
