@@ -314,9 +314,13 @@ impl Auth {
             let valid = now - cached.created_at < inner.absolute && now - last_seen < inner.idle;
             let written = cached.written.load(std::sync::atomic::Ordering::Relaxed);
             if valid && now - written < inner.touch_every {
-                cached
-                    .last_seen
-                    .fetch_max(now, std::sync::atomic::Ordering::Relaxed);
+                // Activity is kept to the second: a write per request to one
+                // shared cache line would make every core wait for the others.
+                if now - last_seen >= 1_000 {
+                    cached
+                        .last_seen
+                        .fetch_max(now, std::sync::atomic::Ordering::Relaxed);
+                }
                 return Quick::Active(cached.active.clone());
             }
         }
