@@ -77,11 +77,18 @@ impl Session {
     }
 }
 
+tokio::task_local! {
+    /// The request's session, set by [`SessionLayer`] around the inner
+    /// service's future: cheaper than a request extension (no map, no box)
+    /// on the path every request takes.
+    static CURRENT: Session;
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for Session {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<Self>().cloned().ok_or_else(|| {
+    async fn from_request_parts(_: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        CURRENT.try_with(Clone::clone).map_err(|_| {
             AppError::Internal(anyhow::anyhow!(
                 "Session extractor used on a route without latchkey's SessionLayer"
             ))
@@ -168,14 +175,16 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future =
-        Either<S::Future, Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>>;
+    type Future = Either<
+        tokio::task::futures::TaskLocalFuture<Session, S::Future>,
+        Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>,
+    >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request) -> Self::Future {
+    fn call(&mut self, req: Request) -> Self::Future {
         let cookie_bytes: usize = req
             .headers()
             .get_all(header::COOKIE)
@@ -191,14 +200,14 @@ where
         // decided without waiting, and the inner service is called directly.
         let key = match self.auth.quick(req.headers()) {
             Quick::Anonymous => {
-                req.extensions_mut().insert(Session { active: None });
-                return Either::Left(self.inner.call(req));
+                let session = Session { active: None };
+                return Either::Left(CURRENT.scope(session, self.inner.call(req)));
             }
             Quick::Active(active) => {
-                req.extensions_mut().insert(Session {
+                let session = Session {
                     active: Some(active),
-                });
-                return Either::Left(self.inner.call(req));
+                };
+                return Either::Left(CURRENT.scope(session, self.inner.call(req)));
             }
             Quick::Store(key) => key,
         };
@@ -213,8 +222,7 @@ where
                 Ok(Resolution::Rotated(a, cookie)) => (Some(a), Some(cookie)),
                 Err(e) => return Ok(AppError::StoreUnavailable(e).into_response()),
             };
-            req.extensions_mut().insert(Session { active });
-            let mut response = inner.call(req).await?;
+            let mut response = CURRENT.scope(Session { active }, inner.call(req)).await?;
             if let Some(cookie) = new_cookie {
                 let prefix = format!("{}=", auth.settings().cookies.session_name());
                 let handler_set_it = response
