@@ -28,6 +28,24 @@ pub enum Change {
     Everything,
 }
 
+impl Change {
+    /// Reads the message format the stores publish: `s<hex key>` for a
+    /// session, `u<id>` for a user; anything else means "everything".
+    #[must_use]
+    pub fn parse(payload: &str) -> Self {
+        if let Some(hex_key) = payload.strip_prefix('s') {
+            let mut key = [0u8; 32];
+            if hex::decode_to_slice(hex_key, &mut key).is_ok() {
+                return Self::Session(SessionKey(key));
+            }
+        }
+        if let Some(id) = payload.strip_prefix('u').and_then(|id| id.parse().ok()) {
+            return Self::User(UserId(id));
+        }
+        Self::Everything
+    }
+}
+
 /// A source of changes made by other processes.
 pub trait ChangeFeed: Send + Sync + 'static {
     /// Starts delivering changes to `sink` (normally by spawning a task).

@@ -493,18 +493,6 @@ impl ListenFeed {
     }
 }
 
-fn parse_change(payload: &str) -> Change {
-    if let Some(hex_key) = payload.strip_prefix('s') {
-        let mut key = [0u8; 32];
-        if hex::decode_to_slice(hex_key, &mut key).is_ok() {
-            return Change::Session(SessionKey(key));
-        }
-    }
-    if let Some(id) = payload.strip_prefix('u').and_then(|id| id.parse().ok()) {
-        return Change::User(UserId(id));
-    }
-    Change::Everything
-}
 
 impl ChangeFeed for ListenFeed {
     fn start(self: Arc<Self>, sink: FeedSink) {
@@ -517,7 +505,7 @@ impl ChangeFeed for ListenFeed {
                             sink.set_healthy(true);
                             backoff = Duration::from_millis(100);
                             while let Ok(Some(n)) = listener.try_recv().await {
-                                sink.changed(parse_change(n.payload()));
+                                sink.changed(Change::parse(n.payload()));
                             }
                             sink.set_healthy(false);
                             tracing::warn!("lost the PostgreSQL change feed; reconnecting");
@@ -542,10 +530,10 @@ mod tests {
     fn notifications_name_what_changed() {
         let hex_key = "ab".repeat(32);
         assert_eq!(
-            parse_change(&format!("s{hex_key}")),
+            Change::parse(&format!("s{hex_key}")),
             Change::Session(SessionKey([0xab; 32]))
         );
-        assert_eq!(parse_change("u42"), Change::User(UserId(42)));
-        assert_eq!(parse_change("?"), Change::Everything);
+        assert_eq!(Change::parse("u42"), Change::User(UserId(42)));
+        assert_eq!(Change::parse("?"), Change::Everything);
     }
 }

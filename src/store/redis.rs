@@ -434,18 +434,6 @@ struct PubSubFeed {
     channel: String,
 }
 
-fn parse_change(payload: &str) -> Change {
-    if let Some(hex_key) = payload.strip_prefix('s') {
-        let mut key = [0u8; 32];
-        if hex::decode_to_slice(hex_key, &mut key).is_ok() {
-            return Change::Session(SessionKey(key));
-        }
-    }
-    if let Some(id) = payload.strip_prefix('u').and_then(|id| id.parse().ok()) {
-        return Change::User(UserId(id));
-    }
-    Change::Everything
-}
 
 impl ChangeFeed for PubSubFeed {
     fn start(self: Arc<Self>, sink: FeedSink) {
@@ -477,7 +465,7 @@ impl PubSubFeed {
         let result = loop {
             tokio::select! {
                 msg = messages.recv() => match msg {
-                    Ok(m) => sink.changed(parse_change(&m.value.as_string().unwrap_or_default())),
+                    Ok(m) => sink.changed(Change::parse(&m.value.as_string().unwrap_or_default())),
                     Err(_) => break Ok(()),
                 },
                 err = errors.recv() => {
