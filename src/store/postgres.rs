@@ -493,7 +493,6 @@ impl ListenFeed {
     }
 }
 
-
 impl ChangeFeed for ListenFeed {
     fn start(self: Arc<Self>, sink: FeedSink) {
         tokio::spawn(async move {

@@ -434,7 +434,6 @@ struct PubSubFeed {
     channel: String,
 }
 
-
 impl ChangeFeed for PubSubFeed {
     fn start(self: Arc<Self>, sink: FeedSink) {
         tokio::spawn(async move {
