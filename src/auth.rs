@@ -308,19 +308,10 @@ impl Auth {
         let key = token.key();
         if let Some(cached) = inner.cache.session(&key) {
             let now = now_millis();
-            let last_seen = cached.last_seen.load(std::sync::atomic::Ordering::Relaxed);
-            // Only "still valid" is decided from the cache; anything that may
-            // have ended is decided on fresh data by the store path.
-            let valid = now - cached.created_at < inner.absolute && now - last_seen < inner.idle;
-            let written = cached.written.load(std::sync::atomic::Ordering::Relaxed);
-            if valid && now - written < inner.touch_every {
-                // Activity is kept to the second: a write per request to one
-                // shared cache line would make every core wait for the others.
-                if now - last_seen >= 1_000 {
-                    cached
-                        .last_seen
-                        .fetch_max(now, std::sync::atomic::Ordering::Relaxed);
-                }
+            if cached.alive(now, inner.idle, inner.absolute)
+                && !cached.write_due(now, inner.touch_every)
+            {
+                cached.seen(now);
                 return Quick::Active(cached.active.clone());
             }
         }
@@ -332,13 +323,9 @@ impl Auth {
         let inner = &*self.inner;
         if let Some(cached) = inner.cache.session(&key) {
             let now = now_millis();
-            let last_seen = cached.last_seen.load(std::sync::atomic::Ordering::Relaxed);
-            if now - cached.created_at < inner.absolute && now - last_seen < inner.idle {
-                cached
-                    .last_seen
-                    .fetch_max(now, std::sync::atomic::Ordering::Relaxed);
-                let written = cached.written.load(std::sync::atomic::Ordering::Relaxed);
-                if now - written >= inner.touch_every {
+            if cached.alive(now, inner.idle, inner.absolute) {
+                cached.seen(now);
+                if cached.write_due(now, inner.touch_every) {
                     cached
                         .written
                         .store(now, std::sync::atomic::Ordering::Relaxed);

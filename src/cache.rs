@@ -128,6 +128,31 @@ pub(crate) struct CachedSession {
     pub(crate) written: AtomicI64,
 }
 
+impl CachedSession {
+    /// Whether the session is within both timeouts as far as this instance
+    /// has seen. Only "still valid" is ever decided from the cache; anything
+    /// that may have ended is decided on fresh data from the store.
+    #[inline]
+    pub(crate) fn alive(&self, now: Millis, idle: Millis, absolute: Millis) -> bool {
+        now - self.created_at < absolute && now - self.last_seen.load(Ordering::Relaxed) < idle
+    }
+
+    /// Records activity, to the second: a write per request to one shared
+    /// cache line would make every core wait for the others.
+    #[inline]
+    pub(crate) fn seen(&self, now: Millis) {
+        if now - self.last_seen.load(Ordering::Relaxed) >= 1_000 {
+            self.last_seen.fetch_max(now, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether activity is due to be written to the store.
+    #[inline]
+    pub(crate) fn write_due(&self, now: Millis, every: Millis) -> bool {
+        now - self.written.load(Ordering::Relaxed) >= every
+    }
+}
+
 /// Most sessions kept; past this the cache starts over (a crude bound that
 /// keeps memory flat under floods of distinct sessions).
 const MAX_ENTRIES: usize = 200_000;

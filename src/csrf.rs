@@ -12,8 +12,6 @@ use crate::store::SessionKey;
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
-/// Name of the form field that carries the token.
-pub const FORM_FIELD: &str = "csrf_token";
 /// Name of the header that carries the token.
 pub const HEADER: &str = "x-csrf-token";
 

@@ -4,75 +4,10 @@
 
 mod common;
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use common::PASSWORD;
+use common::process::ServerProcess;
 use reqwest::{StatusCode, header};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt as _, BufReader};
-use tokio::process::{Child, Command};
-
-struct Server {
-    child: Child,
-    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
-    seen: Vec<String>,
-}
-
-impl Server {
-    fn start(dir: &std::path::Path, env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
-            .arg("serve")
-            .current_dir(dir)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let mut reader = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits for a log line containing `needle`.
-    async fn wait_for(&mut self, needle: &str) -> String {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let line = tokio::time::timeout_at(deadline, self.lines.recv())
-                .await
-                .unwrap_or_else(|_| panic!("no log line with {needle:?}; saw: {:#?}", self.seen))
-                .unwrap_or_else(|| panic!("server exited; saw: {:#?}", self.seen));
-            self.seen.push(line.clone());
-            if line.contains(needle) {
-                return line;
-            }
-        }
-    }
-
-    /// Every line logged so far, after giving the server a moment.
-    async fn drain(&mut self) -> Vec<String> {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        while let Ok(line) = self.lines.try_recv() {
-            self.seen.push(line);
-        }
-        self.seen.clone()
-    }
-}
 
 fn json_field<'a>(line: &'a Value, name: &str) -> Option<&'a str> {
     line["fields"][name].as_str()
@@ -81,17 +16,15 @@ fn json_field<'a>(line: &'a Value, name: &str) -> Option<&'a str> {
 #[tokio::test]
 async fn a_newcomer_can_sign_in_on_first_run_without_any_configuration() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(
-        dir.path(),
-        &[
-            ("LATCHKEY_BIND", "127.0.0.1:0"),
-            ("LATCHKEY_LOG_FORMAT", "json"),
-        ],
-    );
-    let link_line = server.wait_for("one-time link").await;
-    let listening: Value =
-        serde_json::from_str(&server.wait_for("latchkey listening").await).unwrap();
-    let addr = json_field(&listening, "address").unwrap().to_owned();
+    // No configuration at all: ServerProcess adds only port 0 and JSON logs.
+    let mut server = ServerProcess::start(dir.path(), &[]).await;
+    let link_line = server
+        .seen
+        .iter()
+        .find(|l| l.contains("one-time link"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no setup link logged: {:#?}", server.seen));
+    let addr = server.base.trim_start_matches("http://").to_owned();
     let link = link_line[link_line.find("http://").unwrap()..]
         .split(['"', ' '])
         .next()
@@ -171,20 +104,9 @@ async fn every_login_attempt_and_logout_is_audited_without_secrets() {
         "LATCHKEY_DATABASE_URL".into(),
         format!("sqlite://{}", dir.path().join("latchkey.db").display()),
     ));
-    assert!(
-        common::run_cli(
-            &with_db,
-            &["user", "add", "ann", "--password-stdin"],
-            Some(PASSWORD)
-        )
-        .await
-        .status
-        .success()
-    );
-    let mut server = Server::start(dir.path(), &env);
-    let listening: Value =
-        serde_json::from_str(&server.wait_for("latchkey listening").await).unwrap();
-    let base = format!("http://{}", json_field(&listening, "address").unwrap());
+    common::add_user(&with_db, "ann", PASSWORD, &[]).await;
+    let mut server = ServerProcess::start(dir.path(), &owned).await;
+    let base = server.base.clone();
     let (client, jar) = common::client();
     let login = |password: &'static str| {
         let client = client.clone();

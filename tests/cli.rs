@@ -110,16 +110,7 @@ async fn user_commands_create_the_database_and_manage_users() {
 #[tokio::test]
 async fn mistakes_get_one_clear_line_and_a_failing_exit() {
     let (_dir, env) = env();
-    assert!(
-        run_cli(
-            &env,
-            &["user", "add", "ann", "--password-stdin"],
-            Some(PASSWORD)
-        )
-        .await
-        .status
-        .success()
-    );
+    common::add_user(&env, "ann", PASSWORD, &[]).await;
     let cases: Vec<(Vec<&str>, Option<&str>, &str)> = vec![
         (
             vec!["user", "add", "ANN", "--password-stdin"],

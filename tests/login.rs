@@ -616,28 +616,37 @@ fn argon2_i_hash() -> String {
     full.rsplit('$').next().unwrap().to_owned()
 }
 
+/// Sends `n` JSON logins for ann at once, each from a fresh client, with
+/// the password `password(i)`; returns the statuses.
+async fn burst(app: &TestApp, n: usize, password: impl Fn(usize) -> String) -> Vec<StatusCode> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let client = common::client().0;
+        let url = app.url("/login");
+        let body = json!({"username": "ann", "password": password(i)});
+        tasks.spawn(async move {
+            let r = client
+                .post(url)
+                .header(header::ACCEPT, "application/json")
+                .json(&body)
+                .send();
+            r.await.unwrap().status()
+        });
+    }
+    let mut statuses = Vec::new();
+    while let Some(status) = tasks.join_next().await {
+        statuses.push(status.unwrap());
+    }
+    statuses
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_guesses_get_no_more_than_the_limit() {
     let app = TestApp::spawn().await;
     app.add_user("ann", PASSWORD, &[]).await;
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..30 {
-        let client = app.client.clone();
-        let url = app.url("/login");
-        tasks.spawn(async move {
-            client
-                .post(url)
-                .header(header::ACCEPT, "application/json")
-                .json(&json!({"username": "ann", "password": format!("guess-number-{i}")}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-        });
-    }
     let mut checked = 0;
-    while let Some(status) = tasks.join_next().await {
-        match status.unwrap() {
+    for status in burst(&app, 30, |i| format!("guess-number-{i}")).await {
+        match status {
             StatusCode::UNAUTHORIZED => checked += 1,
             StatusCode::TOO_MANY_REQUESTS => {}
             other => panic!("unexpected {other}"),
@@ -654,24 +663,9 @@ async fn parallel_guesses_get_no_more_than_the_limit() {
 async fn a_burst_of_right_passwords_leaves_no_lock_behind() {
     let app = TestApp::spawn_with(&[("LATCHKEY_LOGIN_IP_MAX_FAILURES", "10")]).await;
     app.add_user("ann", PASSWORD, &[]).await;
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..30 {
-        let client = common::client().0;
-        let url = app.url("/login");
-        tasks.spawn(async move {
-            client
-                .post(url)
-                .header(header::ACCEPT, "application/json")
-                .json(&json!({"username": "ann", "password": PASSWORD}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-        });
-    }
     let mut ok = 0;
-    while let Some(status) = tasks.join_next().await {
-        match status.unwrap() {
+    for status in burst(&app, 30, |_| PASSWORD.to_owned()).await {
+        match status {
             StatusCode::OK => ok += 1,
             StatusCode::TOO_MANY_REQUESTS => {}
             other => panic!("unexpected {other}"),

@@ -46,13 +46,7 @@ impl Pair {
         for (k, v) in extra {
             env.push(((*k).to_owned(), (*v).to_owned()));
         }
-        let out = run_cli(
-            &env,
-            &["user", "add", "ann", "--password-stdin"],
-            Some(PASSWORD),
-        )
-        .await;
-        assert!(out.status.success(), "{}", common::stderr(&out));
+        common::add_user(&env, "ann", PASSWORD, &[]).await;
         let a = ServerProcess::start(dir.path(), &env).await;
         let b = ServerProcess::start(dir.path(), &env).await;
         Some(Self {

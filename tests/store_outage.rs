@@ -7,12 +7,12 @@
 mod common;
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::PASSWORD;
 use common::process::ServerProcess;
-use common::{PASSWORD, run_cli};
 use reqwest::{Client, StatusCode, header};
 use serde_json::{Value, json};
 
@@ -274,36 +274,15 @@ async fn wait_healthy(client: &Client, server: &ServerProcess) {
     panic!("the instance did not recover");
 }
 
-fn base_env(dir: &Path) -> Vec<(String, String)> {
-    vec![
-        ("LATCHKEY_SECRET".into(), common::SECRET.into()),
-        ("LATCHKEY_ARGON2_MEMORY_KIB".into(), "1024".into()),
-        ("LATCHKEY_ARGON2_ITERATIONS".into(), "1".into()),
-        (
-            "LATCHKEY_DATABASE_URL".into(),
-            format!("sqlite://{}", dir.join("users.db").display()),
-        ),
-    ]
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_redis_gives_503_and_the_instance_recovers_by_itself() {
     let Some(mut redis) = PrivateRedis::start().await else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let mut env = base_env(dir.path());
+    let mut env = common::base_env(&dir);
     env.push(("LATCHKEY_SESSION_STORE_URL".into(), redis.url()));
-    assert!(
-        run_cli(
-            &env,
-            &["user", "add", "ann", "--password-stdin"],
-            Some(PASSWORD)
-        )
-        .await
-        .status
-        .success()
-    );
+    common::add_user(&env, "ann", PASSWORD, &[]).await;
     let mut server = ServerProcess::start(dir.path(), &env).await;
     let (client, _jar) = common::client();
     assert_eq!(login(&client, &server).await, StatusCode::OK);
@@ -336,16 +315,10 @@ async fn a_stopped_postgres_gives_503_and_the_instance_recovers_by_itself() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let mut env = base_env(dir.path());
+    let mut env = common::base_env(&dir);
     env.retain(|(k, _)| k != "LATCHKEY_DATABASE_URL");
     env.push(("LATCHKEY_DATABASE_URL".into(), pg.url()));
-    let out = run_cli(
-        &env,
-        &["user", "add", "ann", "--password-stdin"],
-        Some(PASSWORD),
-    )
-    .await;
-    assert!(out.status.success(), "{}", common::stderr(&out));
+    common::add_user(&env, "ann", PASSWORD, &[]).await;
     let mut server = ServerProcess::start(dir.path(), &env).await;
     let (client, _jar) = common::client();
     assert_eq!(login(&client, &server).await, StatusCode::OK);

@@ -159,16 +159,7 @@ impl TestApp {
 
     /// Creates a user through the CLI (as an administrator would).
     pub async fn add_user(&self, name: &str, password: &str, roles: &[&str]) {
-        let mut args = vec!["user", "add", name, "--password-stdin"];
-        for r in roles {
-            args.extend(["--role", r]);
-        }
-        let out = self.cli(&args, Some(password)).await;
-        assert!(
-            out.status.success(),
-            "user add failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        add_user(&self.env, name, password, roles).await;
     }
 
     /// Signs in with JSON; returns the response.
@@ -235,6 +226,16 @@ pub async fn with_cookie(app: &TestApp, path: &str, value: &str) -> Response {
         .send()
         .await
         .unwrap()
+}
+
+/// Creates a user with the real CLI under `env`; panics unless it worked.
+pub async fn add_user(env: &[(String, String)], name: &str, password: &str, roles: &[&str]) {
+    let mut args = vec!["user", "add", name, "--password-stdin"];
+    for r in roles {
+        args.extend(["--role", r]);
+    }
+    let out = run_cli(env, &args, Some(password)).await;
+    assert!(out.status.success(), "user add failed: {}", stderr(&out));
 }
 
 pub async fn run_cli(env: &[(String, String)], args: &[&str], stdin: Option<&str>) -> Output {
