@@ -7,9 +7,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
+use sqlx::{ConnectOptions as _, Connection as _};
 
 use super::{
     Attempt, FailurePolicy, FailureStore, Millis, NewUser, OpenError, SessionKey, SessionRecord,
@@ -29,7 +30,12 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 /// Users, sessions and counters in one SQLite database.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
+    /// Reads.
     pool: SqlitePool,
+    /// Every write: SQLite takes one writer at a time anyway, and a connection
+    /// held here skips the pool's check on release, a round trip to the
+    /// connection's thread after every statement.
+    writer: Arc<tokio::sync::Mutex<SqliteConnection>>,
     path: Option<PathBuf>,
 }
 
@@ -58,12 +64,20 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .min_connections(1)
-            .connect_with(options)
+            // A connection to a local file cannot go stale; the check before
+            // every acquire would cost a round trip to its worker thread.
+            .test_before_acquire(false)
+            .connect_with(options.clone())
             .await
             .map_err(OpenError::Connect)?;
         MIGRATOR.run(&pool).await.map_err(OpenError::Migrate)?;
+        let writer = options.connect().await.map_err(OpenError::Connect)?;
         let path = crate::config::sqlite_path(url);
-        Ok(Self { pool, path })
+        Ok(Self {
+            pool,
+            writer: Arc::new(tokio::sync::Mutex::new(writer)),
+            path,
+        })
     }
 
     /// Watches the database files, so that writes by any other process (the
@@ -83,7 +97,7 @@ impl SqliteStore {
         let done = sqlx::query(sql)
             .bind(now)
             .bind(id.0)
-            .execute(&self.pool)
+            .execute(&mut *self.writer.lock().await)
             .await
             .map_err(unavailable)?;
         Ok(done.rows_affected() > 0)
@@ -137,7 +151,7 @@ impl UserStore for SqliteStore {
         .bind(roles_to_json(&user.roles))
         .bind(now)
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.writer.lock().await)
         .await
         .map_err(unavailable)?;
         user_from_row(&row)
@@ -206,7 +220,7 @@ impl UserStore for SqliteStore {
         .bind(now_millis())
         .bind(i64::from(end_sessions))
         .bind(id.0)
-        .execute(&self.pool)
+        .execute(&mut *self.writer.lock().await)
         .await
         .map_err(unavailable)?;
         Ok(done.rows_affected() > 0)
@@ -219,7 +233,7 @@ impl UserStore for SqliteStore {
         .bind(roles_to_json(roles))
         .bind(now_millis())
         .bind(id.0)
-        .execute(&self.pool)
+        .execute(&mut *self.writer.lock().await)
         .await
         .map_err(unavailable)?;
         Ok(done.rows_affected() > 0)
@@ -238,7 +252,7 @@ impl UserStore for SqliteStore {
     async fn remove_user(&self, id: UserId) -> StoreResult<bool> {
         let done = sqlx::query("DELETE FROM users WHERE id = ?")
             .bind(id.0)
-            .execute(&self.pool)
+            .execute(&mut *self.writer.lock().await)
             .await
             .map_err(unavailable)?;
         Ok(done.rows_affected() > 0)
@@ -266,7 +280,7 @@ impl SessionStore for SqliteStore {
         .bind(s.roles_epoch)
         .bind(s.created_at)
         .bind(s.last_seen)
-        .execute(&self.pool)
+        .execute(&mut *self.writer.lock().await)
         .await
         .map_err(unavailable)?;
         Ok(())
@@ -290,14 +304,15 @@ impl SessionStore for SqliteStore {
         let done = sqlx::query("UPDATE sessions SET last_seen = MAX(last_seen, ?) WHERE key = ?")
             .bind(last_seen)
             .bind(&key.0[..])
-            .execute(&self.pool)
+            .execute(&mut *self.writer.lock().await)
             .await
             .map_err(unavailable)?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn rotate(&self, old: &SessionKey, new: &SessionRecord) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut writer = self.writer.lock().await;
+        let mut tx = writer.begin().await.map_err(unavailable)?;
         let deleted = sqlx::query("DELETE FROM sessions WHERE key = ?")
             .bind(&old.0[..])
             .execute(&mut *tx)
@@ -327,7 +342,7 @@ impl SessionStore for SqliteStore {
     async fn delete(&self, key: &SessionKey) -> StoreResult<bool> {
         let done = sqlx::query("DELETE FROM sessions WHERE key = ?")
             .bind(&key.0[..])
-            .execute(&self.pool)
+            .execute(&mut *self.writer.lock().await)
             .await
             .map_err(unavailable)?;
         Ok(done.rows_affected() > 0)
@@ -336,7 +351,7 @@ impl SessionStore for SqliteStore {
     async fn delete_user_sessions(&self, user: UserId) -> StoreResult<u64> {
         let done = sqlx::query("DELETE FROM sessions WHERE user_id = ?")
             .bind(user.0)
-            .execute(&self.pool)
+            .execute(&mut *self.writer.lock().await)
             .await
             .map_err(unavailable)?;
         Ok(done.rows_affected())
@@ -364,7 +379,7 @@ impl SessionStore for SqliteStore {
         let done = sqlx::query("DELETE FROM sessions WHERE last_seen < ? OR created_at < ?")
             .bind(idle_before)
             .bind(created_before)
-            .execute(&self.pool)
+            .execute(&mut *self.writer.lock().await)
             .await
             .map_err(unavailable)?;
         Ok(done.rows_affected())
@@ -429,7 +444,7 @@ impl FailureStore for SqliteStore {
             .bind(policy.window)
             .bind(policy.lockout)
             .bind(nonce)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.writer.lock().await)
             .await
             .map_err(unavailable)?;
         Ok(match until {
@@ -442,7 +457,7 @@ impl FailureStore for SqliteStore {
         sqlx::query(FORGIVE_SQL)
             .bind(key)
             .bind(i64::from(policy.max_failures))
-            .execute(&self.pool)
+            .execute(&mut *self.writer.lock().await)
             .await
             .map_err(unavailable)?;
         Ok(())
@@ -451,7 +466,7 @@ impl FailureStore for SqliteStore {
     async fn clear(&self, key: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM login_failures WHERE key = ?")
             .bind(key)
-            .execute(&self.pool)
+            .execute(&mut *self.writer.lock().await)
             .await
             .map_err(unavailable)?;
         Ok(())
@@ -465,7 +480,7 @@ impl FailureStore for SqliteStore {
         .bind(now)
         .bind(window)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *self.writer.lock().await)
         .await
         .map_err(unavailable)?;
         Ok(done.rows_affected())
