@@ -168,8 +168,7 @@ impl Application {
         tracing::info!(address = %self.addr, "latchkey listening");
         let result = axum::serve(
             self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
+            crate::routes::MakeService { inner: self.router },
         )
         .with_graceful_shutdown(shutdown)
         .await;

@@ -1,10 +1,10 @@
 //! `GET /login` and `POST /login`.
 
-use std::net::SocketAddr;
+use super::peer::Peer;
 
 use askama::Template;
 use axum::Json;
-use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -89,7 +89,7 @@ pub(crate) struct LoginForm {
 
 pub(crate) async fn submit(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Peer(peer): Peer,
     session: Session,
     format: Format,
     headers: HeaderMap,

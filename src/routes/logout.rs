@@ -1,10 +1,10 @@
 //! `GET /logout` (a confirmation page, changes nothing) and `POST /logout`.
 
-use std::net::SocketAddr;
+use super::peer::Peer;
 
 use askama::Template;
 use axum::Json;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -48,7 +48,7 @@ pub(crate) struct LogoutForm {
 
 pub(crate) async fn submit(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Peer(peer): Peer,
     session: Session,
     format: Format,
     headers: HeaderMap,

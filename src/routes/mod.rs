@@ -8,6 +8,7 @@ mod health;
 pub mod input;
 mod login;
 mod logout;
+mod peer;
 mod profile;
 mod setup;
 
@@ -19,6 +20,7 @@ use axum::routing::get;
 
 use crate::auth::Auth;
 
+pub(crate) use peer::MakeService;
 pub use setup::SetupToken;
 
 /// What the handlers share.
@@ -68,7 +70,11 @@ pub(crate) fn security_headers(
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
     let headers = response.headers_mut();
-    headers.reserve(8);
+    if html {
+        // Room for the page's six headers at once; a JSON answer's four
+        // fit in the map it already has.
+        headers.reserve(6);
+    }
     if !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }

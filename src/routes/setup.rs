@@ -2,11 +2,11 @@
 //! no user exists, that creates the first administrator. No default
 //! password exists anywhere.
 
-use std::net::SocketAddr;
+use super::peer::Peer;
 use std::sync::Mutex;
 
 use askama::Template;
-use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -167,7 +167,7 @@ pub(crate) struct SetupForm {
 
 pub(crate) async fn submit(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Peer(peer): Peer,
     session: Session,
     headers: HeaderMap,
     Input { value: form, .. }: Input<SetupForm>,
