@@ -20,6 +20,11 @@
 //! cores ÷ the median time of one hash; `parallel_per_s` is the rate the
 //! threads actually reached (lower when the cores share caches and memory
 //! bandwidth, or are not all there). Used by `bench/run.sh`.
+//!
+//! The parameters are latchkey's defaults, or the server's own
+//! `LATCHKEY_ARGON2_MEMORY_KIB`, `LATCHKEY_ARGON2_ITERATIONS` and
+//! `LATCHKEY_ARGON2_PARALLELISM` when they are set, so that a bench run with
+//! other parameters compares like with like.
 
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
@@ -99,13 +104,29 @@ fn parallel_rate(
     })
 }
 
+/// The server's own settings, when the bench gives it non-default ones.
+fn params_from_env(mut params: HashParams) -> anyhow::Result<HashParams> {
+    for (name, field) in [
+        ("LATCHKEY_ARGON2_MEMORY_KIB", &mut params.memory_kib),
+        ("LATCHKEY_ARGON2_ITERATIONS", &mut params.iterations),
+        ("LATCHKEY_ARGON2_PARALLELISM", &mut params.parallelism),
+    ] {
+        if let Ok(value) = std::env::var(name) {
+            *field = value
+                .parse()
+                .with_context(|| format!("{name} must be a whole number"))?;
+        }
+    }
+    Ok(params)
+}
+
 fn main() -> anyhow::Result<()> {
     let hashes: usize = match std::env::args().nth(1) {
         Some(n) => n.parse().context("HASHES must be a whole number")?,
         None => 8,
     };
     let hashes = hashes.max(1);
-    let params = HashParams::default();
+    let params = params_from_env(HashParams::default())?;
     let argon2 = hasher(params)?;
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
 
