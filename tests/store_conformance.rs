@@ -203,6 +203,67 @@ async fn concurrent_logout_and_activity_leave_the_session_deleted(s: &Stores) {
     }
 }
 
+/// Polls a store call `polls` times at most, then drops it wherever it is,
+/// as a request does when its client goes away.
+async fn abandon<T>(call: impl std::future::Future<Output = T>, polls: u8) {
+    let mut call = std::pin::pin!(call);
+    for _ in 0..polls {
+        let step = std::future::poll_fn(|cx| std::task::Poll::Ready(call.as_mut().poll(cx))).await;
+        if step.is_ready() {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+/// An abandoned rotation or revocation has happened entirely or not at all,
+/// and holds nothing back: a transaction left open on a pooled connection
+/// would keep every later write on it (a logout, a revocation) from ever
+/// being committed.
+async fn abandoned_writes_are_all_or_nothing_and_hold_nothing_back(s: &Stores) {
+    let u = s.users.create_user(new_user("ann")).await.unwrap();
+    let other = s.users.create_user(new_user("bob")).await.unwrap();
+    let t0 = now_millis();
+    let visible = |label: &'static str, round: u8, key: SessionKey| async move {
+        assert!(
+            s.sessions.load(&key).await.unwrap().is_some(),
+            "round {round}: a write after an abandoned {label} is not visible"
+        );
+    };
+    for round in 0..40u8 {
+        let old = session_for(u.id, round, t0);
+        s.sessions.create(&old).await.unwrap();
+        let new = session_for(u.id, 64 + round, t0);
+        abandon(s.sessions.rotate(&old.key, &new), round % 10).await;
+        let probe = session_for(u.id, 128 + round, t0);
+        s.sessions.create(&probe).await.unwrap();
+        visible("rotation", round, probe.key).await;
+        // A store may finish an abandoned call in the background: the two
+        // reads below can straddle its commit, so the state must settle.
+        let mut seen = Vec::new();
+        let settled = loop {
+            let state = (
+                s.sessions.load(&old.key).await.unwrap().is_some(),
+                s.sessions.load(&new.key).await.unwrap().is_some(),
+            );
+            seen.push(state);
+            if state.0 != state.1 || seen.len() == 50 {
+                break state.0 != state.1;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        assert!(
+            settled,
+            "round {round}: (old session left, new one made) never became exactly one: {seen:?}"
+        );
+
+        abandon(s.sessions.delete_user_sessions(other.id), round % 10).await;
+        let probe = session_for(u.id, 192 + round, t0);
+        s.sessions.create(&probe).await.unwrap();
+        visible("revocation", round, probe.key).await;
+    }
+}
+
 async fn sessions_are_listed_and_revoked_per_user(s: &Stores) {
     let ann = s.users.create_user(new_user("ann")).await.unwrap();
     let bob = s.users.create_user(new_user("bob")).await.unwrap();
@@ -465,6 +526,7 @@ conformance!(
     touch_records_activity_but_never_resurrects,
     rotation_replaces_a_live_session_only,
     concurrent_logout_and_activity_leave_the_session_deleted,
+    abandoned_writes_are_all_or_nothing_and_hold_nothing_back,
     sessions_are_listed_and_revoked_per_user,
     expired_sessions_are_deleted_by_either_timeout,
     attempts_lock_at_the_limit_and_unlock_later,

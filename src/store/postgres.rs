@@ -25,6 +25,19 @@ pub struct PostgresStore {
     pool: PgPool,
 }
 
+/// Runs a transaction on a task of its own, to completion even when the
+/// caller stops waiting (a client that went away drops its request's future).
+/// sqlx 0.9.0 returns a pooled PostgreSQL connection to the pool inside an
+/// open transaction when `begin()` is cancelled mid-flight
+/// (transact-rs/sqlx#4393, fixed upstream after 0.9.0): every later statement
+/// on that connection, logouts and revocations included, would then never be
+/// committed.
+async fn detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = StoreResult<T>> + Send + 'static,
+) -> StoreResult<T> {
+    tokio::spawn(work).await.map_err(StoreError::unavailable)?
+}
+
 fn unavailable(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
@@ -270,39 +283,43 @@ impl SessionStore for PostgresStore {
     }
 
     async fn rotate(&self, old: &SessionKey, new: &SessionRecord) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        // Serialises with `delete_user_sessions`, which locks the same row:
-        // under READ COMMITTED a revocation would otherwise miss the row this
-        // transaction inserts.
-        sqlx::query("SELECT id FROM users WHERE id = $1 FOR SHARE")
+        let (pool, old, new) = (self.pool.clone(), *old, new.clone());
+        detached(async move {
+            let mut tx = pool.begin().await.map_err(unavailable)?;
+            // Serialises with `delete_user_sessions`, which locks the same row:
+            // under READ COMMITTED a revocation would otherwise miss the row this
+            // transaction inserts.
+            sqlx::query("SELECT id FROM users WHERE id = $1 FOR SHARE")
+                .bind(new.user_id.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            let deleted = sqlx::query("DELETE FROM sessions WHERE key = $1")
+                .bind(&old.0[..])
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            if deleted.rows_affected() == 0 {
+                tx.rollback().await.map_err(unavailable)?;
+                return Ok(false);
+            }
+            sqlx::query(
+                "INSERT INTO sessions (key, user_id, credential_epoch, roles_epoch, created_at, last_seen) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&new.key.0[..])
             .bind(new.user_id.0)
+            .bind(new.credential_epoch)
+            .bind(new.roles_epoch)
+            .bind(new.created_at)
+            .bind(new.last_seen)
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
-        let deleted = sqlx::query("DELETE FROM sessions WHERE key = $1")
-            .bind(&old.0[..])
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        if deleted.rows_affected() == 0 {
-            tx.rollback().await.map_err(unavailable)?;
-            return Ok(false);
-        }
-        sqlx::query(
-            "INSERT INTO sessions (key, user_id, credential_epoch, roles_epoch, created_at, last_seen) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&new.key.0[..])
-        .bind(new.user_id.0)
-        .bind(new.credential_epoch)
-        .bind(new.roles_epoch)
-        .bind(new.created_at)
-        .bind(new.last_seen)
-        .execute(&mut *tx)
+            tx.commit().await.map_err(unavailable)?;
+            Ok(true)
+        })
         .await
-        .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok(true)
     }
 
     async fn delete(&self, key: &SessionKey) -> StoreResult<bool> {
@@ -315,19 +332,23 @@ impl SessionStore for PostgresStore {
     }
 
     async fn delete_user_sessions(&self, user: UserId) -> StoreResult<u64> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
-            .bind(user.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
-            .bind(user.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok(done.rows_affected())
+        let pool = self.pool.clone();
+        detached(async move {
+            let mut tx = pool.begin().await.map_err(unavailable)?;
+            sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+                .bind(user.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+                .bind(user.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            tx.commit().await.map_err(unavailable)?;
+            Ok(done.rows_affected())
+        })
+        .await
     }
 
     async fn list(&self, user: Option<UserId>) -> StoreResult<Vec<SessionRecord>> {
