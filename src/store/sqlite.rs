@@ -25,6 +25,10 @@ use notify::Watcher as _;
 
 use crate::cache::{Change, ChangeFeed, FeedSink};
 
+/// How long a write waits for the database: for another process's lock
+/// (the CLI), and for this process's other writes.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// Users, sessions and counters in one SQLite database.
@@ -60,7 +64,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             // The CLI and the server write to the same file; wait for each other.
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(BUSY_TIMEOUT);
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .min_connections(1)
@@ -93,11 +97,20 @@ impl SqliteStore {
         }))
     }
 
+    /// The write connection, waited for no longer than SQLite itself waits
+    /// for another process's lock: a queue of writes behind a database locked
+    /// for minutes fails each request in bounded time instead of in turn.
+    async fn writer(&self) -> StoreResult<tokio::sync::MutexGuard<'_, SqliteConnection>> {
+        tokio::time::timeout(BUSY_TIMEOUT, self.writer.lock())
+            .await
+            .map_err(StoreError::unavailable)
+    }
+
     async fn update_user(&self, sql: &'static str, id: UserId, now: Millis) -> StoreResult<bool> {
         let done = sqlx::query(sql)
             .bind(now)
             .bind(id.0)
-            .execute(&mut *self.writer.lock().await)
+            .execute(&mut *self.writer().await?)
             .await
             .map_err(unavailable)?;
         Ok(done.rows_affected() > 0)
@@ -151,7 +164,7 @@ impl UserStore for SqliteStore {
         .bind(roles_to_json(&user.roles))
         .bind(now)
         .bind(now)
-        .fetch_one(&mut *self.writer.lock().await)
+        .fetch_one(&mut *self.writer().await?)
         .await
         .map_err(unavailable)?;
         user_from_row(&row)
@@ -220,7 +233,7 @@ impl UserStore for SqliteStore {
         .bind(now_millis())
         .bind(i64::from(end_sessions))
         .bind(id.0)
-        .execute(&mut *self.writer.lock().await)
+        .execute(&mut *self.writer().await?)
         .await
         .map_err(unavailable)?;
         Ok(done.rows_affected() > 0)
@@ -233,7 +246,7 @@ impl UserStore for SqliteStore {
         .bind(roles_to_json(roles))
         .bind(now_millis())
         .bind(id.0)
-        .execute(&mut *self.writer.lock().await)
+        .execute(&mut *self.writer().await?)
         .await
         .map_err(unavailable)?;
         Ok(done.rows_affected() > 0)
@@ -252,7 +265,7 @@ impl UserStore for SqliteStore {
     async fn remove_user(&self, id: UserId) -> StoreResult<bool> {
         let done = sqlx::query("DELETE FROM users WHERE id = ?")
             .bind(id.0)
-            .execute(&mut *self.writer.lock().await)
+            .execute(&mut *self.writer().await?)
             .await
             .map_err(unavailable)?;
         Ok(done.rows_affected() > 0)
@@ -280,7 +293,7 @@ impl SessionStore for SqliteStore {
         .bind(s.roles_epoch)
         .bind(s.created_at)
         .bind(s.last_seen)
-        .execute(&mut *self.writer.lock().await)
+        .execute(&mut *self.writer().await?)
         .await
         .map_err(unavailable)?;
         Ok(())
@@ -304,14 +317,14 @@ impl SessionStore for SqliteStore {
         let done = sqlx::query("UPDATE sessions SET last_seen = MAX(last_seen, ?) WHERE key = ?")
             .bind(last_seen)
             .bind(&key.0[..])
-            .execute(&mut *self.writer.lock().await)
+            .execute(&mut *self.writer().await?)
             .await
             .map_err(unavailable)?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn rotate(&self, old: &SessionKey, new: &SessionRecord) -> StoreResult<bool> {
-        let mut writer = self.writer.lock().await;
+        let mut writer = self.writer().await?;
         let mut tx = writer.begin().await.map_err(unavailable)?;
         let deleted = sqlx::query("DELETE FROM sessions WHERE key = ?")
             .bind(&old.0[..])
@@ -342,7 +355,7 @@ impl SessionStore for SqliteStore {
     async fn delete(&self, key: &SessionKey) -> StoreResult<bool> {
         let done = sqlx::query("DELETE FROM sessions WHERE key = ?")
             .bind(&key.0[..])
-            .execute(&mut *self.writer.lock().await)
+            .execute(&mut *self.writer().await?)
             .await
             .map_err(unavailable)?;
         Ok(done.rows_affected() > 0)
@@ -351,7 +364,7 @@ impl SessionStore for SqliteStore {
     async fn delete_user_sessions(&self, user: UserId) -> StoreResult<u64> {
         let done = sqlx::query("DELETE FROM sessions WHERE user_id = ?")
             .bind(user.0)
-            .execute(&mut *self.writer.lock().await)
+            .execute(&mut *self.writer().await?)
             .await
             .map_err(unavailable)?;
         Ok(done.rows_affected())
@@ -379,7 +392,7 @@ impl SessionStore for SqliteStore {
         let done = sqlx::query("DELETE FROM sessions WHERE last_seen < ? OR created_at < ?")
             .bind(idle_before)
             .bind(created_before)
-            .execute(&mut *self.writer.lock().await)
+            .execute(&mut *self.writer().await?)
             .await
             .map_err(unavailable)?;
         Ok(done.rows_affected())
@@ -444,7 +457,7 @@ impl FailureStore for SqliteStore {
             .bind(policy.window)
             .bind(policy.lockout)
             .bind(nonce)
-            .fetch_one(&mut *self.writer.lock().await)
+            .fetch_one(&mut *self.writer().await?)
             .await
             .map_err(unavailable)?;
         Ok(match until {
@@ -457,7 +470,7 @@ impl FailureStore for SqliteStore {
         sqlx::query(FORGIVE_SQL)
             .bind(key)
             .bind(i64::from(policy.max_failures))
-            .execute(&mut *self.writer.lock().await)
+            .execute(&mut *self.writer().await?)
             .await
             .map_err(unavailable)?;
         Ok(())
@@ -466,7 +479,7 @@ impl FailureStore for SqliteStore {
     async fn clear(&self, key: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM login_failures WHERE key = ?")
             .bind(key)
-            .execute(&mut *self.writer.lock().await)
+            .execute(&mut *self.writer().await?)
             .await
             .map_err(unavailable)?;
         Ok(())
@@ -480,7 +493,7 @@ impl FailureStore for SqliteStore {
         .bind(now)
         .bind(window)
         .bind(now)
-        .execute(&mut *self.writer.lock().await)
+        .execute(&mut *self.writer().await?)
         .await
         .map_err(unavailable)?;
         Ok(done.rows_affected())
