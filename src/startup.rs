@@ -75,7 +75,7 @@ async fn auth_with(config: &Config, stores: Stores) -> anyhow::Result<Auth> {
 /// A bound, ready-to-run server.
 pub struct Application {
     listener: TcpListener,
-    router: axum::Router,
+    router: crate::routes::Service,
     addr: SocketAddr,
     auth: Auth,
     setup_link: Option<String>,

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::routing::get;
+use tower::Layer as _;
 
 use crate::auth::Auth;
 
@@ -37,10 +38,16 @@ pub struct AppState {
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
                    frame-ancestors 'none'; base-uri 'none'";
 
-/// The service's router with every route and layer.
-pub fn router(state: AppState) -> Router {
+/// The whole service: every route, inside the two layers every request
+/// passes (error pages and security headers outside, the session inside).
+pub type Service = errors::PageService<crate::session::SessionService<Router>>;
+
+/// The service's router with every route and layer. The layers wrap the
+/// router once, not each route as `Router::layer` would: a request then clones
+/// one boxed route rather than one per layer.
+pub fn router(state: AppState) -> Service {
     let auth = state.auth.clone();
-    Router::new()
+    let routes = Router::new()
         .route("/", get(profile::index))
         .route("/login", get(login::show).post(login::submit))
         .route("/logout", get(logout::page).post(logout::submit))
@@ -51,11 +58,11 @@ pub fn router(state: AppState) -> Router {
         .route("/static/latchkey.css", get(assets::stylesheet))
         .fallback(errors::not_found)
         .method_not_allowed_fallback(errors::method_not_allowed)
-        .with_state(state)
-        .layer(auth.layer())
-        .layer(errors::PageLayer {
-            hsts: auth.settings().cookies.is_secure(),
-        })
+        .with_state(state);
+    let pages = errors::PageLayer {
+        hsts: auth.settings().cookies.is_secure(),
+    };
+    pages.layer(auth.layer().layer(routes))
 }
 
 /// Security headers. HTML pages get the full set; other answers (JSON,
