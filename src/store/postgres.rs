@@ -238,22 +238,29 @@ impl UserStore for PostgresStore {
     }
 }
 
+/// The statement that stores a new session (at login and at rotation).
+fn insert_session(
+    s: &SessionRecord,
+) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    sqlx::query(
+        "INSERT INTO sessions (key, user_id, credential_epoch, roles_epoch, created_at, last_seen) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&s.key.0[..])
+    .bind(s.user_id.0)
+    .bind(s.credential_epoch)
+    .bind(s.roles_epoch)
+    .bind(s.created_at)
+    .bind(s.last_seen)
+}
+
 #[async_trait]
 impl SessionStore for PostgresStore {
     async fn create(&self, s: &SessionRecord) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO sessions (key, user_id, credential_epoch, roles_epoch, created_at, last_seen) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&s.key.0[..])
-        .bind(s.user_id.0)
-        .bind(s.credential_epoch)
-        .bind(s.roles_epoch)
-        .bind(s.created_at)
-        .bind(s.last_seen)
-        .execute(&self.pool)
-        .await
-        .map_err(unavailable)?;
+        insert_session(s)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 
@@ -303,19 +310,10 @@ impl SessionStore for PostgresStore {
                 tx.rollback().await.map_err(unavailable)?;
                 return Ok(false);
             }
-            sqlx::query(
-                "INSERT INTO sessions (key, user_id, credential_epoch, roles_epoch, created_at, last_seen) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(&new.key.0[..])
-            .bind(new.user_id.0)
-            .bind(new.credential_epoch)
-            .bind(new.roles_epoch)
-            .bind(new.created_at)
-            .bind(new.last_seen)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+            insert_session(&new)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
             tx.commit().await.map_err(unavailable)?;
             Ok(true)
         })
