@@ -10,7 +10,7 @@ use axum::response::{IntoResponseParts, ResponseParts};
 use ipnet::IpNet;
 
 use crate::cache::{CachedSession, Change, SessionCache};
-use crate::csrf::{self, CsrfKeys};
+use crate::csrf::{self, CsrfKeys, CsrfRefusal};
 use crate::error::AppError;
 use crate::password::{HashError, MAX_PASSWORD_BYTES, PasswordHasher};
 use crate::secret::{Password, ServerSecret};
@@ -92,8 +92,9 @@ pub(crate) enum Resolution {
     /// A live session.
     Active(Arc<ActiveSession>),
     /// A live session whose token was replaced (its roles changed); the
-    /// response must carry the new cookie.
-    Rotated(Arc<ActiveSession>, HeaderValue),
+    /// response must carry the new cookie. The old key comes along so that
+    /// a form shown before the change still passes its CSRF check.
+    Rotated(Arc<ActiveSession>, HeaderValue, SessionKey),
 }
 
 /// Why a login did not succeed.
@@ -102,6 +103,15 @@ pub enum LoginError {
     /// Unknown user, wrong password or disabled account: one answer for all.
     #[error("invalid username or password")]
     InvalidCredentials,
+    /// As [`LoginError::InvalidCredentials`], and this failure reached the
+    /// limit: the account or the client address is now locked for this
+    /// long. API clients get the same answer as for any wrong password
+    /// (the lock shows at their next attempt); pages say it at once.
+    #[error("invalid username or password")]
+    InvalidCredentialsNowLocked {
+        /// How long until the lock ends.
+        retry_after: Duration,
+    },
     /// Input that cannot be a valid login (over-long fields).
     #[error("{0}")]
     InvalidInput(&'static str),
@@ -134,7 +144,9 @@ impl From<HashError> for LoginError {
 impl From<LoginError> for AppError {
     fn from(e: LoginError) -> Self {
         match e {
-            LoginError::InvalidCredentials => Self::InvalidCredentials,
+            LoginError::InvalidCredentials | LoginError::InvalidCredentialsNowLocked { .. } => {
+                Self::InvalidCredentials
+            }
             LoginError::InvalidInput(msg) => Self::Unprocessable(msg.into()),
             LoginError::Throttled { retry_after } => Self::Throttled {
                 retry_after_secs: retry_after.as_secs().max(1),
@@ -387,7 +399,7 @@ impl Auth {
             tracing::info!(target: AUDIT_TARGET, event = "session_rotated", username = %user.username,
                 reason = "roles changed", session = %new.key.short());
             let cookie = self.session_cookie(&token);
-            return Ok(Resolution::Rotated(self.active(&new, &user), cookie));
+            return Ok(Resolution::Rotated(self.active(&new, &user), cookie, key));
         }
         let mut written = record.last_seen;
         if now - record.last_seen >= inner.touch_every {
@@ -463,24 +475,36 @@ impl Auth {
         // Counted before the password is checked, so that parallel attempts
         // cannot all pass a check made before any of them was counted.
         let now = now_millis();
-        let locked = match failures
+        let account = failures
             .begin_attempt(&account_key, now, account_policy)
-            .await?
-        {
-            Attempt::Locked(until) => Some(until),
-            Attempt::Allowed => match failures.begin_attempt(&ip_key, now, ip_policy).await? {
-                Attempt::Locked(until) => {
-                    // Not checked, so not held against the account.
-                    failures.forgive(&account_key, account_policy).await?;
-                    Some(until)
+            .await?;
+        let (locked, last) = match account {
+            Attempt::Locked(until) => (Some(until), None),
+            Attempt::Allowed | Attempt::Last(_) => {
+                match failures.begin_attempt(&ip_key, now, ip_policy).await? {
+                    Attempt::Locked(until) => {
+                        // Not checked, so not held against the account.
+                        failures.forgive(&account_key, account_policy).await?;
+                        (Some(until), None)
+                    }
+                    ip => {
+                        // If this attempt fails, the later of the locks it
+                        // sets is how long the client must now wait.
+                        let until = |a: Attempt| match a {
+                            Attempt::Last(u) => Some(u),
+                            _ => None,
+                        };
+                        (None, until(account).max(until(ip)))
+                    }
                 }
-                Attempt::Allowed => None,
-            },
+            }
         };
+        let retry_after =
+            |until: Millis| Duration::from_millis(u64::try_from(until - now).unwrap_or(0));
         if let Some(until) = locked {
             audit("throttled");
             return Err(LoginError::Throttled {
-                retry_after: Duration::from_millis(u64::try_from(until - now).unwrap_or(0)),
+                retry_after: retry_after(until),
             });
         }
         let user = match Username::parse(username) {
@@ -504,7 +528,14 @@ impl Auth {
             Some(u) if verified.matches && !u.disabled => u,
             _ => {
                 audit("failure");
-                return Err(LoginError::InvalidCredentials);
+                // The failure that reaches the limit says so at once, not
+                // only at the next attempt.
+                return Err(match last {
+                    Some(until) => LoginError::InvalidCredentialsNowLocked {
+                        retry_after: retry_after(until),
+                    },
+                    None => LoginError::InvalidCredentials,
+                });
             }
         };
         failures.forgive(&ip_key, ip_policy).await?;
@@ -569,49 +600,71 @@ impl Auth {
 
     /// Checks a state-changing request made with a session cookie: it must
     /// come from this site and carry the session's CSRF token, in the
-    /// `X-CSRF-Token` header or the `csrf_token` form field.
+    /// `X-CSRF-Token` header or the `csrf_token` form field. A refusal is
+    /// not logged here; the caller knows the route (see [`CsrfRefusal`]).
     ///
     /// # Errors
-    /// [`AppError::Csrf`] when either check fails or there is no session.
+    /// [`AppError::Csrf`] with the reason when either check fails or there
+    /// is no session.
     pub fn check_csrf(
         &self,
         session: &Session,
         headers: &HeaderMap,
         form_token: Option<&str>,
     ) -> Result<(), AppError> {
-        if !csrf::same_origin(headers, &self.inner.settings.public_origin) {
-            return Err(AppError::Csrf);
+        self.csrf_refusal(session, headers, form_token)
+            .map_or(Ok(()), |r| Err(AppError::Csrf(r)))
+    }
+
+    fn csrf_refusal(
+        &self,
+        session: &Session,
+        headers: &HeaderMap,
+        form_token: Option<&str>,
+    ) -> Option<CsrfRefusal> {
+        if let Err(r) = csrf::check_origin(headers, &self.inner.settings.public_origin) {
+            return Some(r);
         }
         let provided = headers
             .get(csrf::HEADER)
             .and_then(|v| v.to_str().ok())
-            .or(form_token);
-        match (session.active(), provided) {
-            (Some(active), Some(token)) if csrf::tokens_match(&active.csrf_token, token) => Ok(()),
-            _ => Err(AppError::Csrf),
-        }
+            .or(form_token)
+            .filter(|t| !t.is_empty());
+        let Some(token) = provided else {
+            return Some(CsrfRefusal::TokenMissing);
+        };
+        let Some(active) = session.active() else {
+            return Some(CsrfRefusal::TokenMismatch);
+        };
+        let matches = csrf::tokens_match(&active.csrf_token, token)
+            // The session was rotated by this very request (a role change):
+            // a page shown before it still carries the previous token.
+            || session
+                .rotated_from()
+                .is_some_and(|old| csrf::tokens_match(&self.inner.csrf.session_token(old), token));
+        (!matches).then_some(CsrfRefusal::TokenMismatch)
     }
 
     /// Checks the login form's CSRF token against its cookie, and the origin.
     ///
     /// # Errors
-    /// [`AppError::Csrf`] when either check fails.
+    /// [`AppError::Csrf`] with the reason when either check fails.
     pub fn check_login_csrf(
         &self,
         headers: &HeaderMap,
         form_token: Option<&str>,
     ) -> Result<(), AppError> {
-        if !csrf::same_origin(headers, &self.inner.settings.public_origin) {
-            return Err(AppError::Csrf);
-        }
+        csrf::check_origin(headers, &self.inner.settings.public_origin).map_err(AppError::Csrf)?;
         let name = self.inner.settings.cookies.csrf_name();
-        let form = form_token.ok_or(AppError::Csrf)?;
+        let form = form_token
+            .filter(|t| !t.is_empty())
+            .ok_or(AppError::Csrf(CsrfRefusal::TokenMissing))?;
         if crate::session::cookie_values(headers, name)
             .any(|c| self.inner.csrf.verify_login_token(c, form))
         {
             Ok(())
         } else {
-            Err(AppError::Csrf)
+            Err(AppError::Csrf(CsrfRefusal::TokenMismatch))
         }
     }
 

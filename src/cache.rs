@@ -52,6 +52,10 @@ pub trait ChangeFeed: Send + Sync + 'static {
     /// The feed must report itself unhealthy whenever it may be missing
     /// changes, and send [`Change::Everything`] when it recovers.
     fn start(self: Arc<Self>, sink: FeedSink);
+
+    /// Where the changes come from, for people reading the log
+    /// ("the database file", "PostgreSQL").
+    fn source(&self) -> &'static str;
 }
 
 /// A feed's handle on the cache.
@@ -59,12 +63,14 @@ pub trait ChangeFeed: Send + Sync + 'static {
 pub struct FeedSink {
     cache: Arc<SessionCache>,
     index: usize,
+    source: &'static str,
 }
 
 impl std::fmt::Debug for FeedSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FeedSink")
             .field("index", &self.index)
+            .field("source", &self.source)
             .finish()
     }
 }
@@ -86,7 +92,15 @@ impl FeedSink {
                 self.cache.unhealthy_feeds.fetch_add(1, Ordering::SeqCst);
             }
             self.cache.invalidate(&Change::Everything);
-            tracing::info!(feed = self.index, healthy, "change feed");
+            if healthy {
+                tracing::info!("session cache: live updates from {}", self.source);
+            } else {
+                tracing::warn!(
+                    "session cache off: no live updates from {}; every request asks the store \
+                     until they return",
+                    self.source
+                );
+            }
         }
     }
 }
@@ -194,6 +208,7 @@ impl SessionCache {
             feed.clone().start(FeedSink {
                 cache: cache.clone(),
                 index,
+                source: feed.source(),
             });
         }
         cache

@@ -20,6 +20,9 @@ pub struct Cli {
     /// TOML configuration file; LATCHKEY_* environment variables override it.
     #[arg(long, global = true, env = "LATCHKEY_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Also print the audit trail of what a command does (RUST_LOG overrides).
+    #[arg(short, long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -146,8 +149,11 @@ fn one_line(e: &anyhow::Error) -> String {
 fn init_logging(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    // Colour codes only for a person at a terminal, not for a log file or
+    // a service manager's journal.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
@@ -161,11 +167,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Ok("json") => LogFormat::Json,
         _ => LogFormat::Text,
     };
-    // Administrative commands stay quiet but for warnings and their audit events.
+    // Administrative commands print their result on standard output and
+    // stay quiet otherwise: warnings only, the audit trail with --verbose.
     let level = if matches!(cli.command, Command::Serve) {
         "info"
-    } else {
+    } else if cli.verbose {
         "warn,latchkey::audit=info"
+    } else {
+        "warn"
     };
     init_logging(early_format, level);
     let config = Config::load(cli.config.as_deref())?;
@@ -288,11 +297,8 @@ async fn user(accounts: &Accounts, cmd: UserCommand) -> anyhow::Result<()> {
 }
 
 fn roles_text(roles: &[String]) -> String {
-    if roles.is_empty() {
-        "-".to_owned()
-    } else {
-        roles.join(",")
-    }
+    // The pages' wording, without spaces so that the table's columns hold.
+    crate::routes::text::roles_text(roles).replace(", ", ",")
 }
 
 async fn session(accounts: &Accounts, cmd: SessionCommand) -> anyhow::Result<()> {

@@ -476,6 +476,19 @@ impl Config {
         self.public_url.origin().ascii_serialization()
     }
 
+    /// Whether the public URL is plain http on this machine (a loopback
+    /// address or `localhost`): a development setup with no proxy in front.
+    #[must_use]
+    pub fn public_url_is_loopback(&self) -> bool {
+        self.public_url.scheme() == "http"
+            && match self.public_url.host() {
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                None => false,
+            }
+    }
+
     /// Whether cookies must be `Secure` (the public URL is https).
     #[must_use]
     pub fn secure_cookies(&self) -> bool {

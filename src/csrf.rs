@@ -1,7 +1,7 @@
 //! Cross-site request forgery defences: per-session tokens, a signed
 //! double-submit token for the login form, and an Origin / Sec-Fetch-Site check.
 
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::Mac;
@@ -86,21 +86,76 @@ pub fn tokens_match(expected: &str, provided: &str) -> bool {
     expected.len() == provided.len() && bool::from(expected.as_bytes().ct_eq(provided.as_bytes()))
 }
 
+/// Why a state-changing request was refused as a possible forgery. The
+/// text names the reason for logs and API clients; it never holds a token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CsrfRefusal {
+    /// The browser says the request came from another site.
+    #[error("fetch-site {0}")]
+    CrossSite(String),
+    /// The `Origin` header names another origin.
+    #[error("origin {origin} not allowed (expected {expected})")]
+    OriginNotAllowed {
+        /// The origin the request came from.
+        origin: String,
+        /// This site's origin.
+        expected: String,
+    },
+    /// The form or header carried no token.
+    #[error("token missing")]
+    TokenMissing,
+    /// The token does not belong to this session or form.
+    #[error("token mismatch")]
+    TokenMismatch,
+}
+
+impl CsrfRefusal {
+    /// Whether the request came from another site (rather than from one of
+    /// this site's own pages whose token went stale).
+    #[must_use]
+    pub fn is_cross_site(&self) -> bool {
+        matches!(self, Self::CrossSite(_) | Self::OriginNotAllowed { .. })
+    }
+}
+
 /// Refuses requests that a browser marks as coming from another site:
 /// `Sec-Fetch-Site` other than `same-origin` or `none`, or an `Origin` other
 /// than this site's. Requests without either header (non-browser clients,
 /// old browsers) pass here and rely on the token alone.
+///
+/// `Origin: null` passes only together with `Sec-Fetch-Site: same-origin`.
+/// Browsers send `null` for a same-origin form post from a page whose
+/// referrer policy is `no-referrer` (a page of this site served by an older
+/// version, or a proxy that rewrites the policy); a sandboxed frame, a
+/// `data:` URL or a file, the other sources of `null`, are cross-site to
+/// `Sec-Fetch-Site`, which no page can set. The token is still required.
+///
+/// # Errors
+/// The reason, when the request is cross-site.
+pub fn check_origin(headers: &HeaderMap, public_origin: &str) -> Result<(), CsrfRefusal> {
+    let site = headers.get("sec-fetch-site").map(HeaderValue::as_bytes);
+    if let Some(site) = site
+        && !matches!(site, b"same-origin" | b"none")
+    {
+        return Err(CsrfRefusal::CrossSite(
+            String::from_utf8_lossy(site).into_owned(),
+        ));
+    }
+    match headers.get(header::ORIGIN).map(HeaderValue::as_bytes) {
+        None => Ok(()),
+        Some(origin) if origin == public_origin.as_bytes() => Ok(()),
+        Some(b"null") if site == Some(b"same-origin") => Ok(()),
+        Some(origin) => Err(CsrfRefusal::OriginNotAllowed {
+            origin: String::from_utf8_lossy(origin).into_owned(),
+            expected: public_origin.to_owned(),
+        }),
+    }
+}
+
+/// Whether [`check_origin`] lets the request through.
 #[must_use]
 pub fn same_origin(headers: &HeaderMap, public_origin: &str) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site")
-        && !matches!(site.as_bytes(), b"same-origin" | b"none")
-    {
-        return false;
-    }
-    match headers.get(header::ORIGIN) {
-        Some(origin) => origin.as_bytes() == public_origin.as_bytes(),
-        None => true,
-    }
+    check_origin(headers, public_origin).is_ok()
 }
 
 #[cfg(test)]
@@ -150,6 +205,40 @@ mod tests {
         );
         assert!(same_origin(&h, origin));
         h.insert(header::ORIGIN, HeaderValue::from_static("null"));
-        assert!(!same_origin(&h, origin));
+        assert!(
+            same_origin(&h, origin),
+            "a same-origin post from a no-referrer page"
+        );
+        h.remove("sec-fetch-site");
+        assert_eq!(
+            check_origin(&h, origin),
+            Err(CsrfRefusal::OriginNotAllowed {
+                origin: "null".into(),
+                expected: origin.into()
+            }),
+            "null without the browser's word that it is same-origin"
+        );
+        h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert_eq!(
+            check_origin(&h, origin),
+            Err(CsrfRefusal::CrossSite("cross-site".into()))
+        );
+        h.insert("sec-fetch-site", HeaderValue::from_static("same-site"));
+        assert!(
+            !same_origin(&h, origin),
+            "a sibling subdomain is another origin"
+        );
+    }
+
+    #[test]
+    fn refusals_name_their_reason_and_never_a_token() {
+        assert_eq!(CsrfRefusal::TokenMissing.to_string(), "token missing");
+        assert_eq!(CsrfRefusal::TokenMismatch.to_string(), "token mismatch");
+        assert_eq!(
+            CsrfRefusal::CrossSite("cross-site".into()).to_string(),
+            "fetch-site cross-site"
+        );
+        assert!(CsrfRefusal::CrossSite("cross-site".into()).is_cross_site());
+        assert!(!CsrfRefusal::TokenMismatch.is_cross_site());
     }
 }

@@ -39,13 +39,16 @@ pub enum AppError {
     NotAuthenticated {
         /// Where to return after signing in.
         next: Option<String>,
+        /// The request carried a session that has ended (not merely none).
+        ended: bool,
     },
     /// Signed in, but without the needed role.
     #[error("you do not have access to this page")]
     Forbidden,
-    /// Missing or wrong CSRF token, or a cross-site request.
-    #[error("missing or invalid CSRF token")]
-    Csrf,
+    /// A possible cross-site request forgery: a cross-site request, or a
+    /// missing or stale token.
+    #[error("request refused by the cross-site request check: {0}")]
+    Csrf(crate::csrf::CsrfRefusal),
     /// No such page.
     #[error("not found")]
     NotFound,
@@ -76,6 +79,10 @@ pub struct ErrorInfo {
     pub message: std::borrow::Cow<'static, str>,
     /// For [`AppError::NotAuthenticated`]: the path to come back to.
     pub login_next: Option<String>,
+    /// For [`AppError::NotAuthenticated`]: a session ended (say so).
+    pub session_ended: bool,
+    /// For [`AppError::Csrf`]: why.
+    pub csrf: Option<crate::csrf::CsrfRefusal>,
 }
 
 impl AppError {
@@ -90,7 +97,7 @@ impl AppError {
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::InvalidCredentials | Self::NotAuthenticated { .. } => StatusCode::UNAUTHORIZED,
             Self::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Forbidden | Self::Csrf => StatusCode::FORBIDDEN,
+            Self::Forbidden | Self::Csrf(_) => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
@@ -112,7 +119,7 @@ impl AppError {
             Self::Throttled { .. } => "too_many_attempts",
             Self::NotAuthenticated { .. } => "not_authenticated",
             Self::Forbidden => "forbidden",
-            Self::Csrf => "csrf_failed",
+            Self::Csrf(_) => "csrf_failed",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict(_) => "conflict",
@@ -150,7 +157,7 @@ impl AppError {
             }
             Self::NotAuthenticated { .. } => Cow::Borrowed("sign-in required"),
             Self::Forbidden => Cow::Borrowed("you do not have access to this page"),
-            Self::Csrf => Cow::Borrowed("missing or invalid CSRF token"),
+            Self::Csrf(_) => Cow::Owned(self.to_string()),
             Self::NotFound => Cow::Borrowed("not found"),
             Self::MethodNotAllowed => Cow::Borrowed("method not allowed"),
             Self::Busy => Cow::Borrowed("the service is busy; try again shortly"),
@@ -211,14 +218,17 @@ impl IntoResponse for AppError {
             }
             _ => {}
         }
-        let login_next = match self {
-            Self::NotAuthenticated { next } => next,
-            _ => None,
+        let (login_next, session_ended, csrf) = match self {
+            Self::NotAuthenticated { next, ended } => (next, ended, None),
+            Self::Csrf(refusal) => (None, false, Some(refusal)),
+            _ => (None, false, None),
         };
         response.extensions_mut().insert(ErrorInfo {
             code,
             message,
             login_next,
+            session_ended,
+            csrf,
         });
         response
     }
@@ -240,9 +250,12 @@ mod tests {
             AppError::Throttled {
                 retry_after_secs: 3,
             },
-            AppError::NotAuthenticated { next: None },
+            AppError::NotAuthenticated {
+                next: None,
+                ended: false,
+            },
             AppError::Forbidden,
-            AppError::Csrf,
+            AppError::Csrf(crate::csrf::CsrfRefusal::TokenMissing),
             AppError::NotFound,
             AppError::MethodNotAllowed,
             AppError::Conflict("z".into()),

@@ -79,6 +79,7 @@ pub struct Application {
     addr: SocketAddr,
     auth: Auth,
     setup_link: Option<String>,
+    public_url: url::Url,
 }
 
 impl std::fmt::Debug for Application {
@@ -94,17 +95,23 @@ impl Application {
     ///
     /// # Errors
     /// When the configuration, the database or the address is unusable.
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
+    pub async fn build(mut config: Config) -> anyhow::Result<Self> {
         if !config.secure_cookies() {
             tracing::warn!(public_url = %config.public_url,
                 "serving over plain http: acceptable on loopback for development only; \
                  cookies are not marked Secure");
         }
-        let auth = open_auth(&config).await?;
         let listener = TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("cannot listen on {}", config.bind))?;
         let addr = listener.local_addr()?;
+        if config.bind.port() == 0 && config.public_url_is_loopback() {
+            // Port 0 was asked for (tests, a quick try): on loopback the
+            // public URL is this server itself, so it names the real port,
+            // which browsers then send as their `Origin`.
+            let _ = config.public_url.set_port(Some(addr.port()));
+        }
+        let auth = open_auth(&config).await?;
         let setup = if auth.accounts().any_users().await? {
             SetupToken::closed()
         } else {
@@ -112,10 +119,6 @@ impl Application {
         };
         let setup_link = setup.reveal().map(|token| {
             let mut url = config.public_url.clone();
-            if config.bind.port() == 0 {
-                // Port 0 was asked for (tests): the link must name the real port.
-                let _ = url.set_port(Some(addr.port()));
-            }
             url.set_path("/setup");
             url.set_query(Some(&format!("token={token}")));
             url.to_string()
@@ -135,6 +138,7 @@ impl Application {
             addr,
             auth,
             setup_link,
+            public_url: config.public_url,
         })
     }
 
@@ -165,7 +169,7 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let cleanup = self.auth.spawn_cleanup();
-        tracing::info!(address = %self.addr, "latchkey listening");
+        tracing::info!(address = %self.addr, "latchkey listening; open {}", self.public_url);
         let result = axum::serve(
             self.listener,
             crate::routes::MakeService { inner: self.router },

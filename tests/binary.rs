@@ -150,7 +150,13 @@ async fn every_login_attempt_and_logout_is_audited_without_secrets() {
         StatusCode::TOO_MANY_REQUESTS,
         "right password, still locked"
     );
-    let out = common::run_cli(&with_db, &["session", "revoke", "--user", "ann"], None).await;
+    // Asked with --verbose, the CLI prints its audit trail too.
+    let out = common::run_cli(
+        &with_db,
+        &["-v", "session", "revoke", "--user", "ann"],
+        None,
+    )
+    .await;
     assert!(out.status.success());
     let revocation = common::stderr(&out);
     let revocation: Value = serde_json::from_str(

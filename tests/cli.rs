@@ -74,6 +74,25 @@ async fn user_commands_create_the_database_and_manage_users() {
     .await;
     assert!(out.status.success());
     assert!(stdout(&out).contains("admin,audit"));
+    assert_eq!(
+        stderr(&out),
+        "",
+        "the result goes to standard output, and nothing else is printed unless asked"
+    );
+    let out = run_cli(&env, &["-v", "user", "roles", "ann", "--add", "ops"], None).await;
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("admin,audit,ops"));
+    let err = stderr(&out);
+    assert!(
+        err.contains("latchkey::audit"),
+        "--verbose shows the audit trail: {err}"
+    );
+    assert!(
+        !err.contains('\u{1b}'),
+        "no colour codes when standard error is not a terminal: {err:?}"
+    );
+    let out = run_cli(&env, &["user", "roles", "ann", "--remove", "ops"], None).await;
+    assert!(out.status.success());
     let out = run_cli(&env, &["user", "disable", "ANN"], None).await;
     assert!(out.status.success());
     let table = stdout(&run_cli(&env, &["user", "list"], None).await);

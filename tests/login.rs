@@ -271,6 +271,16 @@ async fn next_only_accepts_paths_on_this_site() {
         let r = form_login(&app, "ann", PASSWORD, bad).await;
         assert_eq!(r.status(), StatusCode::SEE_OTHER, "{bad:?}");
         assert_eq!(r.headers()[header::LOCATION], "/profile", "{bad:?}");
+        // Signed in, the login page offers only signing out: do that first.
+        let profile: Value = app.get_json("/profile").await.json().await.unwrap();
+        let out = app
+            .request(Method::POST, "/logout")
+            .header(header::ACCEPT, "application/json")
+            .header("x-csrf-token", profile["csrf_token"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.status(), StatusCode::OK);
     }
     let page = app
         .get("/login?next=//evil.example")
@@ -424,23 +434,36 @@ async fn five_failures_lock_the_account_even_for_the_right_password() {
 
 #[tokio::test]
 async fn a_browser_that_is_throttled_sees_the_form_again_with_retry_after() {
-    let app = TestApp::spawn_with(&[("LATCHKEY_LOGIN_MAX_FAILURES", "1")]).await;
+    let app = TestApp::spawn_with(&[("LATCHKEY_LOGIN_MAX_FAILURES", "2")]).await;
     app.add_user("ann", PASSWORD, &[]).await;
-    assert_eq!(
-        form_login(&app, "ann", "wrong-password-here", "/")
-            .await
-            .status(),
-        StatusCode::UNAUTHORIZED
-    );
-    let r = form_login(&app, "ann", PASSWORD, "/").await;
-    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert!(r.headers().contains_key(header::RETRY_AFTER));
-    assert!(
-        r.text()
-            .await
+    let first = form_login(&app, "ann", "wrong-password-here", "/").await;
+    assert_eq!(first.status(), StatusCode::UNAUTHORIZED);
+    assert!(!first.headers().contains_key(header::RETRY_AFTER));
+    // The failure that reaches the limit says at once that the account is
+    // locked, and for how long.
+    for (what, password) in [
+        ("the failure that locks", "wrong-password-here"),
+        ("the right password while locked", PASSWORD),
+    ] {
+        let r = form_login(&app, "ann", password, "/").await;
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "{what}");
+        let retry: u64 = r.headers()[header::RETRY_AFTER]
+            .to_str()
             .unwrap()
-            .contains("too many failed login attempts")
-    );
+            .parse()
+            .unwrap();
+        assert!((890..=900).contains(&retry), "{what}: retry after {retry}");
+        let page = r.text().await.unwrap();
+        assert!(
+            page.contains("Sign-in is locked: try again in 15 minutes."),
+            "{what}: {page}"
+        );
+        assert!(
+            page.contains(r#"name="csrf_token""#),
+            "{what}: the form is shown again"
+        );
+    }
+    assert_eq!(app.session_cookie(), None, "no session was made");
 }
 
 #[tokio::test]

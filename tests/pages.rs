@@ -154,9 +154,15 @@ async fn the_first_run_link_creates_the_first_admin_once() {
         .expect("an empty database offers a setup link");
     let path = &link[link.find("/setup").unwrap()..];
     assert!(link.starts_with(&app.base), "{link} names the real address");
-    assert_eq!(
-        app.get("/setup?token=wrong").await.status(),
-        StatusCode::NOT_FOUND
+    let wrong = app.get("/setup?token=wrong").await;
+    assert_eq!(wrong.status(), StatusCode::NOT_FOUND);
+    assert!(
+        wrong
+            .text()
+            .await
+            .unwrap()
+            .contains("Use the complete link that the server printed in its log"),
+        "a wrong link says where the right one is"
     );
     let page = app.get(path).await;
     assert_eq!(page.status(), StatusCode::OK);
@@ -196,10 +202,12 @@ async fn the_first_run_link_creates_the_first_admin_once() {
     let me: Value = app.get_json("/profile").await.json().await.unwrap();
     assert_eq!(me["username"], "boss");
     assert_eq!(me["roles"], serde_json::json!(["admin"]));
-    assert_eq!(
-        app.get(path).await.status(),
-        StatusCode::NOT_FOUND,
-        "the link works once"
+    let used = app.get(path).await;
+    assert_eq!(used.status(), StatusCode::GONE, "the link works once");
+    let used = used.text().await.unwrap();
+    assert!(
+        used.contains("Setup is complete") && used.contains(r#"href="/login""#),
+        "a used link says so and leads to the login page: {used}"
     );
     let again = app
         .post_form(
@@ -213,7 +221,9 @@ async fn the_first_run_link_creates_the_first_admin_once() {
             ],
         )
         .await;
-    assert_eq!(again.status(), StatusCode::NOT_FOUND);
+    assert_eq!(again.status(), StatusCode::GONE);
+    let users = app.auth.accounts().list_users().await.unwrap();
+    assert_eq!(users.len(), 1, "nothing was created: {users:?}");
 }
 
 #[tokio::test]
@@ -228,6 +238,6 @@ async fn no_setup_link_is_offered_once_a_user_exists() {
         app.get(&link[link.find("/setup").unwrap()..])
             .await
             .status(),
-        StatusCode::NOT_FOUND
+        StatusCode::GONE
     );
 }

@@ -322,7 +322,7 @@ async fn expired_sessions_are_deleted_by_either_timeout(s: &Stores) {
 }
 
 async fn attempts_lock_at_the_limit_and_unlock_later(s: &Stores) {
-    use latchkey::store::Attempt::{Allowed, Locked};
+    use latchkey::store::Attempt::{Allowed, Last, Locked};
     let f = &s.failures;
     let t = now_millis();
     assert_eq!(f.locked_until("account:ann", t).await.unwrap(), None);
@@ -343,7 +343,7 @@ async fn attempts_lock_at_the_limit_and_unlock_later(s: &Stores) {
         f.begin_attempt("account:ann", t + 3_000, POLICY)
             .await
             .unwrap(),
-        Allowed
+        Last(t + 8_000)
     );
     assert_eq!(
         f.locked_until("account:ann", t + 3_001).await.unwrap(),
@@ -381,7 +381,7 @@ async fn attempts_lock_at_the_limit_and_unlock_later(s: &Stores) {
 }
 
 async fn attempts_outside_the_window_are_forgotten(s: &Stores) {
-    use latchkey::store::Attempt::{Allowed, Locked};
+    use latchkey::store::Attempt::{Allowed, Last, Locked};
     let f = &s.failures;
     let t = now_millis();
     f.begin_attempt("ip:1", t, POLICY).await.unwrap();
@@ -396,7 +396,7 @@ async fn attempts_outside_the_window_are_forgotten(s: &Stores) {
     );
     assert_eq!(
         f.begin_attempt("ip:1", t + 22_000, POLICY).await.unwrap(),
-        Allowed
+        Last(t + 27_000)
     );
     assert_eq!(
         f.begin_attempt("ip:1", t + 22_500, POLICY).await.unwrap(),
@@ -415,13 +415,14 @@ async fn attempts_outside_the_window_are_forgotten(s: &Stores) {
 }
 
 async fn a_forgiven_attempt_no_longer_counts(s: &Stores) {
-    use latchkey::store::Attempt::{Allowed, Locked};
+    use latchkey::store::Attempt::{Allowed, Last, Locked};
     let f = &s.failures;
     let t = now_millis();
     for i in 0..3 {
+        let expected = if i == 2 { Last(t + 2 + 5_000) } else { Allowed };
         assert_eq!(
             f.begin_attempt("ip:9", t + i, POLICY).await.unwrap(),
-            Allowed
+            expected
         );
     }
     assert!(
@@ -439,7 +440,7 @@ async fn a_forgiven_attempt_no_longer_counts(s: &Stores) {
     assert_eq!(f.locked_until("ip:9", t + 3).await.unwrap(), None);
     assert_eq!(
         f.begin_attempt("ip:9", t + 4, POLICY).await.unwrap(),
-        Allowed
+        Last(t + 4 + 5_000)
     );
     assert_eq!(
         f.begin_attempt("ip:9", t + 5, POLICY).await.unwrap(),
@@ -462,7 +463,10 @@ async fn parallel_attempts_cannot_exceed_the_limit(s: &Stores) {
     }
     let mut allowed = 0;
     while let Some(done) = tasks.join_next().await {
-        allowed += usize::from(done.unwrap().unwrap() == latchkey::store::Attempt::Allowed);
+        allowed += usize::from(!matches!(
+            done.unwrap().unwrap(),
+            latchkey::store::Attempt::Locked(_)
+        ));
     }
     assert_eq!(
         allowed, 5,

@@ -18,8 +18,29 @@ pub const ADMIN_ROLE: &str = "admin";
 
 #[derive(Template)]
 #[template(path = "admin.html")]
-struct AdminPage<'a> {
-    users: &'a [UserSummary],
+struct AdminPage {
+    users: Vec<AdminRow>,
+}
+
+/// A user as the admin page shows them.
+struct AdminRow {
+    username: String,
+    roles: String,
+    disabled: bool,
+    created_at: String,
+    created_at_text: String,
+}
+
+impl From<&UserSummary> for AdminRow {
+    fn from(u: &UserSummary) -> Self {
+        Self {
+            username: u.username.clone(),
+            roles: super::text::roles_text(&u.roles),
+            disabled: u.disabled,
+            created_at: u.created_at.clone(),
+            created_at_text: super::text::readable_time(&u.created_at),
+        }
+    }
 }
 
 pub(crate) async fn admin(
@@ -41,6 +62,11 @@ pub(crate) async fn admin(
         })?;
     Ok(match format {
         Format::Json => Json(serde_json::json!({ "users": users })).into_response(),
-        Format::Html => page(StatusCode::OK, &AdminPage { users: &users }),
+        Format::Html => page(
+            StatusCode::OK,
+            &AdminPage {
+                users: users.iter().map(AdminRow::from).collect(),
+            },
+        ),
     })
 }

@@ -12,14 +12,17 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use tower::{Layer, Service};
 
+use crate::csrf::CsrfRefusal;
 use crate::error::{AppError, ErrorInfo};
 use crate::negotiate::Format;
 
 #[derive(Template)]
 #[template(path = "error.html")]
 struct ErrorPage<'a> {
-    status: String,
+    title: &'a str,
     message: &'a str,
+    hint: Option<&'a str>,
+    link: (&'a str, &'a str),
 }
 
 /// Renders a page with a status; a template failure becomes a plain 500.
@@ -127,16 +130,57 @@ fn render_error(response: Response, format: Format) -> Response {
     if info.code == "not_authenticated" {
         let next = info.login_next.as_deref().unwrap_or("/profile");
         let target = format!(
-            "/login?next={}",
-            percent_encoding::utf8_percent_encode(next, percent_encoding::NON_ALPHANUMERIC)
+            "/login?next={}{}",
+            percent_encoding::utf8_percent_encode(next, percent_encoding::NON_ALPHANUMERIC),
+            if info.session_ended {
+                "&reason=ended"
+            } else {
+                ""
+            }
         );
         return Redirect::to(&target).into_response();
     }
+    let title = status.to_string();
+    let mut hint = None;
+    let mut link = ("/profile", "Continue");
+    let csrf_text;
+    let (title, message) = match &info.csrf {
+        Some(CsrfRefusal::OriginNotAllowed { origin, expected }) => {
+            csrf_text = (
+                format!(
+                    "This request came from {origin}, but latchkey is at {expected}. \
+                     If you meant to do this, open latchkey there and try again."
+                ),
+                format!("{expected}/profile"),
+            );
+            hint = Some("Nothing was changed.");
+            link = (csrf_text.1.as_str(), "Open latchkey");
+            ("Request refused", csrf_text.0.as_str())
+        }
+        Some(CsrfRefusal::CrossSite(_)) => {
+            hint = Some("Nothing was changed.");
+            (
+                "Request refused",
+                "This request came from another site, so latchkey refused it. \
+                 If you meant to do this, open latchkey yourself and try again.",
+            )
+        }
+        Some(_) => {
+            hint = Some("Nothing was changed.");
+            (
+                "This page was out of date",
+                "The page you used was out of date. Go back, reload the page and try again.",
+            )
+        }
+        None => (title.as_str(), &*info.message),
+    };
     let mut html = page(
         status,
         &ErrorPage {
-            status: status.to_string(),
-            message: &info.message,
+            title,
+            message,
+            hint,
+            link,
         },
     );
     for name in [header::RETRY_AFTER, header::SET_COOKIE] {

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use super::AppState;
 use super::errors::page;
 use super::input::{BodyKind, Input};
+use super::text::wait_in_words;
 use crate::auth::LoginError;
 use crate::error::AppError;
 use crate::negotiate::Format;
@@ -19,24 +20,25 @@ use crate::redirect::safe_next;
 use crate::secret::Password;
 use crate::session::Session;
 
+const ROUTE: &str = "POST /login";
+
 #[derive(Template)]
 #[template(path = "login.html")]
 pub(crate) struct LoginPage<'a> {
-    pub(crate) csrf_token: &'a str,
-    pub(crate) next: &'a str,
-    pub(crate) username: &'a str,
-    pub(crate) error: Option<&'a str>,
+    csrf_token: &'a str,
+    next: &'a str,
+    username: &'a str,
+    error: Option<&'a str>,
+    notice: Option<&'a str>,
+    /// Who is signed in already, with their session's token for signing out.
+    signed_in: Option<(&'a str, &'a str)>,
 }
 
-/// The `next` query parameter, if any.
-pub(crate) fn next_param(query: Option<&str>) -> Option<String> {
-    form_urlencoded_next(query?)
-}
-
-fn form_urlencoded_next(query: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=')?;
-        (k == "next").then(|| {
+/// A query parameter of the login page, decoded.
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| {
             let v = v.replace('+', " ");
             percent_encoding::percent_decode_str(&v)
                 .decode_utf8()
@@ -46,12 +48,19 @@ fn form_urlencoded_next(query: &str) -> Option<String> {
     })
 }
 
-pub(crate) fn render_form(
+/// What the login form shows besides its fields.
+struct FormView<'a> {
+    next: &'a str,
+    username: &'a str,
+    error: Option<&'a str>,
+    notice: Option<&'a str>,
+}
+
+fn render_form(
     state: &AppState,
+    session: &Session,
     headers: &HeaderMap,
-    next: &str,
-    username: &str,
-    error: Option<&str>,
+    view: &FormView<'_>,
     status: StatusCode,
 ) -> Response {
     let (token, cookie) = state.auth.login_csrf(headers);
@@ -59,9 +68,13 @@ pub(crate) fn render_form(
         status,
         &LoginPage {
             csrf_token: &token,
-            next,
-            username,
-            error,
+            next: view.next,
+            username: view.username,
+            error: view.error,
+            notice: view.notice,
+            signed_in: session
+                .active()
+                .map(|a| (a.username.as_str(), a.csrf_token.as_str())),
         },
     );
     if let Some(cookie) = cookie {
@@ -72,11 +85,32 @@ pub(crate) fn render_form(
 
 pub(crate) async fn show(
     State(state): State<AppState>,
+    session: Session,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let next = safe_next(next_param(query.as_deref()).as_deref()).to_owned();
-    render_form(&state, &headers, &next, "", None, StatusCode::OK)
+    let path = match &query {
+        Some(q) => format!("/login?{q}"),
+        None => "/login".to_owned(),
+    };
+    if let Some(redirect) = super::canonical_redirect(&state.auth, &headers, &path) {
+        return redirect;
+    }
+    let next = query_param(query.as_deref(), "next");
+    let notice = match query_param(query.as_deref(), "reason").as_deref() {
+        Some("signed_out") => Some("You have been signed out."),
+        Some("ended") if session.active().is_none() => {
+            Some("Your session ended. Please sign in again.")
+        }
+        _ => None,
+    };
+    let view = FormView {
+        next: safe_next(next.as_deref()),
+        username: "",
+        error: None,
+        notice,
+    };
+    render_form(&state, &session, &headers, &view, StatusCode::OK)
 }
 
 #[derive(Deserialize)]
@@ -85,6 +119,21 @@ pub(crate) struct LoginForm {
     password: Password,
     next: Option<String>,
     csrf_token: Option<String>,
+}
+
+/// The message a person sees for a refused sign-in.
+fn page_message(error: &AppError) -> String {
+    match error {
+        AppError::Throttled { retry_after_secs } => format!(
+            "Too many failed sign-in attempts for this account. \
+             Sign-in is locked: try again in {}.",
+            wait_in_words(*retry_after_secs)
+        ),
+        AppError::InvalidCredentials => {
+            "The username or password is not right. Check them and try again.".to_owned()
+        }
+        other => other.to_string(),
+    }
 }
 
 pub(crate) async fn submit(
@@ -96,23 +145,49 @@ pub(crate) async fn submit(
     Input { value: form, kind }: Input<LoginForm>,
 ) -> Result<Response, AppError> {
     let auth = &state.auth;
-    match kind {
+    let next = safe_next(form.next.as_deref());
+    let shown_name = if form.username.len() <= 256 {
+        form.username.as_str()
+    } else {
+        ""
+    };
+    let checked = match kind {
         // Browsers cannot send a JSON body cross-site without a CORS
         // preflight, which latchkey never grants; the origin check remains.
-        BodyKind::Json => {
-            if !crate::csrf::same_origin(&headers, &auth.settings().public_origin) {
-                return Err(AppError::Csrf);
-            }
-        }
+        BodyKind::Json => crate::csrf::check_origin(&headers, &auth.settings().public_origin)
+            .map_err(AppError::Csrf),
         BodyKind::Form | BodyKind::Empty => {
-            auth.check_login_csrf(&headers, form.csrf_token.as_deref())?
+            auth.check_login_csrf(&headers, form.csrf_token.as_deref())
         }
+    };
+    if let Err(AppError::Csrf(refusal)) = checked {
+        super::log_refusal(ROUTE, &refusal);
+        if refusal.is_cross_site() || format == Format::Json {
+            return Err(AppError::Csrf(refusal));
+        }
+        // One of this site's own forms whose token went stale (cookies
+        // cleared, a second click): a fresh form, nothing else happens.
+        let view = FormView {
+            next,
+            username: shown_name,
+            error: Some(
+                "This sign-in form had expired, so nothing was sent. Please sign in again.",
+            ),
+            notice: None,
+        };
+        return Ok(render_form(
+            &state,
+            &session,
+            &headers,
+            &view,
+            StatusCode::FORBIDDEN,
+        ));
     }
+    checked?;
     let client = auth.client_ip(peer.ip(), &headers);
     let result = auth
         .login(&session, &form.username, &form.password, client)
         .await;
-    let next = safe_next(form.next.as_deref());
     match (result, format) {
         (Ok(logged_in), Format::Json) => {
             let s = &logged_in.session;
@@ -125,28 +200,34 @@ pub(crate) async fn submit(
         }
         (Ok(logged_in), Format::Html) => Ok((logged_in, Redirect::to(next)).into_response()),
         (
-            Err(e @ (LoginError::InvalidCredentials | LoginError::Throttled { .. })),
+            Err(
+                e @ (LoginError::InvalidCredentials
+                | LoginError::Throttled { .. }
+                | LoginError::InvalidCredentialsNowLocked { .. }),
+            ),
             Format::Html,
         ) => {
-            let error = AppError::from(e);
+            // A page says at once that this failure locked the account.
+            let error = match e {
+                LoginError::InvalidCredentialsNowLocked { retry_after } => {
+                    AppError::from(LoginError::Throttled { retry_after })
+                }
+                e => AppError::from(e),
+            };
             let status = error.status();
             let retry = match &error {
                 AppError::Throttled { retry_after_secs } => Some(*retry_after_secs),
                 _ => None,
             };
-            let shown_name = if form.username.len() <= 256 {
-                form.username.as_str()
-            } else {
-                ""
-            };
-            let mut response = render_form(
-                &state,
-                &headers,
+            let message = page_message(&error);
+            let view = FormView {
                 next,
-                shown_name,
-                Some(&error.to_string()),
-                status,
-            );
+                username: shown_name,
+                error: Some(&message),
+                notice: None,
+            };
+            // The failed attempt did not touch the request's session.
+            let mut response = render_form(&state, &session, &headers, &view, status);
             if let Some(secs) = retry {
                 response
                     .headers_mut()
@@ -155,5 +236,28 @@ pub(crate) async fn submit(
             Ok(response)
         }
         (Err(e), _) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parameters_are_decoded() {
+        let q = Some("next=%2Fadmin%3Fa%3D1&reason=ended&flag");
+        assert_eq!(query_param(q, "next").as_deref(), Some("/admin?a=1"));
+        assert_eq!(query_param(q, "reason").as_deref(), Some("ended"));
+        assert_eq!(query_param(q, "flag").as_deref(), Some(""));
+        assert_eq!(query_param(q, "other"), None);
+        assert_eq!(query_param(None, "next"), None);
+    }
+
+    #[test]
+    fn a_lockout_says_how_long_to_wait() {
+        let m = page_message(&AppError::Throttled {
+            retry_after_secs: 14 * 60 - 3,
+        });
+        assert!(m.contains("try again in 14 minutes"), "{m}");
     }
 }

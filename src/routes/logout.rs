@@ -16,27 +16,43 @@ use crate::error::AppError;
 use crate::negotiate::Format;
 use crate::session::Session;
 
+const ROUTE: &str = "POST /logout";
+
+/// Where a browser goes after signing out: the login page, which says so.
+const SIGNED_OUT: &str = "/login?reason=signed_out";
+
 #[derive(Template)]
 #[template(path = "logout.html")]
 struct LogoutPage<'a> {
     username: &'a str,
     csrf_token: Option<&'a str>,
+    error: Option<&'a str>,
 }
 
-pub(crate) async fn page(session: Session, format: Format) -> Response {
+pub(crate) async fn page(
+    State(state): State<AppState>,
+    session: Session,
+    format: Format,
+    headers: HeaderMap,
+) -> Response {
     let active = session.active();
     if format == Format::Json {
         return Json(serde_json::json!({ "signed_in": active.is_some() })).into_response();
     }
-    page_html(active.map(|a| (a.username.as_str(), a.csrf_token.as_str())))
+    if let Some(redirect) = super::canonical_redirect(&state.auth, &headers, "/logout") {
+        return redirect;
+    }
+    page_html(&session, None, StatusCode::OK)
 }
 
-fn page_html(active: Option<(&str, &str)>) -> Response {
+fn page_html(session: &Session, error: Option<&str>, status: StatusCode) -> Response {
+    let active = session.active();
     render(
-        StatusCode::OK,
+        status,
         &LogoutPage {
-            username: active.map_or("", |a| a.0),
-            csrf_token: active.map(|a| a.1),
+            username: active.map_or("", |a| a.username.as_str()),
+            csrf_token: active.map(|a| a.csrf_token.as_str()),
+            error,
         },
     )
 }
@@ -55,17 +71,32 @@ pub(crate) async fn submit(
     Input { value: form, .. }: Input<LogoutForm>,
 ) -> Result<Response, AppError> {
     let auth = &state.auth;
-    if session.active().is_some() {
-        auth.check_csrf(&session, &headers, form.csrf_token.as_deref())?;
-    } else if !crate::csrf::same_origin(&headers, &auth.settings().public_origin) {
-        return Err(AppError::Csrf);
+    let checked = if session.active().is_some() {
+        auth.check_csrf(&session, &headers, form.csrf_token.as_deref())
+    } else {
+        // Nobody to sign out: only a cross-site request is worth refusing.
+        crate::csrf::check_origin(&headers, &auth.settings().public_origin).map_err(AppError::Csrf)
+    };
+    if let Err(AppError::Csrf(refusal)) = checked {
+        super::log_refusal(ROUTE, &refusal);
+        if refusal.is_cross_site() || format == Format::Json {
+            return Err(AppError::Csrf(refusal));
+        }
+        // A page of this site whose token went stale: ask again, with a
+        // fresh token. The person is still signed in and should know it.
+        return Ok(page_html(
+            &session,
+            Some("This page was out of date, so you are still signed in. Sign out now?"),
+            StatusCode::FORBIDDEN,
+        ));
     }
+    checked?;
     let client = auth.client_ip(peer.ip(), &headers);
     let logged_out = auth.logout(&session, client).await?;
     Ok(match format {
         Format::Json => {
             (logged_out, Json(serde_json::json!({ "signed_in": false }))).into_response()
         }
-        Format::Html => (logged_out, Redirect::to("/login")).into_response(),
+        Format::Html => (logged_out, Redirect::to(SIGNED_OUT)).into_response(),
     })
 }

@@ -11,6 +11,7 @@ mod logout;
 mod peer;
 mod profile;
 mod setup;
+pub(crate) mod text;
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use axum::routing::get;
 use tower::Layer as _;
 
 use crate::auth::Auth;
+use crate::csrf::CsrfRefusal;
 
 pub(crate) use peer::MakeService;
 pub use setup::SetupToken;
@@ -97,7 +99,10 @@ pub(crate) fn security_headers(
         );
         headers.insert(
             header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
+            // Referrers stay on this site (a `next` path in a page's URL
+            // never reaches another one), while same-origin form posts keep
+            // a real `Origin`: under `no-referrer` browsers send `Origin: null`.
+            HeaderValue::from_static("same-origin"),
         );
         headers.insert(
             HeaderName::from_static("cross-origin-opener-policy"),
@@ -116,4 +121,78 @@ pub(crate) fn security_headers(
         );
     }
     response
+}
+
+/// Logs a refused cross-site request check: one line at `warn` with the
+/// route and the reason (never the token).
+pub(crate) fn log_refusal(route: &'static str, refusal: &CsrfRefusal) {
+    tracing::warn!(route, reason = %refusal, "request refused by the cross-site request check");
+}
+
+/// Where a browser that opened this site under another loopback name of
+/// the same port (`localhost` for `127.0.0.1`, or the reverse) should go:
+/// the public URL's host. Cookies and the origin check belong to one host
+/// name, so a form shown under the other would always be refused.
+pub(crate) fn canonical_redirect(
+    auth: &Auth,
+    headers: &axum::http::HeaderMap,
+    path_and_query: &str,
+) -> Option<axum::response::Response> {
+    use axum::response::IntoResponse as _;
+    let origin = &auth.settings().public_origin;
+    let authority = origin.split_once("://")?.1;
+    let host = headers.get(header::HOST)?.to_str().ok()?;
+    if host.eq_ignore_ascii_case(authority) {
+        return None;
+    }
+    let (public_host, public_port) = split_authority(authority, origin.starts_with("https"))?;
+    let (host_name, port) = split_authority(host, origin.starts_with("https"))?;
+    (port == public_port && is_loopback(public_host) && is_loopback(host_name))
+        .then(|| axum::response::Redirect::to(&format!("{origin}{path_and_query}")).into_response())
+}
+
+fn split_authority(authority: &str, https: bool) -> Option<(&str, u16)> {
+    let default = if https { 443 } else { 80 };
+    if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None if after.is_empty() => default,
+            None => return None,
+        };
+        return Some((host, port));
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) => Some((host, port.parse().ok()?)),
+        None => Some((authority, default)),
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorities_split_into_host_and_port() {
+        assert_eq!(
+            split_authority("localhost:8080", false),
+            Some(("localhost", 8080))
+        );
+        assert_eq!(split_authority("[::1]:8080", false), Some(("::1", 8080)));
+        assert_eq!(split_authority("[::1]", true), Some(("::1", 443)));
+        assert_eq!(
+            split_authority("example.com", false),
+            Some(("example.com", 80))
+        );
+        assert_eq!(split_authority("example.com:x", false), None);
+        assert!(is_loopback("LOCALHOST") && is_loopback("127.0.0.2") && is_loopback("::1"));
+        assert!(!is_loopback("example.com") && !is_loopback("10.0.0.1"));
+    }
 }

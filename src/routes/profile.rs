@@ -13,8 +13,9 @@ use crate::session::AuthUser;
 #[template(path = "profile.html")]
 struct ProfilePage<'a> {
     username: &'a str,
-    roles: &'a [String],
-    signed_in_at: String,
+    roles: String,
+    signed_in_at: &'a str,
+    signed_in_at_text: String,
     csrf_token: &'a str,
     is_admin: bool,
 }
@@ -45,8 +46,9 @@ pub(crate) async fn profile(user: AuthUser, format: Format) -> Response {
             StatusCode::OK,
             &ProfilePage {
                 username: &user.username,
-                roles: &user.roles,
-                signed_in_at: user.signed_in_at.clone(),
+                roles: super::text::roles_text(&user.roles),
+                signed_in_at: &user.signed_in_at,
+                signed_in_at_text: super::text::readable_time(&user.signed_in_at),
                 csrf_token: &user.csrf_token,
                 is_admin: user.has_role("admin"),
             },

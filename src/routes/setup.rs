@@ -85,13 +85,45 @@ impl SetupToken {
     }
 }
 
+const ROUTE: &str = "POST /setup";
+
+/// The form field an error belongs to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Username,
+    Password,
+    PasswordConfirm,
+    /// The form as a whole (an expired form).
+    Form,
+}
+
 #[derive(Template)]
 #[template(path = "setup.html")]
 struct SetupPage<'a> {
     token: &'a str,
     csrf_token: &'a str,
     username: &'a str,
-    error: Option<&'a str>,
+    error: Option<(Field, &'a str)>,
+}
+
+impl SetupPage<'_> {
+    fn invalid(&self, field: Field) -> bool {
+        self.error.is_some_and(|(f, _)| f == field)
+    }
+
+    fn focus(&self, field: Field) -> bool {
+        match self.error {
+            None | Some((Field::Form, _)) => field == Field::Username,
+            Some((f, _)) => f == field,
+        }
+    }
+}
+
+/// Setup is closed: a page that says why and where to go instead.
+#[derive(Template)]
+#[template(path = "setup_closed.html")]
+struct SetupClosed {
+    done: bool,
 }
 
 fn render(
@@ -99,7 +131,7 @@ fn render(
     headers: &HeaderMap,
     token: &str,
     username: &str,
-    error: Option<&str>,
+    error: Option<(Field, &str)>,
     status: StatusCode,
 ) -> Response {
     let (csrf, cookie) = state.auth.login_csrf(headers);
@@ -118,21 +150,27 @@ fn render(
     response
 }
 
-async fn open(state: &AppState, token: &str) -> Result<(), AppError> {
-    if !state.setup.matches(token) {
-        return Err(AppError::NotFound);
-    }
-    if state
+/// Whether `token` opens the setup form; otherwise the page to show
+/// instead: setup is done (an account exists), or the link is not valid.
+async fn open(state: &AppState, token: &str) -> Result<Result<(), Response>, AppError> {
+    let any_users = state
         .auth
         .accounts()
         .any_users()
         .await
-        .map_err(account_error)?
-    {
+        .map_err(account_error)?;
+    if any_users {
         state.setup.close();
-        return Err(AppError::NotFound);
+        return Ok(Err(page(StatusCode::GONE, &SetupClosed { done: true })));
     }
-    Ok(())
+    if state.setup.matches(token) {
+        Ok(Ok(()))
+    } else {
+        Ok(Err(page(
+            StatusCode::NOT_FOUND,
+            &SetupClosed { done: false },
+        )))
+    }
 }
 
 fn account_error(e: AccountError) -> AppError {
@@ -148,11 +186,20 @@ pub(crate) async fn page_get(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
+    let path = match &query {
+        Some(q) => format!("/setup?{q}"),
+        None => "/setup".to_owned(),
+    };
+    if let Some(redirect) = super::canonical_redirect(&state.auth, &headers, &path) {
+        return Ok(redirect);
+    }
     let token = query
         .as_deref()
         .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("token=")))
         .unwrap_or("");
-    open(&state, token).await?;
+    if let Err(closed) = open(&state, token).await? {
+        return Ok(closed);
+    }
     Ok(render(&state, &headers, token, "", None, StatusCode::OK))
 }
 
@@ -172,26 +219,48 @@ pub(crate) async fn submit(
     headers: HeaderMap,
     Input { value: form, .. }: Input<SetupForm>,
 ) -> Result<Response, AppError> {
-    open(&state, &form.token).await?;
-    state
+    if let Err(AppError::Csrf(refusal)) = state
         .auth
-        .check_login_csrf(&headers, form.csrf_token.as_deref())?;
+        .check_login_csrf(&headers, form.csrf_token.as_deref())
+    {
+        super::log_refusal(ROUTE, &refusal);
+        if refusal.is_cross_site() {
+            return Err(AppError::Csrf(refusal));
+        }
+        if let Err(closed) = open(&state, &form.token).await? {
+            return Ok(closed);
+        }
+        return Ok(render(
+            &state,
+            &headers,
+            &form.token,
+            &form.username,
+            Some((
+                Field::Form,
+                "This form had expired, so nothing was created. Please fill it in again.",
+            )),
+            StatusCode::FORBIDDEN,
+        ));
+    }
+    if let Err(closed) = open(&state, &form.token).await? {
+        return Ok(closed);
+    }
     let Some(token) = state.setup.take(&form.token) else {
-        return Err(AppError::NotFound);
+        return Ok(page(StatusCode::GONE, &SetupClosed { done: true }));
     };
-    let fail = |message: &str| {
+    let fail = |field: Field, message: &str| {
         state.setup.restore(token.clone());
         Ok(render(
             &state,
             &headers,
             &form.token,
             &form.username,
-            Some(message),
+            Some((field, message)),
             StatusCode::UNPROCESSABLE_ENTITY,
         ))
     };
     if !tokens_match(form.password.expose(), form.password_confirm.expose()) {
-        return fail("the two passwords differ");
+        return fail(Field::PasswordConfirm, "The two passwords differ.");
     }
     let accounts = state.auth.accounts();
     match accounts
@@ -203,9 +272,8 @@ pub(crate) async fn submit(
         .await
     {
         Ok(_) => {}
-        Err(e @ (AccountError::Username(_) | AccountError::Password(_))) => {
-            return fail(&e.to_string());
-        }
+        Err(e @ AccountError::Username(_)) => return fail(Field::Username, &e.to_string()),
+        Err(e @ AccountError::Password(_)) => return fail(Field::Password, &e.to_string()),
         Err(e) => {
             state.setup.restore(token);
             return Err(account_error(e));

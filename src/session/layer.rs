@@ -67,6 +67,8 @@ impl ActiveSession {
 #[derive(Debug, Clone, Default)]
 pub struct Session {
     active: Option<Arc<ActiveSession>>,
+    rotated_from: Option<SessionKey>,
+    ended: bool,
 }
 
 impl Session {
@@ -74,6 +76,30 @@ impl Session {
     #[must_use]
     pub fn active(&self) -> Option<&Arc<ActiveSession>> {
         self.active.as_ref()
+    }
+
+    /// Whether the request carried a genuine session cookie whose session
+    /// has ended (signed out elsewhere, revoked, expired, or replaced):
+    /// the visitor was signed in and is no longer.
+    #[must_use]
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
+    /// The key this request's session had before this request rotated it.
+    pub(crate) fn rotated_from(&self) -> Option<&SessionKey> {
+        self.rotated_from.as_ref()
+    }
+
+    fn anonymous() -> Self {
+        Self::default()
+    }
+
+    fn signed_in(active: Arc<ActiveSession>) -> Self {
+        Self {
+            active: Some(active),
+            ..Self::default()
+        }
     }
 }
 
@@ -124,6 +150,7 @@ impl<S: Send + Sync> FromRequestParts<S> for AuthUser {
                     next: browser
                         .then(|| parts.uri.path_and_query().map(|p| p.as_str().to_owned()))
                         .flatten(),
+                    ended: session.ended,
                 })
             }
         }
@@ -200,13 +227,10 @@ where
         // decided without waiting, and the inner service is called directly.
         let key = match self.auth.quick(req.headers()) {
             Quick::Anonymous => {
-                let session = Session { active: None };
-                return Either::Left(CURRENT.scope(session, self.inner.call(req)));
+                return Either::Left(CURRENT.scope(Session::anonymous(), self.inner.call(req)));
             }
             Quick::Active(active) => {
-                let session = Session {
-                    active: Some(active),
-                };
+                let session = Session::signed_in(active);
                 return Either::Left(CURRENT.scope(session, self.inner.call(req)));
             }
             Quick::Store(key) => key,
@@ -216,13 +240,25 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let auth = self.auth.clone();
         Either::Right(Box::pin(async move {
-            let (active, new_cookie) = match auth.resolve(key).await {
-                Ok(Resolution::Anonymous) => (None, None),
-                Ok(Resolution::Active(a)) => (Some(a), None),
-                Ok(Resolution::Rotated(a, cookie)) => (Some(a), Some(cookie)),
+            let (session, new_cookie) = match auth.resolve(key).await {
+                Ok(Resolution::Anonymous) => (
+                    Session {
+                        ended: true,
+                        ..Session::default()
+                    },
+                    None,
+                ),
+                Ok(Resolution::Active(a)) => (Session::signed_in(a), None),
+                Ok(Resolution::Rotated(a, cookie, old)) => (
+                    Session {
+                        rotated_from: Some(old),
+                        ..Session::signed_in(a)
+                    },
+                    Some(cookie),
+                ),
                 Err(e) => return Ok(AppError::StoreUnavailable(e).into_response()),
             };
-            let mut response = CURRENT.scope(Session { active }, inner.call(req)).await?;
+            let mut response = CURRENT.scope(session, inner.call(req)).await?;
             if let Some(cookie) = new_cookie {
                 let prefix = format!("{}=", auth.settings().cookies.session_name());
                 let handler_set_it = response

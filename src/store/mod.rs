@@ -241,6 +241,9 @@ pub struct FailurePolicy {
 pub enum Attempt {
     /// Within the limit: check the password.
     Allowed,
+    /// The attempt that reached the limit: check the password; the key is
+    /// locked until then unless this attempt is forgiven (it succeeded).
+    Last(Millis),
     /// Locked until then: refuse without checking.
     Locked(Millis),
 }
@@ -480,13 +483,19 @@ pub(crate) fn next_attempt_state(
         Some((count, start, None)) if now - start < policy.window => {
             let count = count + 1;
             let until = (count >= max).then_some(now + policy.lockout);
-            ((count, start, until), Attempt::Allowed)
+            ((count, start, until), allowed(until))
         }
         _ => {
             let until = (max <= 1).then_some(now + policy.lockout);
-            ((1, now, until), Attempt::Allowed)
+            ((1, now, until), allowed(until))
         }
     }
+}
+
+/// The decision for an attempt that was counted and locks the key until
+/// `until`, if set.
+pub(crate) fn allowed(until: Option<Millis>) -> Attempt {
+    until.map_or(Attempt::Allowed, Attempt::Last)
 }
 
 /// A random, non-zero tag for one attempt (see the SQL stores' `last_nonce`).

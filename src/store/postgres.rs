@@ -441,7 +441,7 @@ impl FailureStore for PostgresStore {
             .map_err(unavailable)?;
         Ok(match until {
             Some(until) if last != nonce => Attempt::Locked(until),
-            _ => Attempt::Allowed,
+            until => super::allowed(until),
         })
     }
 
@@ -513,6 +513,10 @@ impl ListenFeed {
 }
 
 impl ChangeFeed for ListenFeed {
+    fn source(&self) -> &'static str {
+        "PostgreSQL"
+    }
+
     fn start(self: Arc<Self>, sink: FeedSink) {
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);

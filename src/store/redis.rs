@@ -403,7 +403,7 @@ impl FailureStore for RedisStore {
         Ok(if count < 0 {
             Attempt::Locked(until)
         } else {
-            Attempt::Allowed
+            super::allowed((until >= 0).then_some(until))
         })
     }
 
@@ -435,6 +435,10 @@ struct PubSubFeed {
 }
 
 impl ChangeFeed for PubSubFeed {
+    fn source(&self) -> &'static str {
+        "Redis"
+    }
+
     fn start(self: Arc<Self>, sink: FeedSink) {
         tokio::spawn(async move {
             loop {

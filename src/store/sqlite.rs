@@ -460,7 +460,7 @@ impl FailureStore for SqliteStore {
             .map_err(unavailable)?;
         Ok(match until {
             Some(until) if last != nonce => Attempt::Locked(until),
-            _ => Attempt::Allowed,
+            until => super::allowed(until),
         })
     }
 
@@ -509,6 +509,10 @@ struct FileFeed {
 }
 
 impl ChangeFeed for FileFeed {
+    fn source(&self) -> &'static str {
+        "the database file"
+    }
+
     fn start(self: Arc<Self>, sink: FeedSink) {
         let name = self.name.clone();
         let events = sink.clone();
