@@ -6,7 +6,7 @@
 #     BENCH_ROUNDS=2 BENCH_ROUND_DURATION=2s BENCH_DURATION=2s \
 #         BENCH_SESSIONS_MANY=100000 bench/run.sh    # smoke run, about 2 minutes
 #
-# Builds in release mode, installs wrk if missing, starts every server on a
+# Builds with the dist profile (release + fat LTO), installs wrk if missing, starts every server on a
 # free loopback port with its own temporary directory, checks one request per
 # line before loading it, and writes bench/results/latest.md and latest.json
 # (raw wrk output in bench/results/raw/). Exits non-zero when a line failed.
@@ -148,9 +148,9 @@ need wrk wrk
 need curl curl
 need jq jq
 
-log "building (release)"
-cargo build --release --bin latchkey --examples >&2
-BIN=$ROOT/target/release
+log "building (profile dist: release with fat LTO, one codegen unit)"
+cargo build --profile dist --bin latchkey --examples >&2
+BIN=$ROOT/target/dist
 LATCHKEY=$BIN/latchkey
 
 mkdir -p "$RESULTS"
