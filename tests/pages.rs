@@ -241,3 +241,365 @@ async fn no_setup_link_is_offered_once_a_user_exists() {
         StatusCode::GONE
     );
 }
+
+/// The hidden `csrf_token` of the form posting to `action` in a page.
+fn form_csrf(html: &str, action: &str) -> String {
+    let form = &html[html
+        .find(&format!("action=\"{action}\""))
+        .unwrap_or_else(|| panic!("no form to {action}: {html}"))..];
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = form.find(marker).unwrap() + marker.len();
+    form[start..].split('"').next().unwrap().to_owned()
+}
+
+/// A form post with the headers Chromium sends from one of the site's pages
+/// (`Origin` as given, `Sec-Fetch-Site` as given).
+async fn browser_form(
+    client: &reqwest::Client,
+    url: &str,
+    origin: &str,
+    fetch_site: &str,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    client
+        .post(url)
+        .header(header::ORIGIN, origin)
+        .header("sec-fetch-site", fetch_site)
+        .header("sec-fetch-mode", "navigate")
+        .header(header::ACCEPT, "text/html")
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn pages_keep_referrers_on_this_site_and_their_forms_pass_with_origin_null() {
+    let app = TestApp::spawn().await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    let page = app.get("/login").await;
+    assert_eq!(page.headers()[header::REFERRER_POLICY], "same-origin");
+    let token = form_csrf(&page.text().await.unwrap(), "/login");
+    let form = [
+        ("username", "ann"),
+        ("password", PASSWORD),
+        ("csrf_token", token.as_str()),
+    ];
+    // A browser that posts from a no-referrer page sends `Origin: null`;
+    // without its word that the post is same-origin, that is refused.
+    let refused = browser_form(&app.client, &app.url("/login"), "null", "cross-site", &form).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.session_cookie(), None);
+    let r = browser_form(
+        &app.client,
+        &app.url("/login"),
+        "null",
+        "same-origin",
+        &form,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(app.session_cookie().is_some());
+    // The real origin passes too (the server on port 0 knows its own port).
+    let html = app.get("/logout").await.text().await.unwrap();
+    let token = form_csrf(&html, "/logout");
+    let r = browser_form(
+        &app.client,
+        &app.url("/logout"),
+        &app.base,
+        "same-origin",
+        &[("csrf_token", &token)],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(app.profile_status().await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn forged_and_stale_forms_get_a_clear_page_change_nothing_and_log_one_line_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = common::base_env(&dir);
+    common::add_user(&env, "ann", PASSWORD, &[]).await;
+    let mut server = common::process::ServerProcess::start(dir.path(), &env).await;
+    let (client, jar) = common::client();
+    let get = |path: &str| {
+        client
+            .get(server.url(path))
+            .header(header::ACCEPT, "text/html")
+            .send()
+    };
+    let login_page = get("/login").await.unwrap().text().await.unwrap();
+    let login_token = form_csrf(&login_page, "/login");
+    let login_url = server.url("/login");
+    let creds = |token: &str| {
+        [
+            ("username", "ann".to_owned()),
+            ("password", PASSWORD.to_owned()),
+            ("csrf_token", token.to_owned()),
+        ]
+    };
+    let post = |url: String, origin: &str, site: &str, form: Vec<(&'static str, String)>| {
+        let client = client.clone();
+        let origin = origin.to_owned();
+        let site = site.to_owned();
+        async move {
+            let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            browser_form(&client, &url, &origin, &site, &form).await
+        }
+    };
+    // Cross-site login (login CSRF): refused with a page in plain words.
+    let r = post(
+        login_url.clone(),
+        "http://127.0.0.2:9999",
+        "cross-site",
+        creds(&login_token).to_vec(),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("Request refused") && page.contains("Nothing was changed"),
+        "{page}"
+    );
+    assert!(!page.contains("CSRF"), "no jargon: {page}");
+    assert!(common::cookie_named(&jar, &server.base, "latchkey").is_none());
+    // The same with an origin the browser does not call cross-site.
+    let r = post(
+        login_url.clone(),
+        "http://localhost:1",
+        "same-origin",
+        creds(&login_token).to_vec(),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains(&format!("latchkey is at {}", server.base)),
+        "{page}"
+    );
+    // A login form without its token, or with one that is not its own: a
+    // fresh form that says it had expired, with a new token.
+    for (what, token) in [("missing", ""), ("mismatch", "not-the-token")] {
+        let r = post(
+            login_url.clone(),
+            &server.base,
+            "same-origin",
+            creds(token).to_vec(),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{what}");
+        let page = r.text().await.unwrap();
+        assert!(
+            page.contains("This sign-in form had expired"),
+            "{what}: {page}"
+        );
+        assert!(
+            !form_csrf(&page, "/login").is_empty(),
+            "{what}: a fresh form"
+        );
+        assert!(
+            common::cookie_named(&jar, &server.base, "latchkey").is_none(),
+            "{what}"
+        );
+    }
+    // Signed in; then a cross-site sign-out and a stale sign-out form.
+    let r = post(
+        login_url.clone(),
+        &server.base,
+        "same-origin",
+        creds(&login_token).to_vec(),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let profile = get("/profile").await.unwrap().text().await.unwrap();
+    let session_token = form_csrf(&profile, "/logout");
+    let logout_url = server.url("/logout");
+    let r = post(
+        logout_url.clone(),
+        "http://127.0.0.2:9999",
+        "cross-site",
+        vec![("csrf_token", session_token.clone())],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = post(
+        logout_url.clone(),
+        &server.base,
+        "same-origin",
+        vec![("csrf_token", "stale".into())],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("This page was out of date, so you are still signed in"),
+        "{page}"
+    );
+    let fresh = form_csrf(&page, "/logout");
+    assert_eq!(
+        fresh, session_token,
+        "the page offers the session's current token"
+    );
+    assert_eq!(
+        get("/profile").await.unwrap().status(),
+        StatusCode::OK,
+        "still signed in"
+    );
+    // Each refusal is one warning line with the route and the reason.
+    let lines = server.drain().await;
+    let refusals: Vec<Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| {
+            v["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("cross-site request check"))
+        })
+        .collect();
+    let seen: Vec<(String, String, String)> = refusals
+        .iter()
+        .map(|v| {
+            (
+                v["level"].as_str().unwrap().to_owned(),
+                v["fields"]["route"].as_str().unwrap().to_owned(),
+                v["fields"]["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("POST /login", "fetch-site cross-site".to_owned()),
+        (
+            "POST /login",
+            format!(
+                "origin http://localhost:1 not allowed (expected {})",
+                server.base
+            ),
+        ),
+        ("POST /login", "token missing".to_owned()),
+        ("POST /login", "token mismatch".to_owned()),
+        ("POST /logout", "fetch-site cross-site".to_owned()),
+        ("POST /logout", "token mismatch".to_owned()),
+    ];
+    assert_eq!(
+        seen,
+        expected
+            .iter()
+            .map(|(r, why)| ("WARN".to_owned(), (*r).to_owned(), why.clone()))
+            .collect::<Vec<_>>()
+    );
+    let all = lines.join("\n");
+    assert!(
+        !all.contains(&session_token) && !all.contains(&login_token),
+        "no token is logged"
+    );
+}
+
+#[tokio::test]
+async fn a_page_opened_under_another_loopback_name_goes_to_the_public_address() {
+    let app = TestApp::spawn().await;
+    let port = app.addr.port();
+    for (path, host) in [
+        ("/login?next=%2Fadmin", format!("localhost:{port}")),
+        ("/logout", format!("[::1]:{port}")),
+        ("/setup?token=x", format!("LOCALHOST:{port}")),
+    ] {
+        let r = app
+            .request(Method::GET, path)
+            .header(header::HOST, &host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{host}{path}");
+        assert_eq!(
+            r.headers()[header::LOCATION],
+            format!("http://127.0.0.1:{port}{path}").as_str()
+        );
+    }
+    // Another port or another name is not this server's alias: no redirect.
+    for host in [
+        format!("localhost:{}", port.wrapping_add(1)),
+        format!("example.com:{port}"),
+    ] {
+        let r = app
+            .request(Method::GET, "/login")
+            .header(header::HOST, &host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{host}");
+    }
+}
+
+#[tokio::test]
+async fn pages_say_what_happened_after_sign_out_and_when_a_session_ended() {
+    let app = TestApp::spawn().await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    app.sign_in("ann", PASSWORD).await;
+    // Signed in, the login page says who, and offers the way on or out.
+    let html = app.get("/login").await.text().await.unwrap();
+    assert!(
+        html.contains("You are signed in as <strong>ann</strong>"),
+        "{html}"
+    );
+    assert!(html.contains("action=\"/logout\"") && !html.contains("action=\"/login\""));
+    // The session is revoked elsewhere: the next page says so.
+    let out = app.cli(&["session", "revoke", "--user", "ann"], None).await;
+    assert!(out.status.success());
+    let r = app.get("/profile").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let to = r.headers()[header::LOCATION].to_str().unwrap().to_owned();
+    assert_eq!(to, "/login?next=%2Fprofile&reason=ended");
+    let html = app.get(&to).await.text().await.unwrap();
+    assert!(
+        html.contains("Your session ended. Please sign in again."),
+        "{html}"
+    );
+    // Merely not signed in is not "ended".
+    let (stranger, _) = common::client();
+    let r = stranger.get(app.url("/profile")).send().await.unwrap();
+    assert_eq!(r.headers()[header::LOCATION], "/login?next=%2Fprofile");
+    // Signing out lands on a page that says so.
+    let token = app.sign_in("ann", PASSWORD).await;
+    let r = app.post_form("/logout", &[("csrf_token", &token)]).await;
+    let to = r.headers()[header::LOCATION].to_str().unwrap().to_owned();
+    let html = app.get(&to).await.text().await.unwrap();
+    assert!(html.contains("You have been signed out."), "{html}");
+}
+
+#[tokio::test]
+async fn a_sign_out_form_shown_before_a_role_change_still_signs_out() {
+    let app = TestApp::spawn().await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    app.sign_in("ann", PASSWORD).await;
+    let html = app.get("/profile").await.text().await.unwrap();
+    let old_token = form_csrf(&html, "/logout");
+    let out = app
+        .cli(&["user", "roles", "ann", "--add", "ops"], None)
+        .await;
+    assert!(out.status.success());
+    // The sign-out request is the first after the change: it rotates the
+    // session and still accepts the token of the page shown before.
+    let r = app
+        .post_form("/logout", &[("csrf_token", &old_token)])
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(app.profile_status().await, StatusCode::UNAUTHORIZED);
+    // That old token is good for nothing else once the rotation is done.
+    app.sign_in("ann", PASSWORD).await;
+    let html = app.get("/profile").await.text().await.unwrap();
+    let token = form_csrf(&html, "/logout");
+    assert!(
+        app.cli(&["user", "roles", "ann", "--remove", "ops"], None)
+            .await
+            .status
+            .success()
+    );
+    assert_eq!(app.profile_status().await, StatusCode::OK, "rotated here");
+    let r = app.post_form("/logout", &[("csrf_token", &token)]).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::FORBIDDEN,
+        "a token from before an earlier rotation"
+    );
+    assert_eq!(app.profile_status().await, StatusCode::OK);
+}
