@@ -109,7 +109,10 @@ impl Browser {
     /// `--host-resolver-rules=MAP evil.test 127.0.0.2`.
     pub async fn start_with(extra_flags: &[&str]) -> Option<Self> {
         let (Some(chromium), Some(chromedriver)) = (
-            find_binary(CHROMIUM_ENV, &["chromium", "chromium-browser", "google-chrome"]),
+            find_binary(
+                CHROMIUM_ENV,
+                &["chromium", "chromium-browser", "google-chrome"],
+            ),
             find_binary(CHROMEDRIVER_ENV, &["chromedriver"]),
         ) else {
             assert!(
@@ -154,7 +157,10 @@ impl Browser {
     /// Opens `url` and waits until the page has loaded.
     pub async fn goto(&self, url: &str) {
         if let Err(e) = self.client.goto(url).await {
-            panic!("{}", self.failure(&format!("could not open {url}: {e}")).await);
+            panic!(
+                "{}",
+                self.failure(&format!("could not open {url}: {e}")).await
+            );
         }
     }
 
@@ -165,7 +171,10 @@ impl Browser {
 
     /// The text a person sees on the page (`document.body.innerText`).
     pub async fn text(&self) -> String {
-        match self.script("return document.body ? document.body.innerText : ''").await {
+        match self
+            .script("return document.body ? document.body.innerText : ''")
+            .await
+        {
             Value::String(text) => text,
             other => panic!("innerText was {other}"),
         }
@@ -185,7 +194,11 @@ impl Browser {
     pub async fn click(&self, selector: &str) {
         let element = self.wait_for_element(selector).await;
         if let Err(e) = element.click().await {
-            panic!("{}", self.failure(&format!("could not click {selector:?}: {e}")).await);
+            panic!(
+                "{}",
+                self.failure(&format!("could not click {selector:?}: {e}"))
+                    .await
+            );
         }
     }
 
@@ -199,7 +212,11 @@ impl Browser {
         }
         .await
         {
-            panic!("{}", self.failure(&format!("could not type into {selector:?}: {e}")).await);
+            panic!(
+                "{}",
+                self.failure(&format!("could not type into {selector:?}: {e}"))
+                    .await
+            );
         }
     }
 
@@ -214,11 +231,19 @@ impl Browser {
             ))
             .await
         else {
-            panic!("{}", self.failure(&format!("the form {form_selector:?} has no submit button")).await)
+            panic!(
+                "{}",
+                self.failure(&format!("the form {form_selector:?} has no submit button"))
+                    .await
+            )
         };
         let page = self.mark_page().await;
         if let Err(e) = button.click().await {
-            panic!("{}", self.failure(&format!("could not submit {form_selector:?}: {e}")).await);
+            panic!(
+                "{}",
+                self.failure(&format!("could not submit {form_selector:?}: {e}"))
+                    .await
+            );
         }
         self.wait_for_next_page(page).await;
     }
@@ -259,7 +284,11 @@ impl Browser {
                 return value;
             }
             if tokio::time::Instant::now() >= deadline {
-                panic!("{}", self.failure(&format!("timed out after {TIMEOUT:?} waiting for {what}")).await);
+                panic!(
+                    "{}",
+                    self.failure(&format!("timed out after {TIMEOUT:?} waiting for {what}"))
+                        .await
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -343,7 +372,8 @@ impl Browser {
     async fn mark_page(&self) -> u64 {
         static PAGES: AtomicU64 = AtomicU64::new(1);
         let page = PAGES.fetch_add(1, Ordering::Relaxed);
-        self.script(&format!("window.__latchkeyPage = {page}")).await;
+        self.script(&format!("window.__latchkeyPage = {page}"))
+            .await;
         page
     }
 
@@ -372,7 +402,10 @@ impl Browser {
         };
         let text = match self
             .client
-            .execute("return document.body ? document.body.innerText : ''", Vec::new())
+            .execute(
+                "return document.body ? document.body.innerText : ''",
+                Vec::new(),
+            )
             .await
         {
             Ok(Value::String(text)) => text,
@@ -382,19 +415,41 @@ impl Browser {
     }
 
     /// A blocking request to chromedriver, for `Drop`, where nothing can be
-    /// awaited. HTTP/1.0 so that the answer is neither chunked nor kept open.
+    /// awaited. chromedriver ignores HTTP/1.0 and keeps the connection open
+    /// despite `Connection: close`, so the body ends at its `Content-Length`.
     fn blocking_driver_request(&self, method: &str, path: &str) -> Option<Vec<u8>> {
-        let mut stream = TcpStream::connect_timeout(&self.driver_addr, Duration::from_secs(2)).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        let mut stream =
+            TcpStream::connect_timeout(&self.driver_addr, Duration::from_secs(2)).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .ok()?;
         let request = format!(
-            "{method} {path} HTTP/1.0\r\nHost: {}\r\nContent-Length: 0\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
             self.driver_addr
         );
         stream.write_all(request.as_bytes()).ok()?;
         let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).ok()?;
-        let start = answer.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-        Some(answer.split_off(start))
+        let mut chunk = [0; 64 * 1024];
+        loop {
+            let read = stream.read(&mut chunk).ok()?;
+            if read == 0 {
+                return None;
+            }
+            answer.extend_from_slice(&chunk[..read]);
+            let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            let head = String::from_utf8_lossy(&answer[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))?
+                .trim()
+                .parse()
+                .ok()?;
+            if answer.len() >= end + 4 + length {
+                return Some(answer[end + 4..end + 4 + length].to_vec());
+            }
+        }
     }
 }
 
@@ -569,10 +624,10 @@ fn find_binary(env: &str, names: &[&str]) -> Option<String> {
 /// is right whatever `CARGO_TARGET_DIR` says.
 pub fn screenshot_dir() -> PathBuf {
     let binary = Path::new(env!("CARGO_BIN_EXE_latchkey"));
-    let target = binary
-        .parent()
-        .and_then(Path::parent)
-        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"), Path::to_owned);
+    let target = binary.parent().and_then(Path::parent).map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("target"),
+        Path::to_owned,
+    );
     target.join("browser-screenshots")
 }
 
@@ -581,7 +636,13 @@ fn save_screenshot(name: &str, png: &[u8]) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     let safe: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let path = dir.join(format!("{safe}.png"));
     std::fs::write(&path, png).unwrap();
