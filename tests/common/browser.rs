@@ -86,9 +86,9 @@ static SLOTS: Semaphore = Semaphore::const_new(2);
 pub struct Browser {
     client: Client,
     session: String,
-    driver: Child,
-    driver_addr: SocketAddr,
     finished: bool,
+    // Dropped after `Browser::drop` has used it: it stops what is left.
+    driver: Driver,
     _profile: TempDir,
     _slot: SemaphorePermit<'static>,
 }
@@ -123,7 +123,7 @@ impl Browser {
             return None;
         };
         let slot = SLOTS.acquire().await.unwrap();
-        let (driver, driver_addr) = start_chromedriver(&chromedriver).await;
+        let driver = Driver::start(&chromedriver).await;
         let profile = tempfile::tempdir().unwrap();
         let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|f| (*f).to_owned()).collect();
         args.push(format!("--user-data-dir={}", profile.path().display()));
@@ -139,16 +139,15 @@ impl Browser {
         };
         let client = ClientBuilder::new(HttpConnector::new())
             .capabilities(capabilities)
-            .connect(&format!("http://{driver_addr}"))
+            .connect(&format!("http://{}", driver.addr))
             .await
             .unwrap_or_else(|e| panic!("chromedriver could not start {chromium}: {e}"));
         let session = client.session_id().await.unwrap().unwrap();
         Some(Self {
             client,
             session,
-            driver,
-            driver_addr,
             finished: false,
+            driver,
             _profile: profile,
             _slot: slot,
         })
@@ -419,13 +418,13 @@ impl Browser {
     /// despite `Connection: close`, so the body ends at its `Content-Length`.
     fn blocking_driver_request(&self, method: &str, path: &str) -> Option<Vec<u8>> {
         let mut stream =
-            TcpStream::connect_timeout(&self.driver_addr, Duration::from_secs(2)).ok()?;
+            TcpStream::connect_timeout(&self.driver.addr, Duration::from_secs(2)).ok()?;
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .ok()?;
         let request = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
-            self.driver_addr
+            self.driver.addr
         );
         stream.write_all(request.as_bytes()).ok()?;
         let mut answer = Vec::new();
@@ -480,17 +479,87 @@ impl Drop for Browser {
         if !self.finished {
             let _ = self.blocking_driver_request("DELETE", &format!("/session/{}", self.session));
         }
-        // Chromium outlives a killed chromedriver; it runs in the driver's
-        // process group, so killing the group leaves nothing behind even
-        // when the session could not be closed.
-        if let Some(pid) = self.driver.id() {
+    }
+}
+
+/// A running chromedriver and, once a session exists, the Chromium it
+/// started. Dropping it kills both.
+struct Driver {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Driver {
+    /// Starts chromedriver on a port of its choosing and returns once it
+    /// answers. It gets a process group of its own, which the Chromium it
+    /// starts inherits, so that `Drop` can stop them together.
+    async fn start(path: &str) -> Self {
+        let mut child = Command::new(path)
+            .arg("--port=0")
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {path}: {e}"));
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let started = tokio::time::timeout(TIMEOUT, async {
+            let mut seen = Vec::new();
+            while let Some(line) = lines.next_line().await.unwrap() {
+                // "ChromeDriver was started successfully on port 35825."
+                if let Some(port) = line
+                    .split_once("started successfully on port ")
+                    .and_then(|(_, rest)| rest.trim_end_matches('.').parse::<u16>().ok())
+                {
+                    return port;
+                }
+                seen.push(line);
+            }
+            panic!("chromedriver exited: {seen:#?}");
+        })
+        .await;
+        let Ok(port) = started else {
+            panic!("chromedriver did not start within {TIMEOUT:?}");
+        };
+        // Keep reading, so that a chatty driver never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let driver = Self {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        };
+        let status = format!("http://{}/status", driver.addr);
+        let http = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        loop {
+            if let Ok(r) = http.get(&status).send().await
+                && let Ok(v) = r.json::<Value>().await
+                && v["value"]["ready"] == Value::Bool(true)
+            {
+                return driver;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "chromedriver never said it was ready"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // Chromium outlives a killed chromedriver. Killing the whole group
+        // leaves nothing behind, even when the session could not be closed
+        // or the browser never finished starting.
+        if let Some(pid) = self.child.id() {
             let _ = std::process::Command::new("kill")
                 .args(["-KILL", "--", &format!("-{pid}")])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status();
         }
-        let _ = self.driver.start_kill();
+        let _ = self.child.start_kill();
     }
 }
 
@@ -553,58 +622,6 @@ try {
 }
 })();
 ";
-
-/// Starts chromedriver on a port of its choosing and returns it once it
-/// answers. Its own process group, so that `Drop` can stop Chromium with it.
-async fn start_chromedriver(path: &str) -> (Child, SocketAddr) {
-    let mut driver = Command::new(path)
-        .arg("--port=0")
-        .process_group(0)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {path}: {e}"));
-    let mut lines = BufReader::new(driver.stdout.take().unwrap()).lines();
-    let started = tokio::time::timeout(TIMEOUT, async {
-        let mut seen = Vec::new();
-        while let Some(line) = lines.next_line().await.unwrap() {
-            // "ChromeDriver was started successfully on port 35825."
-            if let Some(port) = line
-                .split_once("started successfully on port ")
-                .and_then(|(_, rest)| rest.trim_end_matches('.').parse::<u16>().ok())
-            {
-                return port;
-            }
-            seen.push(line);
-        }
-        panic!("chromedriver exited: {seen:#?}");
-    })
-    .await;
-    let Ok(port) = started else {
-        panic!("chromedriver did not start within {TIMEOUT:?}");
-    };
-    // Keep reading, so that a chatty driver never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let status = format!("http://{addr}/status");
-    let http = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
-        if let Ok(r) = http.get(&status).send().await
-            && let Ok(v) = r.json::<Value>().await
-            && v["value"]["ready"] == Value::Bool(true)
-        {
-            return (driver, addr);
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "chromedriver never said it was ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// The binary named by `env`, else the first of `names` on the `PATH`.
 fn find_binary(env: &str, names: &[&str]) -> Option<String> {
