@@ -142,3 +142,18 @@ async fn a_page_on_another_site_is_served_and_can_post_to_latchkey() {
     assert_eq!(landed.as_str(), latchkey.url("/login"));
     browser.finish("cross_site_post").await;
 }
+
+#[tokio::test]
+async fn extra_flags_reach_chromium_so_a_site_can_have_a_name() {
+    let Some(browser) =
+        Browser::start_with(&["--host-resolver-rules=MAP evil.test 127.0.0.2"]).await
+    else {
+        return;
+    };
+    let (url, _site) = attacker_site("<!doctype html><title>named</title><p>Named.").await;
+    let named = url.replace("127.0.0.2", "evil.test");
+    browser.goto(&named).await;
+    assert_eq!(browser.current_url().await.as_str(), named);
+    assert_eq!(browser.text().await, "Named.");
+    browser.finish("named_site").await;
+}
