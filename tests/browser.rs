@@ -157,3 +157,18 @@ async fn extra_flags_reach_chromium_so_a_site_can_have_a_name() {
     assert_eq!(browser.text().await, "Named.");
     browser.finish("named_site").await;
 }
+
+#[tokio::test]
+async fn two_browsers_in_one_test_do_not_share_cookies() {
+    let (Some(alice), Some(bob)) = (Browser::start().await, Browser::start().await) else {
+        return;
+    };
+    let latchkey = Latchkey::start().await;
+    alice.goto(&latchkey.url("/login")).await;
+    bob.goto(&latchkey.url("/login")).await;
+    let alices = alice.cookie("latchkey-csrf").await.unwrap();
+    let bobs = bob.cookie("latchkey-csrf").await.unwrap();
+    assert_ne!(alices.value, bobs.value);
+    alice.finish("two_browsers_alice").await;
+    bob.finish("two_browsers_bob").await;
+}

@@ -79,6 +79,33 @@ pub const DARK_MODE: &str = "--force-dark-mode";
 /// test slower and pushes waits toward their timeout.
 static SLOTS: Semaphore = Semaphore::const_new(2);
 
+thread_local! {
+    /// Browsers open on this thread, that is in this test (tests run on
+    /// tokio's default current-thread runtime).
+    static OPEN_HERE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// A place among the browsers allowed at once. A test's second browser
+/// shares its first one's place: two tests that each held one place and
+/// waited for a second would wait for each other forever.
+struct Slot(Option<SemaphorePermit<'static>>);
+
+impl Slot {
+    async fn take() -> Self {
+        let open = OPEN_HERE.with(|n| n.replace(n.get() + 1));
+        if open > 0 {
+            return Self(None);
+        }
+        Self(Some(SLOTS.acquire().await.unwrap()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        OPEN_HERE.with(|n| n.set(n.get().saturating_sub(1)));
+    }
+}
+
 /// One headless Chromium with its own chromedriver and empty profile.
 ///
 /// Dropping it kills both; [`Browser::finish`] ends it cleanly and keeps a
@@ -90,7 +117,7 @@ pub struct Browser {
     // Dropped after `Browser::drop` has used it: it stops what is left.
     driver: Driver,
     _profile: TempDir,
-    _slot: SemaphorePermit<'static>,
+    _slot: Slot,
 }
 
 impl Browser {
@@ -130,7 +157,7 @@ impl Browser {
             });
             return None;
         };
-        let slot = SLOTS.acquire().await.unwrap();
+        let slot = Slot::take().await;
         let driver = Driver::start(&chromedriver).await;
         let profile = tempfile::tempdir().unwrap();
         let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|f| (*f).to_owned()).collect();
