@@ -3,6 +3,7 @@
 //! follow redirects.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
+pub mod browser;
 pub mod process;
 
 use std::net::SocketAddr;
