@@ -1,11 +1,13 @@
-//! Smoke tests of the browser harness (`tests/common/browser.rs`): headless
-//! Chromium against the real `latchkey` binary. They prove the harness;
-//! the page flows have tests of their own.
+//! Headless Chromium against the real `latchkey` binary: first the harness
+//! (`tests/common/browser.rs`) proves itself, then every page flow a person
+//! uses is clicked through, each ending on a screenshot in
+//! `target/browser-screenshots/`.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
 use common::browser::{Browser, Latchkey, attacker_site};
+use common::{OTHER_PASSWORD, PASSWORD, run_cli};
 use serde_json::Value;
 
 const PREFERS_DARK: &str = "return matchMedia('(prefers-color-scheme: dark)').matches";
@@ -171,4 +173,351 @@ async fn two_browsers_in_one_test_do_not_share_cookies() {
     assert_ne!(alices.value, bobs.value);
     alice.finish("two_browsers_alice").await;
     bob.finish("two_browsers_bob").await;
+}
+
+// ---------------------------------------------------------------------------
+// The page flows a person uses, by clicking.
+
+/// Signs in through the login page as a person does: the page must be the
+/// login form, then the browser lands wherever the server sends it.
+async fn sign_in_by_clicking(browser: &Browser, name: &str, password: &str) {
+    browser.wait_for_path("/login").await;
+    browser.fill("#username", name).await;
+    browser.fill("#password", password).await;
+    browser.submit("form[action='/login']").await;
+}
+
+/// A browser in which `ann` (no roles) has just signed in by clicking,
+/// showing her profile; `None` when the browser tests are skipped.
+async fn ann_signed_in() -> Option<(Browser, Latchkey)> {
+    let browser = Browser::start().await?;
+    let latchkey = Latchkey::start().await;
+    latchkey.add_user("ann", PASSWORD, &[]).await;
+    browser.goto(&latchkey.url("/login")).await;
+    sign_in_by_clicking(&browser, "ann", PASSWORD).await;
+    browser.wait_for_path("/profile").await;
+    Some((browser, latchkey))
+}
+
+/// The first-admin link the server printed in its log at start-up.
+fn setup_link(latchkey: &Latchkey) -> String {
+    latchkey
+        .process
+        .seen
+        .iter()
+        .find_map(|line| {
+            let start = line.find("http://")?;
+            let link = &line[start..];
+            let end = link.find(['"', ' ', '\\']).unwrap_or(link.len());
+            link[..end]
+                .contains("/setup?token=")
+                .then(|| link[..end].to_owned())
+        })
+        .expect("an empty database prints a setup link")
+}
+
+async fn cli(latchkey: &Latchkey, args: &[&str]) {
+    let out = run_cli(&latchkey.env, args, None).await;
+    assert!(out.status.success(), "{args:?}: {}", common::stderr(&out));
+}
+
+async fn assert_accessible(browser: &Browser, page: &str) {
+    let violations = browser.axe().await;
+    assert!(violations.is_empty(), "{page}: {violations:#?}");
+}
+
+#[tokio::test]
+async fn the_setup_link_creates_the_first_admin_who_lands_signed_in() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let latchkey = Latchkey::start().await;
+    let link = setup_link(&latchkey);
+    browser.goto(&link).await;
+    assert!(
+        browser
+            .text()
+            .await
+            .contains("Create the first administrator")
+    );
+    assert_accessible(&browser, "setup").await;
+    // A mistake first: the two passwords differ. The field in error says so.
+    browser.fill("#username", "boss").await;
+    browser.fill("#password", PASSWORD).await;
+    browser.fill("#password_confirm", OTHER_PASSWORD).await;
+    browser.submit("form[action='/setup']").await;
+    assert!(browser.text().await.contains("The two passwords differ."));
+    let focused = browser.script("return document.activeElement.id").await;
+    assert_eq!(
+        focused, "password_confirm",
+        "focus is on the field in error"
+    );
+    let invalid = browser
+        .script("return document.getElementById('password_confirm').getAttribute('aria-invalid')")
+        .await;
+    assert_eq!(invalid, "true");
+    assert_accessible(&browser, "setup with an error").await;
+    browser.fill("#password", PASSWORD).await;
+    browser.fill("#password_confirm", PASSWORD).await;
+    browser.submit("form[action='/setup']").await;
+    browser.wait_for_path("/profile").await;
+    let text = browser.text().await;
+    assert!(
+        text.contains("Signed in as boss") && text.contains("admin"),
+        "{text}"
+    );
+    // The link has done its work: it says so and leads to sign-in.
+    browser.goto(&link).await;
+    assert!(browser.text().await.contains("Setup is complete"));
+    assert_accessible(&browser, "setup complete").await;
+    browser.click("a[href='/login']").await;
+    browser.wait_for_path("/login").await;
+    assert!(browser.text().await.contains("You are signed in as boss"));
+    browser.finish("setup_creates_the_first_admin").await;
+}
+
+#[tokio::test]
+async fn a_protected_page_sends_a_visitor_to_sign_in_and_back_with_a_safe_cookie() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let latchkey = Latchkey::start().await;
+    latchkey.add_user("root", PASSWORD, &["admin"]).await;
+    browser.goto(&latchkey.url("/admin")).await;
+    let login = browser.wait_for_path("/login").await;
+    assert_eq!(login.query(), Some("next=%2Fadmin"));
+    sign_in_by_clicking(&browser, "root", PASSWORD).await;
+    browser.wait_for_path("/admin").await;
+    let text = browser.text().await;
+    assert!(text.contains("Users") && text.contains("root"), "{text}");
+    assert!(text.contains("UTC"), "times name their zone: {text}");
+    assert_accessible(&browser, "admin").await;
+    let cookie = browser.cookie("latchkey").await.expect("a session cookie");
+    assert!(cookie.http_only, "{cookie:?}");
+    assert_eq!(cookie.same_site.as_deref(), Some("Lax"), "{cookie:?}");
+    browser.finish("protected_page_after_sign_in").await;
+}
+
+#[tokio::test]
+async fn a_wrong_password_shows_an_error_on_the_field_and_makes_no_session() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let latchkey = Latchkey::start().await;
+    latchkey.add_user("ann", PASSWORD, &[]).await;
+    browser.goto(&latchkey.url("/profile")).await;
+    sign_in_by_clicking(&browser, "ann", "not-the-password-1").await;
+    browser.wait_for_path("/login").await;
+    let text = browser.text().await;
+    assert!(
+        text.contains("The username or password is not right"),
+        "{text}"
+    );
+    assert!(browser.cookie("latchkey").await.is_none(), "no session");
+    let focused = browser.script("return document.activeElement.id").await;
+    assert_eq!(focused, "password");
+    let described = browser
+        .script("return document.getElementById('password').getAttribute('aria-describedby')")
+        .await;
+    assert_eq!(described, "form-error");
+    assert_accessible(&browser, "login with an error").await;
+    // The form still works: the right password now signs in, to the page
+    // first asked for.
+    browser.fill("#password", PASSWORD).await;
+    browser.submit("form[action='/login']").await;
+    browser.wait_for_path("/profile").await;
+    browser.finish("wrong_password_then_right").await;
+}
+
+#[tokio::test]
+async fn five_wrong_passwords_lock_the_account_and_the_page_says_for_how_long() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let latchkey = Latchkey::start().await;
+    latchkey.add_user("ann", PASSWORD, &[]).await;
+    browser.goto(&latchkey.url("/login")).await;
+    for i in 1..=5 {
+        sign_in_by_clicking(&browser, "ann", &format!("wrong-guess-{i}")).await;
+    }
+    let text = browser.text().await;
+    assert!(
+        text.contains("Sign-in is locked: try again in 15 minutes."),
+        "{text}"
+    );
+    // The owner's right password is refused while the lock lasts.
+    sign_in_by_clicking(&browser, "ann", PASSWORD).await;
+    let text = browser.text().await;
+    assert!(text.contains("try again in 15 minutes"), "{text}");
+    assert!(browser.cookie("latchkey").await.is_none());
+    assert_accessible(&browser, "locked").await;
+    browser.finish("lockout_says_how_long").await;
+}
+
+#[tokio::test]
+async fn signing_out_ends_the_session_and_back_shows_no_private_page() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let latchkey = Latchkey::start().await;
+    latchkey.add_user("ann", PASSWORD, &[]).await;
+    browser.goto(&latchkey.url("/profile")).await;
+    sign_in_by_clicking(&browser, "ann", PASSWORD).await;
+    browser.wait_for_path("/profile").await;
+    assert!(browser.text().await.contains("Signed in as ann"));
+    assert_accessible(&browser, "profile").await;
+    browser.submit("form[action='/logout']").await;
+    browser.wait_for_path("/login").await;
+    assert!(browser.text().await.contains("You have been signed out."));
+    assert!(browser.cookie("latchkey").await.is_none());
+    // Back to where the profile was: the server is asked again, and the
+    // browser ends on the login page, not on a kept copy of the profile.
+    browser.back().await;
+    browser.wait_for_path("/login").await;
+    let text = browser.text().await;
+    assert!(
+        !text.contains("Signed in as"),
+        "back shows no private page: {text}"
+    );
+    browser.goto(&latchkey.url("/profile")).await;
+    browser.wait_for_path("/login").await;
+    browser.finish("signed_out_then_back").await;
+}
+
+#[tokio::test]
+async fn sign_out_on_a_page_opened_before_a_role_change_still_signs_out() {
+    let Some((browser, latchkey)) = ann_signed_in().await else {
+        return;
+    };
+    assert!(browser.text().await.contains("Roles\nnone"));
+    cli(&latchkey, &["user", "roles", "ann", "--add", "ops"]).await;
+    browser.submit("form[action='/logout']").await;
+    browser.wait_for_path("/login").await;
+    assert!(browser.text().await.contains("You have been signed out."));
+    browser.goto(&latchkey.url("/profile")).await;
+    browser.wait_for_path("/login").await;
+    browser.finish("sign_out_after_role_change").await;
+}
+
+#[tokio::test]
+async fn a_revoked_session_meets_a_page_that_says_it_ended() {
+    let Some((browser, latchkey)) = ann_signed_in().await else {
+        return;
+    };
+    cli(&latchkey, &["session", "revoke", "--user", "ann"]).await;
+    browser.goto(&latchkey.url("/profile")).await;
+    browser.wait_for_path("/login").await;
+    let text = browser.text().await;
+    assert!(
+        text.contains("Your session ended. Please sign in again."),
+        "{text}"
+    );
+    sign_in_by_clicking(&browser, "ann", PASSWORD).await;
+    browser.wait_for_path("/profile").await;
+    browser.finish("session_ended").await;
+}
+
+#[tokio::test]
+async fn a_page_on_another_site_can_neither_sign_out_nor_sign_in_the_visitor() {
+    let Some((browser, latchkey)) = ann_signed_in().await else {
+        return;
+    };
+    latchkey.add_user("mallory", OTHER_PASSWORD, &[]).await;
+    let session = browser.cookie("latchkey").await.unwrap().value;
+    let auto_submit = |action: &str, fields: &str| {
+        format!(
+            "<!doctype html><html lang=en><title>prize</title><body>\
+             <form id=f method=post action={action}>{fields}</form>\
+             <script>document.getElementById('f').submit()</script></body></html>"
+        )
+    };
+    // Forged sign-out, then a forged sign-in as the attacker (login CSRF).
+    let logout = auto_submit(
+        &latchkey.url("/logout"),
+        "<input type=hidden name=csrf_token value=x>",
+    );
+    let login = auto_submit(
+        &latchkey.url("/login"),
+        &format!(
+            "<input type=hidden name=username value=mallory>\
+             <input type=hidden name=password value={OTHER_PASSWORD}>\
+             <input type=hidden name=csrf_token value=x>"
+        ),
+    );
+    for (what, page) in [("sign-out", logout), ("sign-in", login)] {
+        let (url, _site) = attacker_site(&page).await;
+        browser.goto(&url).await;
+        let landed = browser
+            .wait_for_url("latchkey's answer", |u| u.host_str() == Some("127.0.0.1"))
+            .await;
+        let text = browser
+            .wait_until("the refusal page", async || {
+                let t = browser.text().await;
+                t.contains("Request refused").then_some(t)
+            })
+            .await;
+        assert!(
+            text.contains("Nothing was changed"),
+            "{what}: {landed} {text}"
+        );
+        browser
+            .screenshot(&format!("cross_site_{what}_refused"))
+            .await;
+        browser.goto(&latchkey.url("/profile")).await;
+        let text = browser.text().await;
+        assert!(
+            text.contains("Signed in as ann"),
+            "{what} changed nothing: {text}"
+        );
+        assert_eq!(
+            browser.cookie("latchkey").await.unwrap().value,
+            session,
+            "{what}"
+        );
+    }
+    browser.finish("cross_site_forms_change_nothing").await;
+}
+
+#[tokio::test]
+async fn a_visitor_at_localhost_is_sent_to_the_public_address_and_can_sign_in() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let latchkey = Latchkey::start().await;
+    latchkey.add_user("ann", PASSWORD, &[]).await;
+    let alias = latchkey.url("/profile").replace("127.0.0.1", "localhost");
+    browser.goto(&alias).await;
+    let login = browser.wait_for_path("/login").await;
+    assert_eq!(login.host_str(), Some("127.0.0.1"));
+    sign_in_by_clicking(&browser, "ann", PASSWORD).await;
+    let profile = browser.wait_for_path("/profile").await;
+    assert_eq!(profile.host_str(), Some("127.0.0.1"));
+    browser.finish("localhost_alias").await;
+}
+
+#[tokio::test]
+async fn every_page_passes_the_accessibility_check_in_the_dark_theme() {
+    let Some(browser) = Browser::start_dark().await else {
+        return;
+    };
+    let latchkey = Latchkey::start().await;
+    let link = setup_link(&latchkey);
+    browser.goto(&link).await;
+    assert_accessible(&browser, "setup, dark").await;
+    browser.goto(&latchkey.url("/setup?token=wrong")).await;
+    assert_accessible(&browser, "wrong setup link, dark").await;
+    latchkey.add_user("root", PASSWORD, &["admin"]).await;
+    browser.goto(&latchkey.url("/login")).await;
+    assert_accessible(&browser, "login, dark").await;
+    sign_in_by_clicking(&browser, "root", "wrong-password-1").await;
+    assert_accessible(&browser, "login error, dark").await;
+    browser.screenshot("login_error_dark").await;
+    sign_in_by_clicking(&browser, "root", PASSWORD).await;
+    browser.wait_for_path("/profile").await;
+    for path in ["/profile", "/admin", "/logout", "/login", "/no-such-page"] {
+        browser.goto(&latchkey.url(path)).await;
+        assert_accessible(&browser, &format!("{path}, dark")).await;
+    }
+    browser.goto(&latchkey.url("/profile")).await;
+    browser.finish("profile_dark").await;
 }

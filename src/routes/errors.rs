@@ -142,7 +142,7 @@ fn render_error(response: Response, format: Format) -> Response {
     }
     let title = status.to_string();
     let mut hint = None;
-    let mut link = ("/profile", "Continue");
+    let mut link = ("/profile", "Go to latchkey");
     let csrf_text;
     let (title, message) = match &info.csrf {
         Some(CsrfRefusal::OriginNotAllowed { origin, expected }) => {

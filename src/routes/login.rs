@@ -125,7 +125,7 @@ pub(crate) struct LoginForm {
 fn page_message(error: &AppError) -> String {
     match error {
         AppError::Throttled { retry_after_secs } => format!(
-            "Too many failed sign-in attempts for this account. \
+            "Too many failed sign-in attempts. \
              Sign-in is locked: try again in {}.",
             wait_in_words(*retry_after_secs)
         ),
