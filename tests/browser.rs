@@ -460,6 +460,7 @@ async fn a_page_on_another_site_can_neither_sign_out_nor_sign_in_the_visitor() {
             text.contains("Nothing was changed"),
             "{what}: {landed} {text}"
         );
+        assert_accessible(&browser, &format!("cross-site {what} refused")).await;
         browser
             .screenshot(&format!("cross_site_{what}_refused"))
             .await;

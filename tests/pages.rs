@@ -621,3 +621,41 @@ async fn a_sign_out_form_shown_before_a_role_change_still_signs_out() {
     );
     assert_eq!(app.profile_status().await, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_double_submitted_form_does_its_work_once_and_lands_where_the_first_did() {
+    let app = TestApp::spawn().await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    let html = app.get("/login?next=%2Fadmin").await.text().await.unwrap();
+    let token = form_csrf(&html, "/login");
+    let form = [
+        ("username", "ann"),
+        ("password", PASSWORD),
+        ("csrf_token", token.as_str()),
+        ("next", "/profile"),
+    ];
+    let first = app.post_form("/login", &form).await;
+    assert_eq!(first.status(), StatusCode::SEE_OTHER);
+    let session = app.session_cookie().unwrap();
+    // The second click arrives after the first answer replaced the cookies.
+    let second = app.post_form("/login", &form).await;
+    assert_eq!(second.status(), StatusCode::SEE_OTHER);
+    assert_eq!(second.headers()[header::LOCATION], "/profile");
+    assert!(second.headers().get(header::SET_COOKIE).is_none());
+    assert_eq!(app.session_cookie().unwrap(), session, "no second session");
+    let sessions = app.cli(&["session", "list", "--user", "ann"], None).await;
+    assert_eq!(
+        common::stdout(&sessions).lines().count(),
+        2,
+        "a header and one session"
+    );
+    // Signing out twice: the second finds nobody to sign out and says so.
+    let profile = app.get("/profile").await.text().await.unwrap();
+    let token = form_csrf(&profile, "/logout");
+    for _ in 0..2 {
+        let r = app.post_form("/logout", &[("csrf_token", &token)]).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert_eq!(r.headers()[header::LOCATION], "/login?reason=signed_out");
+    }
+    assert_eq!(app.profile_status().await, StatusCode::UNAUTHORIZED);
+}

@@ -165,8 +165,13 @@ pub(crate) async fn submit(
         if refusal.is_cross_site() || format == Format::Json {
             return Err(AppError::Csrf(refusal));
         }
+        // A second click on "Sign in" after the first one worked: the
+        // person is signed in, so they go where they were going.
+        if session.active().is_some() {
+            return Ok(Redirect::to(next).into_response());
+        }
         // One of this site's own forms whose token went stale (cookies
-        // cleared, a second click): a fresh form, nothing else happens.
+        // cleared, a form left open): a fresh form, nothing else happens.
         let view = FormView {
             next,
             username: shown_name,
