@@ -98,8 +98,8 @@ impl Application {
     pub async fn build(mut config: Config) -> anyhow::Result<Self> {
         if !config.secure_cookies() {
             tracing::warn!(public_url = %config.public_url,
-                "serving over plain http: acceptable on loopback for development only; \
-                 cookies are not marked Secure");
+                "plain http on this machine: fine for trying latchkey out; for anyone else \
+                 serve it over https (LATCHKEY_PUBLIC_URL=https://…), which also marks cookies Secure");
         }
         let listener = TcpListener::bind(config.bind)
             .await
