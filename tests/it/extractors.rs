@@ -1,6 +1,5 @@
 //! The library embedded in another axum app, tested in-process: the layer
 //! and the extractors, with a memory store.
-#![allow(clippy::unwrap_used)]
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;

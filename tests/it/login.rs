@@ -1,8 +1,7 @@
 //! Signing in: the form and the JSON API, fixation, login CSRF, open
 //! redirects, enumeration, throttling and hash upgrades.
-#![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,9 +1,8 @@
 //! Sessions after sign-in: logout and replay, timeouts, forged cookies, and
 //! administrative changes (also from the CLI in another process) taking
 //! effect at the very next request.
-#![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

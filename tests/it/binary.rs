@@ -1,8 +1,7 @@
 //! The real `latchkey serve` process: first run on an empty directory with
 //! no configuration, and the audit trail it writes.
-#![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::PASSWORD;
 use common::process::ServerProcess;

@@ -3,9 +3,8 @@
 //! PostgreSQL runs when `LATCHKEY_TEST_POSTGRES_URL` names a server
 //! (`.ci/run` always sets it); each test gets a database of its own, dropped
 //! afterwards.
-#![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use latchkey::store::{
     FailurePolicy, NewUser, SessionKey, SessionRecord, StoreError, Stores, UserId, now_millis,

@@ -624,7 +624,7 @@ pub struct Violation {
 }
 
 /// axe-core, vendored (see `tests/browser/README.md`).
-const AXE_SOURCE: &str = include_str!("../browser/axe.min.js");
+const AXE_SOURCE: &str = include_str!("../../browser/axe.min.js");
 
 /// Runs axe on the whole document and keeps what a test must not ship.
 const AXE_RUN: &str = r"

@@ -1,7 +1,6 @@
 //! The `latchkey` command line, run as a real process.
-#![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::{OTHER_PASSWORD, PASSWORD, base_env, run_cli, stderr, stdout};
 use serde_json::Value;

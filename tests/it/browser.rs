@@ -1,10 +1,9 @@
 //! Headless Chromium against the real `latchkey` binary: first the harness
-//! (`tests/common/browser.rs`) proves itself, then every page flow a person
+//! (`tests/it/common/browser.rs`) proves itself, then every page flow a person
 //! uses is clicked through, each ending on a screenshot in
 //! `target/browser-screenshots/`.
-#![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::browser::{Browser, Latchkey, attacker_site};
 use common::{OTHER_PASSWORD, PASSWORD, run_cli};

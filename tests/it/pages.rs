@@ -1,8 +1,7 @@
 //! Pages and the HTTP surface: security headers, content negotiation, the
 //! admin page, health, and the first-run setup link.
-#![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::{OTHER_PASSWORD, PASSWORD, TestApp};
 use reqwest::{Method, StatusCode, header};

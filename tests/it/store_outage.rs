@@ -2,10 +2,8 @@
 //! (never a 500, never a wrong signed-in or signed-out answer), /healthz says
 //! so, and the instance recovers by itself when the server is back. These
 //! tests run private PostgreSQL and Redis servers so that they can stop them.
-#![allow(clippy::unwrap_used)]
 
-mod common;
-mod support;
+use crate::{common, support};
 
 use std::path::PathBuf;
 use std::process::Stdio;

@@ -1,7 +1,6 @@
 //! Bad input gets a clear 4xx, never a 500, and never changes a session or a user.
-#![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::{PASSWORD, TestApp};
 use reqwest::{Method, StatusCode, header};

@@ -1,0 +1,19 @@
+//! latchkey's integration tests, built as one binary (one link per edit):
+//! black-box tests against real servers on port 0 with their own data, the
+//! store conformance suite, real processes, and headless Chromium.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+mod support;
+
+mod bad_input;
+mod binary;
+mod browser;
+mod cli;
+mod extractors;
+mod login;
+mod multi_instance;
+mod pages;
+mod session;
+mod store_conformance;
+mod store_outage;
