@@ -95,22 +95,35 @@ async fn profile(client: &Client, server: &ServerProcess) -> reqwest::Response {
 /// of milliseconds. The assertions below wait this long at most.
 const FEED_BOUND: Duration = Duration::from_secs(2);
 
-/// Asks `server` for the profile until it answers 401, for at most
-/// [`FEED_BOUND`].
-async fn refused_within_the_feed_bound(client: &Client, server: &ServerProcess, what: &str) {
+/// Asks `status` until it answers `expected`, for at most [`FEED_BOUND`];
+/// any answer but `expected` or `before` fails at once.
+async fn within_the_feed_bound<F: Future<Output = StatusCode>>(
+    what: &str,
+    before: StatusCode,
+    expected: StatusCode,
+    mut status: impl FnMut() -> F,
+) {
     let start = std::time::Instant::now();
     loop {
-        let status = profile(client, server).await.status();
-        if status == StatusCode::UNAUTHORIZED {
+        let now = status().await;
+        if now == expected {
             return;
         }
-        assert_eq!(status, StatusCode::OK, "{what}");
+        assert_eq!(now, before, "{what}");
         assert!(
             start.elapsed() < FEED_BOUND,
-            "{what}: still accepted {FEED_BOUND:?} after the change"
+            "{what}: still {before} {FEED_BOUND:?} after the change"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// `server` refuses the client's session within [`FEED_BOUND`].
+async fn refused_within_the_feed_bound(client: &Client, server: &ServerProcess, what: &str) {
+    within_the_feed_bound(what, StatusCode::OK, StatusCode::UNAUTHORIZED, || async {
+        profile(client, server).await.status()
+    })
+    .await;
 }
 
 async fn a_login_on_one_instance_holds_on_the_other(with_redis: bool) {
@@ -153,25 +166,22 @@ async fn a_logout_on_b_is_refused_on_a_once_the_feed_has_told_it(with_redis: boo
     assert_eq!(r.status(), StatusCode::OK);
     // The other instance's cache hears of the logout through its change feed.
     let replay = common::client().0;
-    let start = std::time::Instant::now();
-    loop {
-        let status = replay
-            .get(p.a.url("/profile"))
-            .header(header::ACCEPT, "application/json")
-            .header(header::COOKIE, format!("latchkey={cookie}"))
-            .send()
-            .await
-            .unwrap()
-            .status();
-        if status == StatusCode::UNAUTHORIZED {
-            break;
-        }
-        assert!(
-            start.elapsed() < FEED_BOUND,
-            "the old cookie still works on A {FEED_BOUND:?} after the logout on B"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    within_the_feed_bound(
+        "the old cookie on A after a logout on B",
+        StatusCode::OK,
+        StatusCode::UNAUTHORIZED,
+        || async {
+            replay
+                .get(p.a.url("/profile"))
+                .header(header::ACCEPT, "application/json")
+                .header(header::COOKIE, format!("latchkey={cookie}"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        },
+    )
+    .await;
     p.cleanup().await;
 }
 
@@ -237,25 +247,21 @@ async fn cli_changes_end_sessions_on_every_instance(with_redis: bool) {
             .status
             .success()
     );
-    let start = std::time::Instant::now();
-    loop {
-        let admin = client
-            .get(p.b.url("/admin"))
-            .header(header::ACCEPT, "application/json")
-            .send()
-            .await
-            .unwrap()
-            .status();
-        if admin == StatusCode::OK {
-            break;
-        }
-        assert_eq!(admin, StatusCode::FORBIDDEN);
-        assert!(
-            start.elapsed() < FEED_BOUND,
-            "a role granted by the CLI works within the feed bound"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    within_the_feed_bound(
+        "a role granted by the CLI",
+        StatusCode::FORBIDDEN,
+        StatusCode::OK,
+        || async {
+            client
+                .get(p.b.url("/admin"))
+                .header(header::ACCEPT, "application/json")
+                .send()
+                .await
+                .unwrap()
+                .status()
+        },
+    )
+    .await;
     assert_eq!(
         profile(&client, &p.a).await.status(),
         StatusCode::OK,
