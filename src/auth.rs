@@ -10,6 +10,7 @@ use axum::response::{IntoResponseParts, ResponseParts};
 use ipnet::IpNet;
 
 use crate::cache::{CachedSession, Change, SessionCache};
+use crate::clock::Clock;
 use crate::csrf::{self, CsrfKeys, CsrfRefusal};
 use crate::error::AppError;
 use crate::password::{HashError, MAX_PASSWORD_BYTES, PasswordHasher};
@@ -19,7 +20,6 @@ use crate::session::{
 };
 use crate::store::{
     Attempt, FailurePolicy, Millis, SessionKey, SessionRecord, StoreError, Stores, UserRecord,
-    now_millis,
 };
 use crate::username::{MAX_USERNAME_BYTES, Username, key_of};
 use crate::users::Accounts;
@@ -45,6 +45,9 @@ pub struct AuthSettings {
     pub ip_failures: FailurePolicy,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// What every decision by time asks: [`crate::clock::SystemClock`]
+    /// outside tests.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// A handle on the login: cheap to clone, shared by the layer, the routes
@@ -248,6 +251,12 @@ impl Auth {
         SessionLayer::new(self.clone())
     }
 
+    /// The time now, by the configured clock.
+    #[inline]
+    fn now(&self) -> Millis {
+        self.inner.settings.clock.now()
+    }
+
     /// The settings.
     #[must_use]
     pub fn settings(&self) -> &AuthSettings {
@@ -319,7 +328,7 @@ impl Auth {
         };
         let key = token.key();
         if let Some(cached) = inner.cache.session(&key) {
-            let now = now_millis();
+            let now = self.now();
             if cached.alive(now, inner.idle, inner.absolute)
                 && !cached.write_due(now, inner.touch_every)
             {
@@ -334,7 +343,7 @@ impl Auth {
     pub(crate) async fn resolve(&self, key: SessionKey) -> Result<Resolution, StoreError> {
         let inner = &*self.inner;
         if let Some(cached) = inner.cache.session(&key) {
-            let now = now_millis();
+            let now = self.now();
             if cached.alive(now, inner.idle, inner.absolute) {
                 cached.seen(now);
                 if cached.write_due(now, inner.touch_every) {
@@ -367,7 +376,7 @@ impl Auth {
                 .await?
                 .map(Arc::new),
         };
-        let now = now_millis();
+        let now = self.now();
         let ended = match &user {
             None => Some("user removed"),
             Some(u) if u.disabled => Some("user disabled"),
@@ -474,7 +483,7 @@ impl Auth {
         let failures = &inner.stores.failures;
         // Counted before the password is checked, so that parallel attempts
         // cannot all pass a check made before any of them was counted.
-        let now = now_millis();
+        let now = self.now();
         let account = failures
             .begin_attempt(&account_key, now, account_policy)
             .await?;
@@ -558,7 +567,7 @@ impl Auth {
             inner.cache.invalidate(&Change::Session(old.key));
         }
         let token = SessionToken::generate();
-        let now = now_millis();
+        let now = self.now();
         let record = SessionRecord {
             key: token.key(),
             user_id: user.id,
@@ -689,7 +698,7 @@ impl Auth {
     /// When the store fails.
     pub async fn delete_expired(&self) -> Result<u64, StoreError> {
         let inner = &*self.inner;
-        let now = now_millis();
+        let now = self.now();
         let n = inner
             .stores
             .sessions

@@ -25,6 +25,7 @@ mod auth;
 pub mod cache;
 pub mod cli;
 mod client_ip;
+pub mod clock;
 pub mod config;
 pub mod csrf;
 pub mod error;

@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::auth::{Auth, AuthSettings};
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::password::PasswordHasher;
 use crate::routes::{AppState, SetupToken, router};
@@ -24,7 +25,16 @@ fn millis(d: std::time::Duration) -> i64 {
 /// # Errors
 /// When the secret or the database cannot be opened.
 pub async fn open_auth(config: &Config) -> anyhow::Result<Auth> {
-    auth_with(config, open_stores(config).await?).await
+    open_auth_with_clock(config, Arc::new(SystemClock)).await
+}
+
+/// [`open_auth`] with a clock of the caller's (tests move time with
+/// [`crate::clock::AdjustableClock`]).
+///
+/// # Errors
+/// As [`open_auth`].
+pub async fn open_auth_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Auth> {
+    auth_with(config, open_stores(config).await?, clock).await
 }
 
 async fn open_stores(config: &Config) -> anyhow::Result<Stores> {
@@ -44,10 +54,15 @@ async fn open_stores(config: &Config) -> anyhow::Result<Stores> {
 /// # Errors
 /// As [`open_auth`].
 pub async fn open_admin(config: &Config) -> anyhow::Result<Auth> {
-    auth_with(config, open_stores(config).await?.without_feeds()).await
+    auth_with(
+        config,
+        open_stores(config).await?.without_feeds(),
+        Arc::new(SystemClock),
+    )
+    .await
 }
 
-async fn auth_with(config: &Config, stores: Stores) -> anyhow::Result<Auth> {
+async fn auth_with(config: &Config, stores: Stores, clock: Arc<dyn Clock>) -> anyhow::Result<Auth> {
     let secret = config.load_secret()?;
     let hasher = PasswordHasher::new(config.hash_params, config.hash_concurrency).await?;
     let window = millis(config.login_window);
@@ -68,6 +83,7 @@ async fn auth_with(config: &Config, stores: Stores) -> anyhow::Result<Auth> {
             lockout,
         },
         trusted_proxies: config.trusted_proxies.clone(),
+        clock,
     };
     Ok(Auth::new(settings, &secret, stores, hasher))
 }
@@ -95,7 +111,18 @@ impl Application {
     ///
     /// # Errors
     /// When the configuration, the database or the address is unusable.
-    pub async fn build(mut config: Config) -> anyhow::Result<Self> {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// [`Application::build`] with a clock of the caller's.
+    ///
+    /// # Errors
+    /// As [`Application::build`].
+    pub async fn build_with_clock(
+        mut config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
         if !config.secure_cookies() {
             tracing::warn!(public_url = %config.public_url,
                 "plain http on this machine: fine for trying latchkey out; for anyone else \
@@ -111,7 +138,7 @@ impl Application {
             // which browsers then send as their `Origin`.
             let _ = config.public_url.set_port(Some(addr.port()));
         }
-        let auth = open_auth(&config).await?;
+        let auth = open_auth_with_clock(&config, clock).await?;
         let setup = if auth.accounts().any_users().await? {
             SetupToken::closed()
         } else {

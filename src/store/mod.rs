@@ -29,17 +29,7 @@ pub use postgres::PostgresStore;
 pub use redis::RedisStore;
 pub use sqlite::SqliteStore;
 
-/// Milliseconds since the Unix epoch.
-pub type Millis = i64;
-
-/// The current time in [`Millis`].
-#[must_use]
-pub fn now_millis() -> Millis {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-}
+pub use crate::clock::{Millis, now_millis};
 
 /// Result of a store operation.
 pub type StoreResult<T> = Result<T, StoreError>;

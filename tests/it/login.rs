@@ -509,7 +509,13 @@ async fn the_lock_ends_after_the_lockout() {
         app.login_json("ann", PASSWORD).await.status(),
         StatusCode::TOO_MANY_REQUESTS
     );
-    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    app.clock.advance(Duration::from_millis(1_900));
+    assert_eq!(
+        app.login_json("ann", PASSWORD).await.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "not before the lockout has passed"
+    );
+    app.clock.advance(Duration::from_millis(200));
     assert_eq!(
         app.login_json("ann", PASSWORD).await.status(),
         StatusCode::OK

@@ -463,6 +463,9 @@ async fn forged_and_stale_forms_get_a_clear_page_change_nothing_and_log_one_line
         "still signed in"
     );
     // Each refusal is one warning line with the route and the reason.
+    for _ in 0..6 {
+        server.wait_for("cross-site request check").await;
+    }
     let lines = server.drain().await;
     let refusals: Vec<Value> = lines
         .iter()

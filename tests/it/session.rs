@@ -177,14 +177,20 @@ async fn activity_keeps_a_session_alive_until_the_idle_timeout() {
     app.add_user("ann", PASSWORD, &[]).await;
     app.sign_in("ann", PASSWORD).await;
     for _ in 0..8 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        app.clock.advance(Duration::from_millis(500));
         assert_eq!(
             app.profile_status().await,
             StatusCode::OK,
             "active sessions stay alive"
         );
     }
-    tokio::time::sleep(Duration::from_millis(2_300)).await;
+    app.clock.advance(Duration::from_millis(1_900));
+    assert_eq!(
+        app.profile_status().await,
+        StatusCode::OK,
+        "not yet idle for the whole timeout"
+    );
+    app.clock.advance(Duration::from_millis(2_001));
     assert_eq!(
         app.profile_status().await,
         StatusCode::UNAUTHORIZED,
@@ -201,20 +207,20 @@ async fn the_absolute_timeout_ends_even_a_busy_session() {
     .await;
     app.add_user("ann", PASSWORD, &[]).await;
     app.sign_in("ann", PASSWORD).await;
-    let mut ok = 0;
-    let start = std::time::Instant::now();
-    while start.elapsed() < Duration::from_millis(3_000) {
-        if app.profile_status().await == StatusCode::OK {
-            ok += 1;
-            assert!(
-                start.elapsed() < Duration::from_millis(2_100),
-                "still valid after the absolute timeout"
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    for _ in 0..7 {
+        assert_eq!(
+            app.profile_status().await,
+            StatusCode::OK,
+            "valid before the absolute timeout"
+        );
+        app.clock.advance(Duration::from_millis(250));
     }
-    assert!(ok >= 4, "valid before the absolute timeout");
-    assert_eq!(app.profile_status().await, StatusCode::UNAUTHORIZED);
+    app.clock.advance(Duration::from_millis(300));
+    assert_eq!(
+        app.profile_status().await,
+        StatusCode::UNAUTHORIZED,
+        "however busy, not after the absolute timeout"
+    );
 }
 
 #[tokio::test]
@@ -224,14 +230,21 @@ async fn expired_sessions_are_deleted_in_the_background() {
     app.sign_in("ann", PASSWORD).await;
     let listed = app.cli(&["session", "list"], None).await;
     assert!(common::stdout(&listed).contains("ann"));
-    // No request touches the session: only the cleanup task can delete it.
-    tokio::time::sleep(Duration::from_millis(3_000)).await;
-    let listed = app.cli(&["session", "list"], None).await;
-    assert!(
-        !common::stdout(&listed).contains("ann"),
-        "{}",
-        common::stdout(&listed)
-    );
+    // No request touches the session: only the cleanup task, which runs
+    // every second, can delete it once the server's clock is past its end.
+    app.clock.advance(Duration::from_secs(5));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed = common::stdout(&app.cli(&["session", "list"], None).await);
+        if !listed.contains("ann") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never deleted: {listed}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]

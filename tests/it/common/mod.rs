@@ -32,6 +32,8 @@ pub struct TestApp {
     pub jar: Arc<Jar>,
     pub setup_link: Option<String>,
     pub auth: latchkey::Auth,
+    /// The server's clock: a test moves it forward instead of sleeping.
+    pub clock: Arc<latchkey::clock::AdjustableClock>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -90,7 +92,10 @@ impl TestApp {
     /// Starts a server on an existing directory and environment (a restart).
     pub async fn start(dir: Arc<TempDir>, env: Vec<(String, String)>) -> Self {
         let config = latchkey::Config::load_from(None, env.clone()).unwrap();
-        let app = latchkey::Application::build(config).await.unwrap();
+        let clock = Arc::new(latchkey::clock::AdjustableClock::default());
+        let app = latchkey::Application::build_with_clock(config, clock.clone())
+            .await
+            .unwrap();
         let addr = app.local_addr();
         let setup_link = app.setup_link().map(str::to_owned);
         let auth = app.auth().clone();
@@ -107,6 +112,7 @@ impl TestApp {
             jar,
             setup_link,
             auth,
+            clock,
             server,
         }
     }
