@@ -621,7 +621,25 @@ impl Auth {
         headers: &HeaderMap,
         form_token: Option<&str>,
     ) -> Result<(), AppError> {
-        self.csrf_refusal(session, headers, form_token)
+        self.csrf_refusal(session, headers, form_token, false)
+            .map_or(Ok(()), |r| Err(AppError::Csrf(r)))
+    }
+
+    /// [`Auth::check_csrf`] for signing out, which also accepts the token
+    /// of the session's previous key when this very request rotated it (a
+    /// role change): a "Sign out" button on a page shown before the change
+    /// still signs out. Nothing else gets that allowance, since it would act
+    /// under the new roles with a token issued for the old ones.
+    ///
+    /// # Errors
+    /// As [`Auth::check_csrf`].
+    pub fn check_logout_csrf(
+        &self,
+        session: &Session,
+        headers: &HeaderMap,
+        form_token: Option<&str>,
+    ) -> Result<(), AppError> {
+        self.csrf_refusal(session, headers, form_token, true)
             .map_or(Ok(()), |r| Err(AppError::Csrf(r)))
     }
 
@@ -630,6 +648,7 @@ impl Auth {
         session: &Session,
         headers: &HeaderMap,
         form_token: Option<&str>,
+        accept_rotated: bool,
     ) -> Option<CsrfRefusal> {
         if let Err(r) = csrf::check_origin(headers, &self.inner.settings.public_origin) {
             return Some(r);
@@ -646,11 +665,10 @@ impl Auth {
             return Some(CsrfRefusal::TokenMismatch);
         };
         let matches = csrf::tokens_match(&active.csrf_token, token)
-            // The session was rotated by this very request (a role change):
-            // a page shown before it still carries the previous token.
-            || session
-                .rotated_from()
-                .is_some_and(|old| csrf::tokens_match(&self.inner.csrf.session_token(old), token));
+            || accept_rotated
+                && session.rotated_from().is_some_and(|old| {
+                    csrf::tokens_match(&self.inner.csrf.session_token(old), token)
+                });
         (!matches).then_some(CsrfRefusal::TokenMismatch)
     }
 

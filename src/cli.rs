@@ -139,11 +139,21 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The error and its causes on one line, each said once: a message that
+/// already quotes its cause (`password refused: {cause}`) is not followed by
+/// the cause again.
 fn one_line(e: &anyhow::Error) -> String {
-    e.chain()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(": ")
+    let mut out = String::new();
+    for cause in e.chain().map(ToString::to_string) {
+        if out.contains(&cause) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&cause);
+    }
+    out
 }
 
 fn init_logging(format: LogFormat, default_level: &str) {

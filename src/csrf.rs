@@ -137,18 +137,32 @@ pub fn check_origin(headers: &HeaderMap, public_origin: &str) -> Result<(), Csrf
     if let Some(site) = site
         && !matches!(site, b"same-origin" | b"none")
     {
-        return Err(CsrfRefusal::CrossSite(
-            String::from_utf8_lossy(site).into_owned(),
-        ));
+        return Err(CsrfRefusal::CrossSite(shown(site)));
     }
     match headers.get(header::ORIGIN).map(HeaderValue::as_bytes) {
         None => Ok(()),
         Some(origin) if origin == public_origin.as_bytes() => Ok(()),
         Some(b"null") if site == Some(b"same-origin") => Ok(()),
         Some(origin) => Err(CsrfRefusal::OriginNotAllowed {
-            origin: String::from_utf8_lossy(origin).into_owned(),
+            origin: shown(origin),
             expected: public_origin.to_owned(),
         }),
+    }
+}
+
+/// A request header's value as a refusal may show it in a log line or a
+/// page: printable ASCII without spaces, quotes, backslashes or `=`, at most
+/// 100 bytes, else `(unreadable)`. Genuine `Origin` and `Sec-Fetch-Site`
+/// values always pass; a crafted one cannot imitate another log field.
+fn shown(value: &[u8]) -> String {
+    let plain = value.len() <= 100
+        && value
+            .iter()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'\\' | b'='));
+    if plain {
+        String::from_utf8_lossy(value).into_owned()
+    } else {
+        "(unreadable)".to_owned()
     }
 }
 
@@ -228,6 +242,44 @@ mod tests {
             !same_origin(&h, origin),
             "a sibling subdomain is another origin"
         );
+    }
+
+    #[test]
+    fn crafted_header_values_cannot_imitate_log_fields() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "sec-fetch-site",
+            HeaderValue::from_static("x route=\"GET /admin\" reason=ok"),
+        );
+        assert_eq!(
+            check_origin(&h, "http://a"),
+            Err(CsrfRefusal::CrossSite("(unreadable)".into()))
+        );
+        h.remove("sec-fetch-site");
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_bytes("http://e\u{202e}vil".as_bytes()).expect("header"),
+        );
+        assert!(matches!(
+            check_origin(&h, "http://a"),
+            Err(CsrfRefusal::OriginNotAllowed { origin, .. }) if origin == "(unreadable)"
+        ));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_str(&"a".repeat(101)).expect("header"),
+        );
+        assert!(matches!(
+            check_origin(&h, "http://a"),
+            Err(CsrfRefusal::OriginNotAllowed { origin, .. }) if origin == "(unreadable)"
+        ));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://[::1]:8080"),
+        );
+        assert!(matches!(
+            check_origin(&h, "http://a"),
+            Err(CsrfRefusal::OriginNotAllowed { origin, .. }) if origin == "http://[::1]:8080"
+        ));
     }
 
     #[test]

@@ -123,20 +123,34 @@ impl Application {
         mut config: Config,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
-        if !config.secure_cookies() {
-            tracing::warn!(public_url = %config.public_url,
-                "plain http on this machine: fine for trying latchkey out; for anyone else \
-                 serve it over https (LATCHKEY_PUBLIC_URL=https://…), which also marks cookies Secure");
-        }
         let listener = TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("cannot listen on {}", config.bind))?;
         let addr = listener.local_addr()?;
         if config.bind.port() == 0 && config.public_url_is_loopback() {
             // Port 0 was asked for (tests, a quick try): on loopback the
-            // public URL is this server itself, so it names the real port,
-            // which browsers then send as their `Origin`.
+            // public URL is this server itself, so it names the real address
+            // and port, which browsers then send as their `Origin`.
+            let _ = config.public_url.set_ip_host(addr.ip());
             let _ = config.public_url.set_port(Some(addr.port()));
+        }
+        let public_url_is_this_listener = config.public_url_is_loopback()
+            && config.public_url.port_or_known_default() == Some(addr.port())
+            && match config.public_url.host() {
+                Some(url::Host::Ipv4(ip)) => std::net::IpAddr::V4(ip) == addr.ip(),
+                Some(url::Host::Ipv6(ip)) => std::net::IpAddr::V6(ip) == addr.ip(),
+                Some(url::Host::Domain(_)) => true,
+                None => false,
+            };
+        if config.public_url_is_loopback() && !public_url_is_this_listener {
+            tracing::warn!(public_url = %config.public_url, address = %addr,
+                "the public URL is not where latchkey listens: its links (the setup link too) \
+                 lead there; make sure that is a proxy of yours");
+        }
+        if !config.secure_cookies() {
+            tracing::warn!(public_url = %config.public_url,
+                "plain http on this machine: fine for trying latchkey out; for anyone else \
+                 serve it over https (LATCHKEY_PUBLIC_URL=https://…), which also marks cookies Secure");
         }
         let auth = open_auth_with_clock(&config, clock).await?;
         let setup = if auth.accounts().any_users().await? {
@@ -158,6 +172,7 @@ impl Application {
         let router = router(AppState {
             auth: auth.clone(),
             setup: Arc::new(setup),
+            public_url_is_this_listener,
         });
         Ok(Self {
             listener,

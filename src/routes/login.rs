@@ -32,6 +32,8 @@ pub(crate) struct LoginPage<'a> {
     notice: Option<&'a str>,
     /// Who is signed in already, with their session's token for signing out.
     signed_in: Option<(&'a str, &'a str)>,
+    /// No account exists yet (as far as this server knows).
+    setup_open: bool,
 }
 
 /// A query parameter of the login page, decoded.
@@ -75,6 +77,7 @@ fn render_form(
             signed_in: session
                 .active()
                 .map(|a| (a.username.as_str(), a.csrf_token.as_str())),
+            setup_open: state.setup.is_open(),
         },
     );
     if let Some(cookie) = cookie {
@@ -93,10 +96,17 @@ pub(crate) async fn show(
         Some(q) => format!("/login?{q}"),
         None => "/login".to_owned(),
     };
-    if let Some(redirect) = super::canonical_redirect(&state.auth, &headers, &path) {
+    if let Some(redirect) = super::canonical_redirect(&state, &headers, &path) {
         return redirect;
     }
     let next = query_param(query.as_deref(), "next");
+    if session.active().is_some()
+        && let Some(next) = &next
+    {
+        // Sent here for a page while already signed in (another tab, or
+        // another name of this host): straight on to that page.
+        return Redirect::to(safe_next(Some(next))).into_response();
+    }
     let notice = match query_param(query.as_deref(), "reason").as_deref() {
         Some("signed_out") => Some("You have been signed out."),
         Some("ended") if session.active().is_none() => {

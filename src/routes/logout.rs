@@ -39,7 +39,7 @@ pub(crate) async fn page(
     if format == Format::Json {
         return Json(serde_json::json!({ "signed_in": active.is_some() })).into_response();
     }
-    if let Some(redirect) = super::canonical_redirect(&state.auth, &headers, "/logout") {
+    if let Some(redirect) = super::canonical_redirect(&state, &headers, "/logout") {
         return redirect;
     }
     page_html(&session, None, StatusCode::OK)
@@ -72,7 +72,7 @@ pub(crate) async fn submit(
 ) -> Result<Response, AppError> {
     let auth = &state.auth;
     let checked = if session.active().is_some() {
-        auth.check_csrf(&session, &headers, form.csrf_token.as_deref())
+        auth.check_logout_csrf(&session, &headers, form.csrf_token.as_deref())
     } else {
         // Nobody to sign out: only a cross-site request is worth refusing.
         crate::csrf::check_origin(&headers, &auth.settings().public_origin).map_err(AppError::Csrf)

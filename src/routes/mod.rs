@@ -33,6 +33,11 @@ pub struct AppState {
     pub auth: Auth,
     /// The one-time first-admin link, while no user exists.
     pub setup: Arc<SetupToken>,
+    /// The public URL is this very listener on loopback, so that visitors
+    /// under another loopback name of the same port may be sent there.
+    /// Never set when the public URL names another address: a redirect
+    /// there could hand visitors (and a setup link) to whoever listens on it.
+    pub public_url_is_this_listener: bool,
 }
 
 /// Content-Security-Policy for every page: scripts and styles only as files
@@ -136,12 +141,15 @@ pub(crate) fn log_refusal(route: &'static str, refusal: &CsrfRefusal) {
 /// the public URL's host. Cookies and the origin check belong to one host
 /// name, so a form shown under the other would always be refused.
 pub(crate) fn canonical_redirect(
-    auth: &Auth,
+    state: &AppState,
     headers: &axum::http::HeaderMap,
     path_and_query: &str,
 ) -> Option<axum::response::Response> {
     use axum::response::IntoResponse as _;
-    let origin = &auth.settings().public_origin;
+    if !state.public_url_is_this_listener {
+        return None;
+    }
+    let origin = &state.auth.settings().public_origin;
     let authority = origin.split_once("://")?.1;
     let host = headers.get(header::HOST)?.to_str().ok()?;
     if host.eq_ignore_ascii_case(authority) {

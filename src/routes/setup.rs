@@ -43,6 +43,12 @@ impl SetupToken {
         Self::default()
     }
 
+    /// Whether the setup link still works (no account existed when last looked).
+    #[must_use]
+    pub fn is_open(&self) -> bool {
+        self.lock().is_some()
+    }
+
     /// The token, to print the link.
     #[must_use]
     pub fn reveal(&self) -> Option<String> {
@@ -190,7 +196,7 @@ pub(crate) async fn page_get(
         Some(q) => format!("/setup?{q}"),
         None => "/setup".to_owned(),
     };
-    if let Some(redirect) = super::canonical_redirect(&state.auth, &headers, &path) {
+    if let Some(redirect) = super::canonical_redirect(&state, &headers, &path) {
         return Ok(redirect);
     }
     let token = query
@@ -272,8 +278,12 @@ pub(crate) async fn submit(
         .await
     {
         Ok(_) => {}
-        Err(e @ AccountError::Username(_)) => return fail(Field::Username, &e.to_string()),
-        Err(e @ AccountError::Password(_)) => return fail(Field::Password, &e.to_string()),
+        Err(AccountError::Username(e)) => {
+            return fail(Field::Username, &super::text::sentence(&e.to_string()));
+        }
+        Err(AccountError::Password(e)) => {
+            return fail(Field::Password, &super::text::sentence(&e.to_string()));
+        }
         Err(e) => {
             state.setup.restore(token);
             return Err(account_error(e));

@@ -59,6 +59,20 @@ pub fn roles_text(roles: &[String]) -> String {
     }
 }
 
+/// A message as a sentence on a page: capital first letter, full stop.
+#[must_use]
+pub(crate) fn sentence(message: &str) -> String {
+    let mut chars = message.chars();
+    let mut out: String = chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default();
+    if !out.ends_with(['.', '!', '?']) {
+        out.push('.');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +99,16 @@ mod tests {
             readable_time("2026-13-02T05:40:12Z"),
             "2026-13-02T05:40:12Z"
         );
+    }
+
+    #[test]
+    fn messages_become_sentences() {
+        assert_eq!(
+            sentence("the password is too easy to guess"),
+            "The password is too easy to guess."
+        );
+        assert_eq!(sentence("done."), "Done.");
+        assert_eq!(sentence(""), ".");
     }
 
     #[test]

@@ -492,6 +492,16 @@ async fn a_visitor_at_localhost_is_sent_to_the_public_address_and_can_sign_in() 
     sign_in_by_clicking(&browser, "ann", PASSWORD).await;
     let profile = browser.wait_for_path("/profile").await;
     assert_eq!(profile.host_str(), Some("127.0.0.1"));
+    // Signed in, another page asked for under the alias comes straight up.
+    browser
+        .goto(&latchkey.url("/logout").replace("127.0.0.1", "localhost"))
+        .await;
+    let page = browser.wait_for_path("/logout").await;
+    assert_eq!(page.host_str(), Some("127.0.0.1"));
+    browser.goto(&alias).await;
+    let page = browser.wait_for_path("/profile").await;
+    assert_eq!(page.host_str(), Some("127.0.0.1"));
+    assert!(browser.text().await.contains("Signed in as ann"));
     browser.finish("localhost_alias").await;
 }
 

@@ -181,6 +181,11 @@ async fn mistakes_get_one_clear_line_and_a_failing_exit() {
         let err = stderr(&out);
         assert!(err.contains(needle), "{args:?}: {err}");
         assert_eq!(err.trim().lines().count(), 1, "{args:?}: one line: {err}");
+        assert_eq!(
+            err.matches(needle).count(),
+            1,
+            "{args:?}: the cause is said once: {err}"
+        );
         assert!(!err.contains(PASSWORD), "never echo a password");
     }
     let out = run_cli(&env, &["user", "frobnicate"], None).await;

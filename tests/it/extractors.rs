@@ -232,3 +232,75 @@ async fn a_cached_session_costs_no_store_round_trip() {
     let (status, _) = call(app(&auth), "/hello", Some(&cookie)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+/// A route that reports which CSRF checks pass for its request.
+async fn csrf_checks(
+    axum::extract::State(auth): axum::extract::State<Auth>,
+    session: Session,
+    headers: axum::http::HeaderMap,
+) -> String {
+    let token = headers
+        .get("x-test-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let strict = auth
+        .check_csrf(&session, &headers, token.as_deref())
+        .is_ok();
+    let logout = auth
+        .check_logout_csrf(&session, &headers, token.as_deref())
+        .is_ok();
+    format!("strict={strict} logout={logout}")
+}
+
+#[tokio::test]
+async fn a_token_from_before_a_role_change_is_good_only_for_signing_out() {
+    let auth = auth().await;
+    let cookie = cookie_for_ann(&auth).await;
+    let router = Router::new()
+        .route("/check", get(csrf_checks))
+        .with_state(auth.clone())
+        .layer(auth.layer());
+    let old_token = {
+        let key_cookie = cookie.clone();
+        let res = Router::new()
+            .route(
+                "/token",
+                get(|u: AuthUser| async move { u.csrf_token.clone() }),
+            )
+            .layer(auth.layer())
+            .oneshot(
+                Request::get("/token")
+                    .header(header::COOKIE, &key_cookie)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let body = axum::body::to_bytes(res.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        String::from_utf8(body.to_vec()).unwrap()
+    };
+    auth.accounts()
+        .change_roles("ann", &["ops".to_owned()], &[])
+        .await
+        .unwrap();
+    // The first request after the change rotates the session: the old
+    // token passes only the sign-out check.
+    let res = router
+        .clone()
+        .oneshot(
+            Request::get("/check")
+                .header(header::COOKIE, &cookie)
+                .header("x-test-token", &old_token)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(res.headers().get(header::SET_COOKIE).is_some(), "rotated");
+    let body = axum::body::to_bytes(res.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    assert_eq!(body, "strict=false logout=true");
+}

@@ -171,6 +171,11 @@ async fn the_first_run_link_creates_the_first_admin_once() {
         .expect("an empty database offers a setup link");
     let path = &link[link.find("/setup").unwrap()..];
     assert!(link.starts_with(&app.base), "{link} names the real address");
+    let login = app.get("/login").await.text().await.unwrap();
+    assert!(
+        login.contains("No account exists yet"),
+        "the login page points a first visitor to the setup link"
+    );
     let wrong = app.get("/setup?token=wrong").await;
     assert_eq!(wrong.status(), StatusCode::NOT_FOUND);
     assert!(
@@ -221,6 +226,15 @@ async fn the_first_run_link_creates_the_first_admin_once() {
     assert_eq!(me["roles"], serde_json::json!(["admin"]));
     let used = app.get(path).await;
     assert_eq!(used.status(), StatusCode::GONE, "the link works once");
+    let (stranger, _) = common::client();
+    let login = stranger.get(app.url("/login")).send().await.unwrap();
+    assert!(
+        !login
+            .text()
+            .await
+            .unwrap()
+            .contains("No account exists yet")
+    );
     let used = used.text().await.unwrap();
     assert!(
         used.contains("Setup is complete") && used.contains(r#"href="/login""#),
@@ -562,6 +576,16 @@ async fn pages_say_what_happened_after_sign_out_and_when_a_session_ended() {
         "{html}"
     );
     assert!(html.contains("action=\"/logout\"") && !html.contains("action=\"/login\""));
+    // Sent to sign in for a page while signed in: straight on to it.
+    let r = app.get("/login?next=%2Fprofile%3Ftab%3D1").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[header::LOCATION], "/profile?tab=1");
+    let r = app.get("/login?next=%2F%2Fevil.example").await;
+    assert_eq!(
+        r.headers()[header::LOCATION],
+        "/profile",
+        "only paths on this site"
+    );
     // The session is revoked elsewhere: the next page says so.
     let out = app.cli(&["session", "revoke", "--user", "ann"], None).await;
     assert!(out.status.success());
@@ -660,4 +684,53 @@ async fn a_double_submitted_form_does_its_work_once_and_lands_where_the_first_di
         assert_eq!(r.headers()[header::LOCATION], "/login?reason=signed_out");
     }
     assert_eq!(app.profile_status().await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn on_port_zero_the_public_url_names_the_address_really_listened_on() {
+    let app = TestApp::spawn_with(&[("LATCHKEY_BIND", "127.0.0.2:0")]).await;
+    let link = app.setup_link.clone().unwrap();
+    let port = app.addr.port();
+    assert!(
+        link.starts_with(&format!("http://127.0.0.2:{port}/setup?token=")),
+        "the setup link leads to this server, not to 127.0.0.1: {link}"
+    );
+    let r = app
+        .request(Method::GET, "/login")
+        .header(header::HOST, format!("localhost:{port}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()[header::LOCATION],
+        format!("http://127.0.0.2:{port}/login").as_str()
+    );
+}
+
+#[tokio::test]
+async fn visitors_are_never_redirected_to_a_public_url_another_program_may_hold() {
+    // A public URL on a port this server does not listen on (say, a proxy's,
+    // or a port anyone on the machine could take).
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let app = TestApp::spawn_with(&[
+        ("LATCHKEY_BIND", &format!("127.0.0.1:{port}")),
+        (
+            "LATCHKEY_PUBLIC_URL",
+            &format!("http://127.0.0.1:{}", port.wrapping_add(1)),
+        ),
+    ])
+    .await;
+    let r = app
+        .request(Method::GET, "/login")
+        .header(header::HOST, format!("localhost:{port}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "no redirect to another listener"
+    );
 }
