@@ -505,29 +505,54 @@ async fn a_visitor_at_localhost_is_sent_to_the_public_address_and_can_sign_in() 
     browser.finish("localhost_alias").await;
 }
 
+/// Visits every page, in every state a person meets it, with axe.
+async fn every_page_is_accessible(browser: Browser, theme: &str) {
+    let latchkey = Latchkey::start().await;
+    let link = setup_link(&latchkey);
+    browser.goto(&link).await;
+    assert_accessible(&browser, &format!("setup, {theme}")).await;
+    browser.goto(&latchkey.url("/setup?token=wrong")).await;
+    assert_accessible(&browser, &format!("wrong setup link, {theme}")).await;
+    browser.goto(&latchkey.url("/login")).await;
+    assert_accessible(&browser, &format!("login before setup, {theme}")).await;
+    latchkey.add_user("root", PASSWORD, &["admin"]).await;
+    browser.goto(&link).await;
+    assert_accessible(&browser, &format!("setup complete, {theme}")).await;
+    browser.goto(&latchkey.url("/login")).await;
+    assert_accessible(&browser, &format!("login, {theme}")).await;
+    sign_in_by_clicking(&browser, "root", "wrong-password-1").await;
+    assert_accessible(&browser, &format!("login error, {theme}")).await;
+    browser.screenshot(&format!("login_error_{theme}")).await;
+    sign_in_by_clicking(&browser, "root", PASSWORD).await;
+    browser.wait_for_path("/profile").await;
+    for path in ["/profile", "/admin", "/logout", "/login", "/no-such-page"] {
+        browser.goto(&latchkey.url(path)).await;
+        assert_accessible(&browser, &format!("{path}, {theme}")).await;
+    }
+    browser
+        .goto(&latchkey.url("/login?reason=signed_out"))
+        .await;
+    browser.goto(&latchkey.url("/profile")).await;
+    browser.submit("form[action='/logout']").await;
+    browser.wait_for_path("/login").await;
+    assert_accessible(&browser, &format!("signed out, {theme}")).await;
+    browser.goto(&latchkey.url("/login?reason=ended")).await;
+    assert_accessible(&browser, &format!("session ended, {theme}")).await;
+    browser.finish(&format!("signed_out_{theme}")).await;
+}
+
+#[tokio::test]
+async fn every_page_passes_the_accessibility_check_in_the_light_theme() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    every_page_is_accessible(browser, "light").await;
+}
+
 #[tokio::test]
 async fn every_page_passes_the_accessibility_check_in_the_dark_theme() {
     let Some(browser) = Browser::start_dark().await else {
         return;
     };
-    let latchkey = Latchkey::start().await;
-    let link = setup_link(&latchkey);
-    browser.goto(&link).await;
-    assert_accessible(&browser, "setup, dark").await;
-    browser.goto(&latchkey.url("/setup?token=wrong")).await;
-    assert_accessible(&browser, "wrong setup link, dark").await;
-    latchkey.add_user("root", PASSWORD, &["admin"]).await;
-    browser.goto(&latchkey.url("/login")).await;
-    assert_accessible(&browser, "login, dark").await;
-    sign_in_by_clicking(&browser, "root", "wrong-password-1").await;
-    assert_accessible(&browser, "login error, dark").await;
-    browser.screenshot("login_error_dark").await;
-    sign_in_by_clicking(&browser, "root", PASSWORD).await;
-    browser.wait_for_path("/profile").await;
-    for path in ["/profile", "/admin", "/logout", "/login", "/no-such-page"] {
-        browser.goto(&latchkey.url(path)).await;
-        assert_accessible(&browser, &format!("{path}, dark")).await;
-    }
-    browser.goto(&latchkey.url("/profile")).await;
-    browser.finish("profile_dark").await;
+    every_page_is_accessible(browser, "dark").await;
 }
