@@ -405,7 +405,7 @@ impl Auth {
             if !rotated {
                 return Ok(Resolution::Anonymous);
             }
-            tracing::info!(target: AUDIT_TARGET, event = "session_rotated", username = %user.username,
+            tracing::info!(target: AUDIT_TARGET, event = "session_rotated", username = %crate::username::InLog(&user.username),
                 reason = "roles changed", session = %new.key.short());
             let cookie = self.session_cookie(&token);
             return Ok(Resolution::Rotated(self.active(&new, &user), cookie, key));
@@ -464,7 +464,7 @@ impl Auth {
         client: IpAddr,
     ) -> Result<LoggedIn, LoginError> {
         let audit = |outcome: &str| {
-            tracing::info!(target: AUDIT_TARGET, event = "login", outcome, username = %username.escape_debug(),
+            tracing::info!(target: AUDIT_TARGET, event = "login", outcome, username = %crate::username::InLog(username),
                 client_ip = %client);
         };
         if username.len() > MAX_USERNAME_BYTES {
@@ -557,7 +557,7 @@ impl Auth {
                         .users
                         .set_password_hash(user.id, &hash, false)
                         .await?;
-                    tracing::info!(username = %user.username, "password hash upgraded to current parameters");
+                    tracing::info!(username = %crate::username::InLog(&user.username), "password hash upgraded to current parameters");
                 }
                 Err(e) => tracing::warn!(error = %e, "password rehash skipped"),
             }
@@ -578,7 +578,7 @@ impl Auth {
         };
         inner.stores.sessions.create(&record).await?;
         tracing::info!(target: AUDIT_TARGET, event = "login", outcome = "success",
-            username = %username.escape_debug(), client_ip = %client, session = %record.key.short());
+            username = %crate::username::InLog(username), client_ip = %client, session = %record.key.short());
         let cookies = &inner.settings.cookies;
         Ok(LoggedIn {
             cookies: [
@@ -599,7 +599,7 @@ impl Auth {
             self.inner.stores.sessions.delete(&active.key).await?;
             self.inner.cache.invalidate(&Change::Session(active.key));
             tracing::info!(target: AUDIT_TARGET, event = "logout", outcome = "success",
-                username = %active.username, client_ip = %client, session = %active.key.short());
+                username = %crate::username::InLog(&active.username), client_ip = %client, session = %active.key.short());
         }
         let cookies = &self.inner.settings.cookies;
         Ok(LoggedOut {

@@ -113,3 +113,42 @@ mod tests {
         assert!(Username::parse(&"x".repeat(64)).is_ok());
     }
 }
+
+/// A user-supplied name as a log field: as it is when it is one plain word,
+/// quoted and escaped otherwise, so that no name can read as other fields
+/// (`ann outcome=success`) or lines in the text log.
+#[derive(Debug, Clone, Copy)]
+pub struct InLog<'a>(pub &'a str);
+
+impl std::fmt::Display for InLog<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plain = !self.0.is_empty()
+            && self.0.chars().all(|c| {
+                c.is_alphanumeric() && !c.is_control() || matches!(c, '-' | '_' | '.' | '@' | '+')
+            });
+        if plain {
+            f.write_str(self.0)
+        } else {
+            write!(f, "{:?}", self.0)
+        }
+    }
+}
+
+#[cfg(test)]
+mod in_log_tests {
+    use super::InLog;
+
+    #[test]
+    fn names_that_could_pass_for_other_fields_are_quoted() {
+        assert_eq!(InLog("ann").to_string(), "ann");
+        assert_eq!(InLog("ann.b-c_d@x").to_string(), "ann.b-c_d@x");
+        assert_eq!(
+            InLog("root outcome=success").to_string(),
+            "\"root outcome=success\""
+        );
+        assert_eq!(InLog("a\nb").to_string(), "\"a\\nb\"");
+        assert_eq!(InLog("x\"y").to_string(), "\"x\\\"y\"");
+        assert_eq!(InLog("").to_string(), "\"\"");
+        assert_eq!(InLog("e\u{202e}vil").to_string(), "\"e\\u{202e}vil\"");
+    }
+}

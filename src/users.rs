@@ -159,7 +159,7 @@ impl Accounts {
                 StoreError::Conflict => AccountError::Exists(username.display().to_owned()),
                 other => other.into(),
             })?;
-        tracing::info!(target: AUDIT_TARGET, event = "user_created", username = %user.username, roles = ?user.roles);
+        tracing::info!(target: AUDIT_TARGET, event = "user_created", username = %crate::username::InLog(&user.username), roles = ?user.roles);
         Ok(summary(&user))
     }
 
@@ -217,7 +217,7 @@ impl Accounts {
             .delete_user_sessions(user.id)
             .await?;
         self.auth.invalidate(&Change::User(user.id));
-        tracing::info!(target: AUDIT_TARGET, event = "password_changed", username = %user.username, sessions_ended = ended);
+        tracing::info!(target: AUDIT_TARGET, event = "password_changed", username = %crate::username::InLog(&user.username), sessions_ended = ended);
         Ok(())
     }
 
@@ -246,7 +246,7 @@ impl Accounts {
         if !changed {
             return Err(AccountError::NotFound(name.to_owned()));
         }
-        tracing::info!(target: AUDIT_TARGET, event = "roles_changed", username = %user.username, roles = ?roles);
+        tracing::info!(target: AUDIT_TARGET, event = "roles_changed", username = %crate::username::InLog(&user.username), roles = ?roles);
         Ok(roles)
     }
 
@@ -279,7 +279,7 @@ impl Accounts {
         } else {
             "user_enabled"
         };
-        tracing::info!(target: AUDIT_TARGET, event, username = %user.username);
+        tracing::info!(target: AUDIT_TARGET, event, username = %crate::username::InLog(&user.username));
         Ok(())
     }
 
@@ -298,7 +298,7 @@ impl Accounts {
             return Err(AccountError::NotFound(name.to_owned()));
         }
         self.auth.invalidate(&Change::User(user.id));
-        tracing::info!(target: AUDIT_TARGET, event = "user_removed", username = %user.username);
+        tracing::info!(target: AUDIT_TARGET, event = "user_removed", username = %crate::username::InLog(&user.username));
         Ok(())
     }
 
@@ -345,7 +345,7 @@ impl Accounts {
             .await?;
         self.auth.invalidate(&Change::User(user.id));
         tracing::info!(target: AUDIT_TARGET, event = "revocation", outcome = "success",
-            username = %user.username, sessions = n);
+            username = %crate::username::InLog(&user.username), sessions = n);
         Ok(n)
     }
 }

@@ -218,3 +218,66 @@ async fn every_login_attempt_and_logout_is_audited_without_secrets() {
     );
     server.child.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_user_name_cannot_forge_fields_in_the_text_log() {
+    use tokio::io::AsyncReadExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = free.local_addr().unwrap();
+    drop(free);
+    let mut env = common::base_env(&dir);
+    env.retain(|(k, _)| k != "LATCHKEY_BIND");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env_clear()
+        .envs(env)
+        .env("LATCHKEY_BIND", addr.to_string())
+        .env("LATCHKEY_PUBLIC_URL", format!("http://{addr}"))
+        .env("LATCHKEY_LOG_FORMAT", "text")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let (client, _) = common::client();
+    let forged = "root outcome=success client_ip=10.0.0.1";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        let sent = client
+            .post(format!("http://{addr}/login"))
+            .header(header::ACCEPT, "application/json")
+            .json(&serde_json::json!({"username": forged, "password": "wrong-password-1"}))
+            .send()
+            .await;
+        match sent {
+            Ok(r) => break r.status(),
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("the server never answered: {e}"),
+        }
+    };
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    child.start_kill().unwrap();
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .await
+        .unwrap();
+    let audit: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("latchkey::audit"))
+        .collect();
+    assert_eq!(audit.len(), 1, "{log}");
+    assert!(
+        audit[0].contains(r#"username="root outcome=success client_ip=10.0.0.1""#),
+        "the name is one quoted field: {}",
+        audit[0]
+    );
+    assert!(audit[0].contains(r#"outcome="failure""#), "{}", audit[0]);
+    assert!(!audit[0].contains("username=root "), "{}", audit[0]);
+}
