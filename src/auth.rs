@@ -208,6 +208,11 @@ impl IntoResponseParts for LoggedOut {
     }
 }
 
+/// The failure counter of the account a login names (existing or not).
+pub(crate) fn account_throttle_key(username: &str) -> String {
+    format!("account:{}", key_of(username))
+}
+
 fn millis(d: Duration) -> Millis {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
@@ -476,7 +481,7 @@ impl Auth {
             return Err(LoginError::InvalidInput("the password is too long"));
         }
         let inner = &*self.inner;
-        let account_key = format!("account:{}", key_of(username));
+        let account_key = account_throttle_key(username);
         let ip_key = format!("ip:{}", crate::client_ip::throttle_key(client));
         let (account_policy, ip_policy) =
             (inner.settings.account_failures, inner.settings.ip_failures);

@@ -57,7 +57,7 @@ enum UserCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Set a new password; ends all of the user's sessions.
+    /// Set a new password; ends all of the user's sessions and lifts any lock.
     Passwd {
         /// Username.
         name: String,
@@ -80,8 +80,13 @@ enum UserCommand {
         /// Username.
         name: String,
     },
-    /// Enable a disabled user.
+    /// Enable a disabled user (and lift any lock on their account).
     Enable {
+        /// Username.
+        name: String,
+    },
+    /// Lift the lock that failed sign-ins put on an account.
+    Unlock {
         /// Username.
         name: String,
     },
@@ -297,6 +302,10 @@ async fn user(accounts: &Accounts, cmd: UserCommand) -> anyhow::Result<()> {
         UserCommand::Enable { name } => {
             accounts.set_disabled(&name, false).await?;
             println!("enabled {name}");
+        }
+        UserCommand::Unlock { name } => {
+            accounts.unlock(&name).await?;
+            println!("unlocked {name}; they can sign in now");
         }
         UserCommand::Remove { name } => {
             accounts.remove_user(&name).await?;

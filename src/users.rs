@@ -217,6 +217,8 @@ impl Accounts {
             .delete_user_sessions(user.id)
             .await?;
         self.auth.invalidate(&Change::User(user.id));
+        // The owner has a new password: earlier failures no longer count.
+        self.clear_failures(&user.username).await?;
         tracing::info!(target: AUDIT_TARGET, event = "password_changed", username = %crate::username::InLog(&user.username), sessions_ended = ended);
         Ok(())
     }
@@ -273,6 +275,9 @@ impl Accounts {
                 .delete_user_sessions(user.id)
                 .await?;
             self.auth.invalidate(&Change::User(user.id));
+        } else {
+            // Enabling gives the owner a clean start.
+            self.clear_failures(&user.username).await?;
         }
         let event = if disabled {
             "user_disabled"
@@ -281,6 +286,23 @@ impl Accounts {
         };
         tracing::info!(target: AUDIT_TARGET, event, username = %crate::username::InLog(&user.username));
         Ok(())
+    }
+
+    /// Lifts a lock on the account and forgets its failed sign-ins, so that
+    /// its owner can sign in at once. Locks on client addresses stay.
+    ///
+    /// # Errors
+    /// [`AccountError::NotFound`], or when the store fails.
+    pub async fn unlock(&self, name: &str) -> Result<(), AccountError> {
+        let user = self.find(name).await?;
+        self.clear_failures(&user.username).await?;
+        tracing::info!(target: AUDIT_TARGET, event = "account_unlocked", username = %crate::username::InLog(&user.username));
+        Ok(())
+    }
+
+    async fn clear_failures(&self, username: &str) -> Result<(), AccountError> {
+        let key = crate::auth::account_throttle_key(username);
+        Ok(self.auth.stores().failures.clear(&key).await?)
     }
 
     /// Deletes a user and every session of theirs.

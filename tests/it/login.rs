@@ -714,3 +714,66 @@ async fn a_burst_of_right_passwords_leaves_no_lock_behind() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn an_administrator_can_lift_a_lock_and_a_new_password_or_enabling_lifts_it_too() {
+    let app = TestApp::spawn_with(&[("LATCHKEY_LOGIN_MAX_FAILURES", "2")]).await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    let lock = async || {
+        for _ in 0..2 {
+            app.login_json("ann", "wrong-password-here").await;
+        }
+        assert_eq!(
+            app.login_json("ann", PASSWORD).await.status(),
+            StatusCode::TOO_MANY_REQUESTS,
+            "locked"
+        );
+    };
+    lock().await;
+    let out = app.cli(&["user", "unlock", "ANN"], None).await;
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert!(common::stdout(&out).contains("unlocked ANN"));
+    assert_eq!(
+        app.login_json("ann", PASSWORD).await.status(),
+        StatusCode::OK
+    );
+
+    lock().await;
+    let out = app
+        .cli(
+            &["user", "passwd", "ann", "--password-stdin"],
+            Some(OTHER_PASSWORD),
+        )
+        .await;
+    assert!(out.status.success());
+    assert_eq!(
+        app.login_json("ann", OTHER_PASSWORD).await.status(),
+        StatusCode::OK,
+        "a new password starts with a clean slate"
+    );
+
+    for _ in 0..2 {
+        app.login_json("ann", "wrong-password-here").await;
+    }
+    assert!(
+        app.cli(&["user", "disable", "ann"], None)
+            .await
+            .status
+            .success()
+    );
+    assert!(
+        app.cli(&["user", "enable", "ann"], None)
+            .await
+            .status
+            .success()
+    );
+    assert_eq!(
+        app.login_json("ann", OTHER_PASSWORD).await.status(),
+        StatusCode::OK,
+        "enabling lifts the lock"
+    );
+
+    let out = app.cli(&["user", "unlock", "nobody"], None).await;
+    assert!(!out.status.success());
+    assert!(common::stderr(&out).contains("no user named \"nobody\""));
+}
