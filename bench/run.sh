@@ -602,7 +602,7 @@ lines_profile() {
 # BENCH_CONNECTIONS at once. latchkey counts an attempt before it checks the password,
 # so at the default limits (5 per account, 50 per address) the flood locks the account
 # and measures 429 answers. The login and flood servers raise both limits out of reach.
-FLOOD_LIMITS=(LATCHKEY_LOGIN_MAX_FAILURES=1000000 LATCHKEY_LOGIN_IP_MAX_FAILURES=1000000)
+FLOOD_LIMITS=(LATCHKEY_LOGIN_MAX_FAILURES=1000000 LATCHKEY_LOGIN_IP_MAX_FAILURES=1000000 LATCHKEY_LOGIN_RATE=100000000)
 
 # The argon2 capacity's reference line, from its rounds; sets ARGON2.
 record_argon2() {

@@ -45,6 +45,9 @@ pub struct AuthSettings {
     pub ip_failures: FailurePolicy,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// Sign-in (and setup) requests per client address and minute, counted
+    /// in memory; more are refused before any store access.
+    pub login_rate: u32,
     /// What every decision by time asks: [`crate::clock::SystemClock`]
     /// outside tests.
     pub clock: Arc<dyn Clock>,
@@ -64,6 +67,7 @@ struct Inner {
     signer: CookieSigner,
     csrf: CsrfKeys,
     cache: Arc<SessionCache>,
+    rate: crate::rate::RateLimit,
     idle: Millis,
     absolute: Millis,
     touch_every: Millis,
@@ -233,6 +237,7 @@ impl Auth {
         Self {
             inner: Arc::new(Inner {
                 cache: SessionCache::start(stores.feeds.as_deref()),
+                rate: crate::rate::RateLimit::new(settings.login_rate),
                 signer: CookieSigner::new(secret),
                 csrf: CsrfKeys::new(secret),
                 // Recording activity on every request would make every read a
@@ -454,6 +459,21 @@ impl Auth {
         cookies.set(cookies.session_name(), &self.inner.signer.sign(token))
     }
 
+    /// Counts a sign-in or setup request from `client` against its
+    /// per-minute share; [`Auth::login`] does this itself.
+    ///
+    /// # Errors
+    /// [`LoginError::Throttled`] when the share is used up.
+    pub fn admit(&self, client: IpAddr) -> Result<(), LoginError> {
+        let now = self.now();
+        self.inner
+            .rate
+            .admit(crate::client_ip::throttle_key(client), now)
+            .map_err(|until| LoginError::Throttled {
+                retry_after: Duration::from_millis(u64::try_from(until - now).unwrap_or(0)),
+            })
+    }
+
     /// Signs a user in. Any session the request already had is destroyed and
     /// a new token issued (no session fixation). Unknown names cost one
     /// argon2 verification like known ones and fail the same way.
@@ -480,15 +500,34 @@ impl Auth {
             audit("invalid_input");
             return Err(LoginError::InvalidInput("the password is too long"));
         }
+        if let Err(e) = self.admit(client) {
+            audit("rate_limited");
+            return Err(e);
+        }
         let inner = &*self.inner;
         let account_key = account_throttle_key(username);
         let ip_key = format!("ip:{}", crate::client_ip::throttle_key(client));
         let (account_policy, ip_policy) =
             (inner.settings.account_failures, inner.settings.ip_failures);
         let failures = &inner.stores.failures;
+        let now = self.now();
+        let retry_after =
+            |until: Millis| Duration::from_millis(u64::try_from(until - now).unwrap_or(0));
+        // A refused attempt writes nothing: a client whose address, or the
+        // account it names, is locked learns so from reads alone, so that a
+        // locked client flooding invented names cannot fill the store.
+        let already = failures
+            .locked_until(&ip_key, now)
+            .await?
+            .max(failures.locked_until(&account_key, now).await?);
+        if let Some(until) = already {
+            audit("throttled");
+            return Err(LoginError::Throttled {
+                retry_after: retry_after(until),
+            });
+        }
         // Counted before the password is checked, so that parallel attempts
         // cannot all pass a check made before any of them was counted.
-        let now = self.now();
         let account = failures
             .begin_attempt(&account_key, now, account_policy)
             .await?;
@@ -513,8 +552,6 @@ impl Auth {
                 }
             }
         };
-        let retry_after =
-            |until: Millis| Duration::from_millis(u64::try_from(until - now).unwrap_or(0));
         if let Some(until) = locked {
             audit("throttled");
             return Err(LoginError::Throttled {
@@ -733,6 +770,7 @@ impl Auth {
             .window
             .max(inner.settings.ip_failures.window);
         inner.stores.failures.delete_stale(now, window).await?;
+        inner.rate.prune(now);
         Ok(n)
     }
 

@@ -36,6 +36,7 @@ struct Raw {
     login_lockout: String,
     login_window: String,
     login_ip_max_failures: u32,
+    login_rate: u32,
     #[serde(deserialize_with = "string_or_list")]
     trusted_proxies: Vec<String>,
     same_site: String,
@@ -63,6 +64,7 @@ impl Default for Raw {
             login_lockout: "15m".into(),
             login_window: "15m".into(),
             login_ip_max_failures: 50,
+            login_rate: 120,
             trusted_proxies: Vec::new(),
             same_site: "lax".into(),
             argon2_memory_kib: hash.memory_kib,
@@ -139,6 +141,9 @@ pub struct Config {
     pub login_window: Duration,
     /// Failed logins per client address within `login_window` that lock it.
     pub login_ip_max_failures: u32,
+    /// Sign-in and setup requests per client address and minute, counted
+    /// in memory by each instance; more get 429 before any store access.
+    pub login_rate: u32,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
     /// Session cookie `SameSite`.
@@ -213,6 +218,7 @@ const KNOWN_ENV: &[&str] = &[
     "LOGIN_LOCKOUT",
     "LOGIN_WINDOW",
     "LOGIN_IP_MAX_FAILURES",
+    "LOGIN_RATE",
     "TRUSTED_PROXIES",
     "SAME_SITE",
     "ARGON2_MEMORY_KIB",
@@ -273,6 +279,7 @@ impl Config {
                 name.as_str(),
                 "login_max_failures"
                     | "login_ip_max_failures"
+                    | "login_rate"
                     | "argon2_memory_kib"
                     | "argon2_iterations"
                     | "argon2_parallelism"
@@ -399,6 +406,9 @@ impl Config {
         if raw.login_ip_max_failures == 0 {
             return Err(invalid("login_ip_max_failures", "must be at least 1"));
         }
+        if raw.login_rate == 0 {
+            return Err(invalid("login_rate", "must be at least 1"));
+        }
         let trusted_proxies = raw
             .trusted_proxies
             .iter()
@@ -462,6 +472,7 @@ impl Config {
             login_lockout,
             login_window,
             login_ip_max_failures: raw.login_ip_max_failures,
+            login_rate: raw.login_rate,
             trusted_proxies,
             same_site,
             hash_params,

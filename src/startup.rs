@@ -83,6 +83,7 @@ async fn auth_with(config: &Config, stores: Stores, clock: Arc<dyn Clock>) -> an
             lockout,
         },
         trusted_proxies: config.trusted_proxies.clone(),
+        login_rate: config.login_rate,
         clock,
     };
     Ok(Auth::new(settings, &secret, stores, hasher))

@@ -225,6 +225,8 @@ pub(crate) async fn submit(
     headers: HeaderMap,
     Input { value: form, .. }: Input<SetupForm>,
 ) -> Result<Response, AppError> {
+    let client = state.auth.client_ip(peer.ip(), &headers);
+    state.auth.admit(client)?;
     if let Err(AppError::Csrf(refusal)) = state
         .auth
         .check_login_csrf(&headers, form.csrf_token.as_deref())
@@ -289,7 +291,6 @@ pub(crate) async fn submit(
             return Err(account_error(e));
         }
     }
-    let client = state.auth.client_ip(peer.ip(), &headers);
     let logged_in = state
         .auth
         .login(&session, &form.username, &form.password, client)

@@ -32,6 +32,7 @@ async fn with_stores(stores: Stores) -> Auth {
         account_failures: policy,
         ip_failures: policy,
         trusted_proxies: vec![],
+        login_rate: 1000,
         clock: std::sync::Arc::new(latchkey::clock::SystemClock),
     };
     let hasher = PasswordHasher::new(

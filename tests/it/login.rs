@@ -777,3 +777,94 @@ async fn an_administrator_can_lift_a_lock_and_a_new_password_or_enabling_lifts_i
     assert!(!out.status.success());
     assert!(common::stderr(&out).contains("no user named \"nobody\""));
 }
+
+/// How many failure counters the test server's SQLite file holds.
+async fn counters(app: &TestApp) -> i64 {
+    use sqlx::Connection as _;
+    let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}", app.db_path().display()))
+        .await
+        .unwrap();
+    sqlx::query_scalar("SELECT COUNT(*) FROM login_failures")
+        .fetch_one(&mut db)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_locked_address_flooding_invented_names_writes_nothing() {
+    let app = TestApp::spawn_with(&[
+        ("LATCHKEY_LOGIN_IP_MAX_FAILURES", "3"),
+        ("LATCHKEY_TRUSTED_PROXIES", "127.0.0.1/32"),
+    ])
+    .await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    let attacker = "203.0.113.9";
+    for name in ["u1", "u2", "u3"] {
+        assert_eq!(
+            login_from(&app, attacker, name, "wrong-password-here").await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let before = counters(&app).await;
+    assert_eq!(before, 4, "three accounts and one address");
+    for i in 0..200 {
+        assert_eq!(
+            login_from(&app, attacker, &format!("invented{i}"), "whatever-1").await,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+    }
+    assert_eq!(
+        counters(&app).await,
+        before,
+        "refused attempts leave no counter"
+    );
+    // Everybody else signs in as usual.
+    assert_eq!(
+        login_from(&app, "198.51.100.7", "ann", PASSWORD).await,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn one_address_gets_its_share_of_sign_in_requests_per_minute_before_any_store_access() {
+    let app = TestApp::spawn_with(&[
+        ("LATCHKEY_LOGIN_RATE", "5"),
+        ("LATCHKEY_TRUSTED_PROXIES", "127.0.0.1/32"),
+    ])
+    .await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    let flood = "203.0.113.50";
+    for i in 0..5 {
+        assert_eq!(
+            login_from(&app, flood, &format!("name{i}"), "wrong-password-1").await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let before = counters(&app).await;
+    let r = app
+        .request(Method::POST, "/login")
+        .header("x-forwarded-for", flood)
+        .header(header::ACCEPT, "application/json")
+        .json(&json!({"username": "name9", "password": "wrong-password-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = r.headers()[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_eq!(counters(&app).await, before, "refused before the store");
+    // Other addresses are not held back, and the next minute is a new share.
+    assert_eq!(
+        login_from(&app, "198.51.100.8", "ann", PASSWORD).await,
+        StatusCode::OK
+    );
+    app.clock.advance(Duration::from_secs(61));
+    assert_eq!(
+        login_from(&app, flood, "ann", PASSWORD).await,
+        StatusCode::OK
+    );
+}
