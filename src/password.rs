@@ -229,6 +229,17 @@ impl PasswordHasher {
     }
 }
 
+/// A password as it is hashed: Unicode NFC (RFC 8265's OpaqueString), so
+/// that the same characters typed on another keyboard or system, composed
+/// or decomposed, are the same password.
+fn normalised(password: &str) -> std::borrow::Cow<'_, str> {
+    use unicode_normalization::UnicodeNormalization as _;
+    match unicode_normalization::is_nfc_quick(password.chars()) {
+        unicode_normalization::IsNormalized::Yes => std::borrow::Cow::Borrowed(password),
+        _ => std::borrow::Cow::Owned(password.nfc().collect()),
+    }
+}
+
 fn hash_blocking(worker: &mut Worker, password: &Password) -> Result<String, HashError> {
     use argon2::password_hash::phc::{Output, ParamsString, Salt};
     let failed = |e: &dyn std::fmt::Display| HashError::Failed(e.to_string());
@@ -237,7 +248,7 @@ fn hash_blocking(worker: &mut Worker, password: &Password) -> Result<String, Has
     worker
         .argon2
         .hash_password_into_with_memory(
-            password.expose().as_bytes(),
+            normalised(password.expose()).as_bytes(),
             &salt,
             &mut out,
             &mut worker.memory,
@@ -287,7 +298,22 @@ fn verify_blocking(
     password: &Password,
     stored: &str,
 ) -> Verified {
-    let pw = password.expose().as_bytes();
+    let raw = password.expose();
+    let nfc = normalised(raw);
+    let verified = verify_bytes(worker, params, nfc.as_bytes(), stored);
+    if verified.matches || nfc == raw {
+        return verified;
+    }
+    // Hashes made before passwords were normalised hold the bytes as they
+    // were typed: such a match is upgraded (rehashed in NFC) at once.
+    let legacy = verify_bytes(worker, params, raw.as_bytes(), stored);
+    Verified {
+        matches: legacy.matches,
+        needs_rehash: true,
+    }
+}
+
+fn verify_bytes(worker: &mut Worker, params: HashParams, pw: &[u8], stored: &str) -> Verified {
     if stored.starts_with("$2a$") || stored.starts_with("$2b$") || stored.starts_with("$2y$") {
         return Verified {
             matches: bcrypt::verify(pw, stored).unwrap_or(false),
@@ -352,10 +378,10 @@ pub enum PasswordRejected {
 /// # Errors
 /// With the first rule the password breaks.
 pub fn check_new_password(password: &Password, username: &str) -> Result<(), PasswordRejected> {
-    let pw = password.expose();
-    if pw.len() > MAX_PASSWORD_BYTES {
+    if password.expose().len() > MAX_PASSWORD_BYTES {
         return Err(PasswordRejected::TooLong);
     }
+    let pw = normalised(password.expose());
     if pw.chars().count() < MIN_PASSWORD_CHARS {
         return Err(PasswordRejected::TooShort);
     }
@@ -435,6 +461,41 @@ mod tests {
                 .verify_password(b"plover-trombone-92", &parsed)
                 .is_err()
         );
+    }
+
+    #[tokio::test]
+    async fn composed_and_decomposed_forms_are_the_same_password() {
+        let h = PasswordHasher::new(CHEAP, 1).await.expect("hasher");
+        let (composed, decomposed) = (
+            "gr\u{fc}\u{df}e-trombone-91",
+            "gru\u{308}\u{df}e-trombone-91",
+        );
+        let hash = h.hash(&pw(composed)).await.expect("hash");
+        let v = h
+            .verify(&pw(decomposed), Some(&hash))
+            .await
+            .expect("verify");
+        assert!(v.matches && !v.needs_rehash);
+        // A hash of the bytes as typed, made before passwords were
+        // normalised, still matches them, and is due for an upgrade.
+        let params = argon2::Params::new(64, 1, 1, None).expect("params");
+        let legacy = argon2::PasswordHasher::hash_password_with_salt(
+            &Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
+            decomposed.as_bytes(),
+            b"saltsaltsaltsalt",
+        )
+        .expect("legacy hash")
+        .to_string();
+        let v = h
+            .verify(&pw(decomposed), Some(&legacy))
+            .await
+            .expect("verify");
+        assert!(v.matches && v.needs_rehash);
+        let v = h
+            .verify(&pw("gru\u{308}\u{df}e-trombone-92"), Some(&legacy))
+            .await
+            .expect("verify");
+        assert!(!v.matches);
     }
 
     #[tokio::test]

@@ -868,3 +868,25 @@ async fn one_address_gets_its_share_of_sign_in_requests_per_minute_before_any_st
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn a_password_typed_decomposed_signs_in_like_the_composed_one() {
+    let app = TestApp::spawn().await;
+    let composed = "Gr\u{fc}\u{df}e-aus-K\u{f6}ln-77";
+    let decomposed = "Gru\u{308}\u{df}e-aus-Ko\u{308}ln-77";
+    app.add_user("ann", composed, &[]).await;
+    assert_eq!(
+        app.login_json("ann", decomposed).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.login_json("ann", composed).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.login_json("ann", "Gru\u{308}\u{df}e-aus-Ko\u{308}ln-78")
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
