@@ -372,6 +372,16 @@ impl Config {
                 "must be non-empty, without braces or spaces",
             ));
         }
+        // The store is named before anything that depends on it (the secret).
+        if !["sqlite:", "postgres://", "postgresql://", "memory:"]
+            .iter()
+            .any(|scheme| database_url.starts_with(scheme))
+        {
+            return Err(invalid(
+                "database_url",
+                "unknown database URL scheme; expected sqlite://PATH, postgres://… or memory:",
+            ));
+        }
         let secret = match (&raw.secret, &raw.secret_file) {
             (Some(s), _) => SecretSource::Given(
                 ServerSecret::new(s)

@@ -46,7 +46,13 @@ async fn open_stores(config: &Config) -> anyhow::Result<Stores> {
         absolute_timeout: config.absolute_timeout,
     })
     .await
-    .with_context(|| format!("database {}", redact_url(&config.database_url)))
+    .map_err(|e| match e {
+        // Says which Redis itself; the database is not the one at fault.
+        e @ crate::store::OpenError::Redis(_) => anyhow::Error::new(e),
+        e => {
+            anyhow::Error::new(e).context(format!("database {}", redact_url(&config.database_url)))
+        }
+    })
 }
 
 /// [`open_auth`] for administrative commands: no change feeds, no cache.

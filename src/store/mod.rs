@@ -392,7 +392,9 @@ impl Stores {
                 options.absolute_timeout,
             )
             .await
-            .map_err(|e| OpenError::Redis(format!("{}: {e}", redact_url(url))))?;
+            .map_err(|e| {
+                OpenError::Redis(format!("{}: {}", redact_url(url), redis::describe(&e)))
+            })?;
             let feed = store.change_feed();
             let store = Arc::new(store);
             Ok(Self {

@@ -56,6 +56,29 @@ fn client_for(url: &str) -> Result<Client, Error> {
         .build()
 }
 
+/// A Redis error in words for a person. fred keeps an I/O error only as its
+/// `Debug` text (`Os { code: 111, kind: ConnectionRefused, message:
+/// "Connection refused" }`); the message inside is what to show.
+pub(crate) fn describe(e: &Error) -> String {
+    let details = e.details();
+    if *e.kind() != ErrorKind::IO {
+        return e.to_string();
+    }
+    if let Some(start) = details.find("message: \"") {
+        let rest = &details[start + "message: \"".len()..];
+        if let Some(end) = rest.find('"') {
+            return rest[..end].to_lowercase();
+        }
+    }
+    match details
+        .strip_prefix("Kind(")
+        .and_then(|k| k.strip_suffix(')'))
+    {
+        Some(kind) => format!("cannot connect ({kind})"),
+        None => "cannot connect".to_owned(),
+    }
+}
+
 impl RedisStore {
     /// Connects to `url` (`redis://`, `rediss://`, `redis-cluster://`,
     /// `redis-sentinel://`). `prefix` namespaces every key; `idle` and
@@ -484,5 +507,20 @@ impl PubSubFeed {
         };
         let _ = client.quit().await;
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_read_as_words_not_debug_dumps() {
+        let refused = Error::from(std::io::Error::from_raw_os_error(111));
+        assert_eq!(describe(&refused), "connection refused");
+        let timed_out = Error::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
+        assert_eq!(describe(&timed_out), "cannot connect (TimedOut)");
+        let other = Error::new(ErrorKind::Url, "bad url");
+        assert_eq!(describe(&other), "Url Error: bad url");
     }
 }

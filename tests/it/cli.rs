@@ -369,3 +369,97 @@ async fn without_password_stdin_the_password_is_asked_twice_on_a_terminal() {
         stdout(&out)
     );
 }
+
+#[tokio::test]
+async fn a_dozen_bad_configurations_each_get_one_line_naming_the_setting_and_the_cause_once() {
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "LATCHKEY_DATABASE_URL",
+            "mysql://db/latchkey",
+            &["LATCHKEY_DATABASE_URL", "unknown database URL scheme"],
+        ),
+        (
+            "LATCHKEY_DATABASE_URL",
+            "sqlite:///no/such/dir/x.db",
+            &["sqlite:///no/such/dir/x.db", "unable to open database file"],
+        ),
+        (
+            "LATCHKEY_SESSION_STORE_URL",
+            "redis://127.0.0.1:1/",
+            &["Redis", "connection refused"],
+        ),
+        (
+            "LATCHKEY_SESSION_STORE_URL",
+            "ftp://cache",
+            &["LATCHKEY_SESSION_STORE_URL", "redis://"],
+        ),
+        (
+            "LATCHKEY_SECRET_FILE",
+            "/no/such/secret",
+            &["/no/such/secret", "No such file or directory"],
+        ),
+        (
+            "LATCHKEY_IDLE_TIMEOUT",
+            "soon",
+            &["LATCHKEY_IDLE_TIMEOUT", "not a duration"],
+        ),
+        (
+            "LATCHKEY_BIND",
+            "nope",
+            &["LATCHKEY_BIND", "not an address"],
+        ),
+        (
+            "LATCHKEY_PUBLIC_URL",
+            "ftp://x",
+            &["LATCHKEY_PUBLIC_URL", "not http or https"],
+        ),
+        (
+            "LATCHKEY_ARGON2_MEMORY_KIB",
+            "lots",
+            &["LATCHKEY_ARGON2_MEMORY_KIB", "not a whole number"],
+        ),
+        (
+            "LATCHKEY_SAME_SITE",
+            "none",
+            &["LATCHKEY_SAME_SITE", "not lax or strict"],
+        ),
+        (
+            "LATCHKEY_TRUSTED_PROXIES",
+            "10.0.0.0/99",
+            &["LATCHKEY_TRUSTED_PROXIES", "not an IP address"],
+        ),
+        (
+            "LATCHKEY_LOGIN_RATE",
+            "0",
+            &["LATCHKEY_LOGIN_RATE", "at least 1"],
+        ),
+        ("LATCHKEY_LOG_FORMAT", "xml", &["LATCHKEY_LOG_FORMAT"]),
+    ];
+    for (name, value, needles) in cases {
+        let (_dir, mut env) = env();
+        // A secret given directly would win over a secret file.
+        env.retain(|(k, _)| {
+            k != name && !(*name == "LATCHKEY_SECRET_FILE" && k == "LATCHKEY_SECRET")
+        });
+        env.push(((*name).to_owned(), (*value).to_owned()));
+        let out = run_cli(&env, &["user", "list"], None).await;
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{name}={value}");
+        assert_eq!(
+            err.trim().lines().count(),
+            1,
+            "{name}={value}: one line: {err}"
+        );
+        for needle in *needles {
+            assert_eq!(
+                err.matches(needle).count(),
+                1,
+                "{name}={value}: {needle:?} said once: {err}"
+            );
+        }
+        assert!(
+            !err.contains(" { ") && !err.contains("Os {"),
+            "{name}={value}: no Debug dump: {err}"
+        );
+    }
+}
