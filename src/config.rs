@@ -383,10 +383,7 @@ impl Config {
             ));
         }
         let secret = match (&raw.secret, &raw.secret_file) {
-            (Some(s), _) => SecretSource::Given(
-                ServerSecret::new(s)
-                    .map_err(|e: SecretTooShort| invalid("secret", e.to_string()))?,
-            ),
+            (Some(s), _) => SecretSource::Given(checked_secret(s, "secret")?),
             (None, Some(path)) => SecretSource::File(path.clone()),
             (None, None) => match sqlite_path(&database_url) {
                 Some(db) => SecretSource::Generated(secret_path_beside(&db)),
@@ -530,7 +527,7 @@ impl Config {
                         path: path.clone(),
                         source,
                     })?;
-                ServerSecret::new(&text).map_err(|e| invalid("secret_file", e.to_string()))
+                checked_secret(&text, "secret_file")
             }
             SecretSource::Generated(path) => {
                 if path.exists() {
@@ -540,8 +537,7 @@ impl Config {
                             source,
                         }
                     })?;
-                    return ServerSecret::new(&text)
-                        .map_err(|e| invalid("secret_file", e.to_string()));
+                    return checked_secret(&text, "secret_file");
                 }
                 let secret = ServerSecret::generate();
                 write_private(path, &secret).map_err(|source| ConfigError::SecretFile {
@@ -555,6 +551,29 @@ impl Config {
             }
         }
     }
+}
+
+/// A configured secret, refused when too short or obviously guessable:
+/// fewer than 10 different characters (`aaaa…`, `abcabc…`), which no random
+/// secret of 32 bytes or more has.
+fn checked_secret(text: &str, setting: &'static str) -> Result<ServerSecret, ConfigError> {
+    let secret =
+        ServerSecret::new(text).map_err(|e: SecretTooShort| invalid(setting, e.to_string()))?;
+    let distinct = text
+        .trim()
+        .chars()
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    if distinct < 10 {
+        return Err(invalid(
+            setting,
+            format!(
+                "the secret has only {distinct} different characters: use a random one, such as {}",
+                ServerSecret::generate()
+            ),
+        ));
+    }
+    Ok(secret)
 }
 
 /// The file path in a `sqlite://` URL, if it names a file.

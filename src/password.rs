@@ -41,6 +41,22 @@ impl HashParams {
     pub fn validate(self) -> Result<(), String> {
         self.argon2().map(|_| ()).map_err(|e| e.to_string())
     }
+
+    /// Whether these parameters are at least as costly as one of OWASP's
+    /// argon2id choices (Password Storage Cheat Sheet): 47 MiB with one pass,
+    /// 19 MiB with two, 12 MiB with three, 9 MiB with four, 7 MiB with five.
+    #[must_use]
+    pub fn meets_owasp_minimum(self) -> bool {
+        let needed = match self.iterations {
+            0 => return false,
+            1 => 47_104,
+            2 => 19_456,
+            3 => 12_288,
+            4 => 9_216,
+            _ => 7_168,
+        };
+        self.memory_kib >= needed
+    }
 }
 
 /// Why hashing could not be done.
@@ -423,6 +439,20 @@ mod tests {
         iterations: 1,
         parallelism: 1,
     };
+
+    #[test]
+    fn owasp_minimums_are_known() {
+        assert!(HashParams::default().meets_owasp_minimum());
+        let p = |memory_kib, iterations| HashParams {
+            memory_kib,
+            iterations,
+            parallelism: 1,
+        };
+        assert!(p(12_288, 3).meets_owasp_minimum());
+        assert!(!p(12_288, 2).meets_owasp_minimum());
+        assert!(!p(1_024, 1).meets_owasp_minimum());
+        assert!(p(7_168, 9).meets_owasp_minimum());
+    }
 
     #[tokio::test]
     async fn a_hash_verifies_only_its_own_password() {

@@ -159,6 +159,15 @@ impl Application {
                 "plain http on this machine: fine for trying latchkey out; for anyone else \
                  serve it over https (LATCHKEY_PUBLIC_URL=https://…), which also marks cookies Secure");
         }
+        if !config.hash_params.meets_owasp_minimum() {
+            let p = config.hash_params;
+            tracing::warn!(
+                memory_kib = p.memory_kib,
+                iterations = p.iterations,
+                "argon2 parameters below OWASP's minimum (19456 KiB with 2 passes, or an \
+                 equal choice): stolen password hashes would be cheaper to crack"
+            );
+        }
         let auth = open_auth_with_clock(&config, clock).await?;
         let setup = if auth.accounts().any_users().await? {
             SetupToken::closed()

@@ -35,6 +35,13 @@ async fn a_newcomer_can_sign_in_on_first_run_without_any_configuration() {
     );
     let secret = dir.path().join("latchkey.db.secret");
     assert!(secret.exists(), "a secret is generated beside the database");
+    assert!(
+        !server
+            .seen
+            .iter()
+            .any(|l| l.contains("below OWASP's minimum")),
+        "the default argon2 parameters are OWASP's"
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;

@@ -372,6 +372,7 @@ async fn without_password_stdin_the_password_is_asked_twice_on_a_terminal() {
 
 #[tokio::test]
 async fn a_dozen_bad_configurations_each_get_one_line_naming_the_setting_and_the_cause_once() {
+    let repeated = "ab".repeat(20);
     let cases: &[(&str, &str, &[&str])] = &[
         (
             "LATCHKEY_DATABASE_URL",
@@ -434,6 +435,11 @@ async fn a_dozen_bad_configurations_each_get_one_line_naming_the_setting_and_the
             &["LATCHKEY_LOGIN_RATE", "at least 1"],
         ),
         ("LATCHKEY_LOG_FORMAT", "xml", &["LATCHKEY_LOG_FORMAT"]),
+        (
+            "LATCHKEY_SECRET",
+            &repeated,
+            &["LATCHKEY_SECRET", "only 2 different characters"],
+        ),
     ];
     for (name, value, needles) in cases {
         let (_dir, mut env) = env();

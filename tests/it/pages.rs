@@ -353,6 +353,14 @@ async fn forged_and_stale_forms_get_a_clear_page_change_nothing_and_log_one_line
     common::add_user(&env, "ann", PASSWORD, &[]).await;
     let mut server = common::process::ServerProcess::start(dir.path(), &env).await;
     let (client, jar) = common::client();
+    assert!(
+        server
+            .seen
+            .iter()
+            .any(|l| l.contains("below OWASP's minimum")),
+        "the tests' cheap argon2 is warned about: {:#?}",
+        server.seen
+    );
     let get = |path: &str| {
         client
             .get(server.url(path))
