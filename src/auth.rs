@@ -16,7 +16,7 @@ use crate::error::AppError;
 use crate::password::{HashError, MAX_PASSWORD_BYTES, PasswordHasher};
 use crate::secret::{Password, ServerSecret};
 use crate::session::{
-    ActiveSession, CookieSettings, CookieSigner, Session, SessionLayer, SessionToken,
+    ActiveSession, CookieSettings, CookieSigner, Session, SessionLayer, SessionToken, Signed,
 };
 use crate::store::{
     Attempt, FailurePolicy, Millis, SessionKey, SessionRecord, StoreError, Stores, UserRecord,
@@ -90,6 +90,9 @@ pub(crate) enum Quick {
     /// The store must be asked (cache miss, activity to record, or a
     /// session that may have ended).
     Store(SessionKey),
+    /// A cookie signed with a previous secret: asked from the store like
+    /// [`Quick::Store`], and, if the session lives, signed anew.
+    Resign(SessionToken),
 }
 
 /// What the session layer found for a request.
@@ -232,14 +235,28 @@ impl Auth {
         stores: Stores,
         hasher: Arc<PasswordHasher>,
     ) -> Self {
+        Self::with_previous_secrets(settings, secret, &[], stores, hasher)
+    }
+
+    /// [`Auth::new`] that also accepts cookies and CSRF tokens made with
+    /// `previous` secrets, re-issuing session cookies under `secret` at
+    /// their next request: rotating the secret signs nobody out.
+    #[must_use]
+    pub fn with_previous_secrets(
+        settings: AuthSettings,
+        secret: &ServerSecret,
+        previous: &[ServerSecret],
+        stores: Stores,
+        hasher: Arc<PasswordHasher>,
+    ) -> Self {
         let idle = millis(settings.idle_timeout).max(1);
         let absolute = millis(settings.absolute_timeout).max(1);
         Self {
             inner: Arc::new(Inner {
                 cache: SessionCache::start(stores.feeds.as_deref()),
                 rate: crate::rate::RateLimit::new(settings.login_rate),
-                signer: CookieSigner::new(secret),
-                csrf: CsrfKeys::new(secret),
+                signer: CookieSigner::with_previous(secret, previous),
+                csrf: CsrfKeys::with_previous(secret, previous),
                 // Recording activity on every request would make every read a
                 // write. Once per tenth of the idle timeout (at most a minute)
                 // bounds the writes; a session may then end up to that much
@@ -331,11 +348,14 @@ impl Auth {
     pub(crate) fn quick(&self, headers: &HeaderMap) -> Quick {
         let inner = &*self.inner;
         let name = inner.settings.cookies.session_name();
-        let Some(token) =
-            crate::session::cookie_values(headers, name).find_map(|v| inner.signer.verify(v))
+        let Some((token, signed)) =
+            crate::session::cookie_values(headers, name).find_map(|v| inner.signer.verify_any(v))
         else {
             return Quick::Anonymous;
         };
+        if signed == Signed::Previous {
+            return Quick::Resign(token);
+        }
         let key = token.key();
         if let Some(cached) = inner.cache.session(&key) {
             let now = self.now();
@@ -454,7 +474,7 @@ impl Auth {
         })
     }
 
-    fn session_cookie(&self, token: &SessionToken) -> HeaderValue {
+    pub(crate) fn session_cookie(&self, token: &SessionToken) -> HeaderValue {
         let cookies = &self.inner.settings.cookies;
         cookies.set(cookies.session_name(), &self.inner.signer.sign(token))
     }
@@ -707,6 +727,10 @@ impl Auth {
             return Some(CsrfRefusal::TokenMismatch);
         };
         let matches = csrf::tokens_match(&active.csrf_token, token)
+            || self
+                .inner
+                .csrf
+                .matches_previous_session_token(&active.key, token)
             || accept_rotated
                 && session.rotated_from().is_some_and(|old| {
                     csrf::tokens_match(&self.inner.csrf.session_token(old), token)

@@ -30,6 +30,9 @@ struct Raw {
     #[serde(skip_serializing)]
     secret: Option<String>,
     secret_file: Option<PathBuf>,
+    #[serde(skip_serializing)]
+    previous_secrets: Option<String>,
+    previous_secrets_file: Option<PathBuf>,
     idle_timeout: String,
     absolute_timeout: String,
     login_max_failures: u32,
@@ -58,6 +61,8 @@ impl Default for Raw {
             session_store_prefix: "latchkey".into(),
             secret: None,
             secret_file: None,
+            previous_secrets: None,
+            previous_secrets_file: None,
             idle_timeout: "30m".into(),
             absolute_timeout: "12h".into(),
             login_max_failures: 5,
@@ -129,6 +134,11 @@ pub struct Config {
     pub session_store_prefix: String,
     /// Where the server secret comes from.
     pub secret: SecretSource,
+    /// Earlier secrets whose cookies and CSRF tokens are still accepted
+    /// (and re-issued under the current one).
+    pub previous_secrets: Vec<ServerSecret>,
+    /// A file of further earlier secrets, one per line.
+    pub previous_secrets_file: Option<PathBuf>,
     /// Session idle timeout.
     pub idle_timeout: Duration,
     /// Session absolute timeout.
@@ -212,6 +222,8 @@ const KNOWN_ENV: &[&str] = &[
     "SESSION_STORE_PREFIX",
     "SECRET",
     "SECRET_FILE",
+    "PREVIOUS_SECRETS",
+    "PREVIOUS_SECRETS_FILE",
     "IDLE_TIMEOUT",
     "ABSOLUTE_TIMEOUT",
     "LOGIN_MAX_FAILURES",
@@ -382,6 +394,14 @@ impl Config {
                 "unknown database URL scheme; expected sqlite://PATH, postgres://… or memory:",
             ));
         }
+        let previous_secrets = raw
+            .previous_secrets
+            .as_deref()
+            .unwrap_or("")
+            .split([',', ' ', '\n'])
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| checked_secret(s, "previous_secrets"))
+            .collect::<Result<Vec<_>, _>>()?;
         let secret = match (&raw.secret, &raw.secret_file) {
             (Some(s), _) => SecretSource::Given(checked_secret(s, "secret")?),
             (None, Some(path)) => SecretSource::File(path.clone()),
@@ -473,6 +493,8 @@ impl Config {
             session_store_url,
             session_store_prefix: prefix.to_owned(),
             secret,
+            previous_secrets,
+            previous_secrets_file: raw.previous_secrets_file.clone(),
             idle_timeout,
             absolute_timeout,
             login_max_failures: raw.login_max_failures,
@@ -550,6 +572,26 @@ impl Config {
                 ServerSecret::new(&secret).map_err(|e| invalid("secret", e.to_string()))
             }
         }
+    }
+}
+
+impl Config {
+    /// Every previous secret: those given directly and those in the file.
+    ///
+    /// # Errors
+    /// When the file cannot be read or holds an unusable secret.
+    pub fn load_previous_secrets(&self) -> Result<Vec<ServerSecret>, ConfigError> {
+        let mut all = self.previous_secrets.clone();
+        if let Some(path) = &self.previous_secrets_file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
+                path: path.clone(),
+                source,
+            })?;
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                all.push(checked_secret(line, "previous_secrets_file")?);
+            }
+        }
+        Ok(all)
     }
 }
 

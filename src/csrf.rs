@@ -20,6 +20,8 @@ pub const HEADER: &str = "x-csrf-token";
 pub struct CsrfKeys {
     session: HmacSha256,
     login: HmacSha256,
+    /// Keys of earlier secrets: forms shown before a rotation still pass.
+    previous: Vec<(HmacSha256, HmacSha256)>,
 }
 
 impl std::fmt::Debug for CsrfKeys {
@@ -32,10 +34,31 @@ impl CsrfKeys {
     /// Keys derived from the server secret.
     #[must_use]
     pub fn new(secret: &ServerSecret) -> Self {
+        Self::with_previous(secret, &[])
+    }
+
+    /// Keys that also accept tokens made with `previous` secrets.
+    #[must_use]
+    pub fn with_previous(secret: &ServerSecret, previous: &[ServerSecret]) -> Self {
         Self {
             session: secret.derive("csrf session"),
             login: secret.derive("csrf login"),
+            previous: previous
+                .iter()
+                .map(|s| (s.derive("csrf session"), s.derive("csrf login")))
+                .collect(),
         }
+    }
+
+    /// Whether `token` is the session's token under a previous secret (a
+    /// page shown before the secret was rotated).
+    #[must_use]
+    pub fn matches_previous_session_token(&self, key: &SessionKey, token: &str) -> bool {
+        self.previous.iter().any(|(session, _)| {
+            let mut mac = session.clone();
+            mac.update(&key.0);
+            tokens_match(&URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()), token)
+        })
     }
 
     /// The session's CSRF token: an HMAC of the session key, so it needs no
@@ -63,7 +86,12 @@ impl CsrfKeys {
         let Some((value, sig)) = cookie.split_once('.') else {
             return false;
         };
-        tokens_match(&self.sign_login(value), sig) && tokens_match(value, form)
+        let signed = tokens_match(&self.sign_login(value), sig)
+            || self
+                .previous
+                .iter()
+                .any(|(_, login)| tokens_match(&sign_with(login, value), sig));
+        signed && tokens_match(value, form)
     }
 
     /// The form value inside a valid login-token cookie (to show it again).
@@ -74,10 +102,14 @@ impl CsrfKeys {
     }
 
     fn sign_login(&self, value: &str) -> String {
-        let mut mac = self.login.clone();
-        mac.update(value.as_bytes());
-        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        sign_with(&self.login, value)
     }
+}
+
+fn sign_with(key: &HmacSha256, value: &str) -> String {
+    let mut mac = key.clone();
+    mac.update(value.as_bytes());
+    URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
 }
 
 /// Constant-time equality of two tokens (their lengths are not secret).

@@ -92,7 +92,10 @@ async fn auth_with(config: &Config, stores: Stores, clock: Arc<dyn Clock>) -> an
         login_rate: config.login_rate,
         clock,
     };
-    Ok(Auth::new(settings, &secret, stores, hasher))
+    let previous = config.load_previous_secrets()?;
+    Ok(Auth::with_previous_secrets(
+        settings, &secret, &previous, stores, hasher,
+    ))
 }
 
 /// A bound, ready-to-run server.

@@ -233,8 +233,10 @@ where
                 let session = Session::signed_in(active);
                 return Either::Left(CURRENT.scope(session, self.inner.call(req)));
             }
-            Quick::Store(key) => key,
+            Quick::Store(key) => (key, None),
+            Quick::Resign(token) => (token.key(), Some(token)),
         };
+        let (key, resign) = key;
         // The clone that was made ready goes into the future; a fresh clone stays.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -248,7 +250,11 @@ where
                     },
                     None,
                 ),
-                Ok(Resolution::Active(a)) => (Session::signed_in(a), None),
+                Ok(Resolution::Active(a)) => (
+                    Session::signed_in(a),
+                    // Signed with a previous secret: the same session, signed anew.
+                    resign.map(|token| auth.session_cookie(&token)),
+                ),
                 Ok(Resolution::Rotated(a, cookie, old)) => (
                     Session {
                         rotated_from: Some(old),

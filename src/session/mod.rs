@@ -8,7 +8,7 @@ mod token;
 pub(crate) use cookie::cookie_values;
 pub use cookie::{CookieSettings, SameSite};
 pub use layer::{ActiveSession, AuthUser, Session, SessionLayer, SessionService};
-pub use token::{CookieSigner, SessionToken};
+pub use token::{CookieSigner, SessionToken, Signed};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

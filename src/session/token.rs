@@ -39,6 +39,9 @@ impl std::fmt::Debug for SessionToken {
 #[derive(Clone)]
 pub struct CookieSigner {
     mac: HmacSha256,
+    /// Keys of earlier secrets: their cookies still verify (and are
+    /// re-signed), so that rotating the secret signs nobody out.
+    previous: Vec<HmacSha256>,
 }
 
 impl std::fmt::Debug for CookieSigner {
@@ -54,8 +57,18 @@ impl CookieSigner {
     /// A signer keyed from the server secret.
     #[must_use]
     pub fn new(secret: &ServerSecret) -> Self {
+        Self::with_previous(secret, &[])
+    }
+
+    /// A signer that also accepts cookies signed with `previous` secrets.
+    #[must_use]
+    pub fn with_previous(secret: &ServerSecret, previous: &[ServerSecret]) -> Self {
         Self {
             mac: secret.derive("session cookie"),
+            previous: previous
+                .iter()
+                .map(|s| s.derive("session cookie"))
+                .collect(),
         }
     }
 
@@ -76,6 +89,17 @@ impl CookieSigner {
     /// signature is ours (checked in constant time).
     #[must_use]
     pub fn verify(&self, value: &str) -> Option<SessionToken> {
+        match self.verify_any(value)? {
+            (token, Signed::Current) => Some(token),
+            (_, Signed::Previous) => None,
+        }
+    }
+
+    /// The token in a cookie value signed with the current secret or a
+    /// previous one, and which. Previous secrets are tried only when the
+    /// current one fails, so a valid cookie costs one HMAC as before.
+    #[must_use]
+    pub fn verify_any(&self, value: &str) -> Option<(SessionToken, Signed)> {
         if value.len() != SIGNED_LEN {
             return None;
         }
@@ -87,11 +111,28 @@ impl CookieSigner {
         {
             return None;
         }
-        let mut mac = self.mac.clone();
-        mac.update(&token);
-        mac.verify_slice(&tag).ok()?;
-        Some(SessionToken(token))
+        let verifies = |key: &HmacSha256| {
+            let mut mac = key.clone();
+            mac.update(&token);
+            mac.verify_slice(&tag).is_ok()
+        };
+        if verifies(&self.mac) {
+            return Some((SessionToken(token), Signed::Current));
+        }
+        self.previous
+            .iter()
+            .any(verifies)
+            .then_some((SessionToken(token), Signed::Previous))
     }
+}
+
+/// Which secret signed a cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signed {
+    /// The current one.
+    Current,
+    /// One of the previous ones: the cookie should be signed anew.
+    Previous,
 }
 
 #[cfg(test)]
@@ -100,6 +141,30 @@ mod tests {
 
     fn signer(secret: &str) -> CookieSigner {
         CookieSigner::new(&ServerSecret::new(secret).expect("valid secret"))
+    }
+
+    #[test]
+    fn cookies_of_a_previous_secret_verify_as_such() {
+        let old = ServerSecret::new(&"old-secret-0123456789-abcdefghij".repeat(2)).expect("secret");
+        let new = ServerSecret::new(&"new-secret-0123456789-abcdefghij".repeat(2)).expect("secret");
+        let token = SessionToken::generate();
+        let old_value = CookieSigner::new(&old).sign(&token);
+        let rotated = CookieSigner::with_previous(&new, std::slice::from_ref(&old));
+        let (verified, signed) = rotated.verify_any(&old_value).expect("verifies");
+        assert_eq!((verified.key(), signed), (token.key(), Signed::Previous));
+        assert!(
+            rotated.verify(&old_value).is_none(),
+            "not as a current cookie"
+        );
+        let new_value = rotated.sign(&token);
+        assert_eq!(
+            rotated.verify_any(&new_value).map(|v| v.1),
+            Some(Signed::Current)
+        );
+        assert!(
+            CookieSigner::new(&new).verify_any(&old_value).is_none(),
+            "once retired, gone"
+        );
     }
 
     #[test]

@@ -446,3 +446,98 @@ async fn https_deployments_get_host_prefixed_secure_cookies() {
         "the unprefixed name is not accepted"
     );
 }
+
+#[tokio::test]
+async fn rotating_the_secret_signs_nobody_out_and_reissues_their_cookies() {
+    let app = TestApp::spawn().await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    let csrf = app.sign_in("ann", PASSWORD).await;
+    let old_cookie = app.session_cookie().unwrap();
+    // A login form shown before the rotation, too.
+    let (visitor, visitor_jar) = common::client();
+    let form = visitor
+        .get(app.url("/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = form.find(marker).unwrap() + marker.len();
+    let form_token = form[start..].split('"').next().unwrap().to_owned();
+
+    let new_secret = "rotated-secret-9876543210-ZYXWVUTSRQ-abcdefghij";
+    let rotated_env = |previous: Option<&str>| {
+        let mut env = app.env.clone();
+        env.retain(|(k, _)| k != "LATCHKEY_SECRET");
+        env.push(("LATCHKEY_SECRET".into(), new_secret.into()));
+        if let Some(p) = previous {
+            env.push(("LATCHKEY_PREVIOUS_SECRETS".into(), p.into()));
+        }
+        env
+    };
+    let rotated = TestApp::start(app.dir.clone(), rotated_env(Some(common::SECRET))).await;
+    let r = with_cookie(&rotated, "/profile", &old_cookie).await;
+    assert_eq!(r.status(), StatusCode::OK, "still signed in");
+    let reissued = r
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .find_map(|v| {
+            let v = v.to_str().unwrap();
+            v.strip_prefix("latchkey=")
+                .map(|rest| rest.split(';').next().unwrap().to_owned())
+        })
+        .expect("the cookie is signed anew");
+    assert_ne!(reissued, old_cookie);
+    assert_eq!(
+        with_cookie(&rotated, "/profile", &reissued).await.status(),
+        StatusCode::OK
+    );
+    // A page shown before the rotation still signs out.
+    let out = reqwest::Client::new()
+        .post(rotated.url("/logout"))
+        .header(header::ACCEPT, "application/json")
+        .header(header::COOKIE, format!("latchkey={reissued}"))
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::OK);
+    assert_eq!(
+        with_cookie(&rotated, "/profile", &reissued).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // A login form from before the rotation still signs in.
+    let cookies = reqwest::cookie::CookieStore::cookies(&*visitor_jar, &app.base.parse().unwrap())
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let r = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(rotated.url("/login"))
+        .header(header::COOKIE, cookies)
+        .form(&[
+            ("username", "ann"),
+            ("password", PASSWORD),
+            ("csrf_token", &form_token),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    drop(rotated);
+    // Once the old secret is retired, its cookies are simply unknown.
+    let retired = TestApp::start(app.dir.clone(), rotated_env(None)).await;
+    let fresh = app.sign_in("ann", PASSWORD).await;
+    assert!(!fresh.is_empty());
+    let old = app.session_cookie().unwrap();
+    assert_eq!(
+        with_cookie(&retired, "/profile", &old).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
