@@ -172,6 +172,10 @@ impl Application {
             );
         }
         let auth = open_auth_with_clock(&config, clock).await?;
+        tracing::info!(
+            "database: {}",
+            crate::store::redact_url(&config.database_url)
+        );
         let setup = if auth.accounts().any_users().await? {
             SetupToken::closed()
         } else {
@@ -230,7 +234,12 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let cleanup = self.auth.spawn_cleanup();
-        tracing::info!(address = %self.addr, "latchkey listening; open {}", self.public_url);
+        if self.setup_link.is_some() {
+            tracing::info!(address = %self.addr,
+                "latchkey listening; open the one-time setup link above to create the first administrator");
+        } else {
+            tracing::info!(address = %self.addr, "latchkey listening; open {}", self.public_url);
+        }
         let result = axum::serve(
             self.listener,
             crate::routes::MakeService { inner: self.router },
