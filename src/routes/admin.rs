@@ -18,8 +18,10 @@ pub const ADMIN_ROLE: &str = "admin";
 
 #[derive(Template)]
 #[template(path = "admin.html")]
-struct AdminPage {
+struct AdminPage<'a> {
     users: Vec<AdminRow>,
+    username: &'a str,
+    csrf_token: &'a str,
 }
 
 /// A user as the admin page shows them.
@@ -66,6 +68,8 @@ pub(crate) async fn admin(
             StatusCode::OK,
             &AdminPage {
                 users: users.iter().map(AdminRow::from).collect(),
+                username: &user.username,
+                csrf_token: &user.csrf_token,
             },
         ),
     })

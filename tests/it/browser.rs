@@ -294,7 +294,13 @@ async fn a_protected_page_sends_a_visitor_to_sign_in_and_back_with_a_safe_cookie
     let cookie = browser.cookie("latchkey").await.expect("a session cookie");
     assert!(cookie.http_only, "{cookie:?}");
     assert_eq!(cookie.same_site.as_deref(), Some("Lax"), "{cookie:?}");
-    browser.finish("protected_page_after_sign_in").await;
+    assert!(text.contains("You are signed in as root"), "{text}");
+    browser.screenshot("protected_page_after_sign_in").await;
+    // The admin page signs out too.
+    browser.submit("form[action='/logout']").await;
+    browser.wait_for_path("/login").await;
+    assert!(browser.text().await.contains("You have been signed out."));
+    browser.finish("signed_out_from_admin").await;
 }
 
 #[tokio::test]
