@@ -405,7 +405,7 @@ impl Config {
         let secret = match (&raw.secret, &raw.secret_file) {
             (Some(s), _) => SecretSource::Given(checked_secret(s, "secret")?),
             (None, Some(path)) => SecretSource::File(path.clone()),
-            (None, None) => match sqlite_path(&database_url) {
+            (None, None) => match crate::store::sqlite_path(&database_url) {
                 Some(db) => SecretSource::Generated(secret_path_beside(&db)),
                 None if database_url.starts_with("memory:") => SecretSource::Given(
                     ServerSecret::new(&ServerSecret::generate())
@@ -616,15 +616,6 @@ fn checked_secret(text: &str, setting: &'static str) -> Result<ServerSecret, Con
         ));
     }
     Ok(secret)
-}
-
-/// The file path in a `sqlite://` URL, if it names a file.
-#[must_use]
-pub fn sqlite_path(database_url: &str) -> Option<PathBuf> {
-    let rest = database_url.strip_prefix("sqlite:")?;
-    let rest = rest.strip_prefix("//").unwrap_or(rest);
-    let path = rest.split('?').next().unwrap_or("");
-    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
 }
 
 fn secret_path_beside(db: &Path) -> PathBuf {

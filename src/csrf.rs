@@ -76,7 +76,7 @@ impl CsrfKeys {
     /// signature; a cross-site page can neither read the cookie nor forge one.
     #[must_use]
     pub fn issue_login_token(&self) -> (String, String) {
-        let form = crate::session::random_base64::<32>();
+        let form = crate::random::random_base64::<32>();
         (format!("{form}.{}", self.sign_login(&form)), form)
     }
 

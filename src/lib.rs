@@ -31,6 +31,7 @@ pub mod csrf;
 pub mod error;
 pub mod negotiate;
 pub mod password;
+pub(crate) mod random;
 pub(crate) mod rate;
 pub mod redirect;
 pub mod routes;

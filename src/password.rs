@@ -175,7 +175,7 @@ impl PasswordHasher {
             jobs: tx,
             dummy_hash: String::new(),
         };
-        let random = Password::new(crate::session::random_base64::<24>());
+        let random = Password::new(crate::random::random_base64::<24>());
         hasher.dummy_hash = hasher.run(move |a| hash_blocking(a, &random)).await?;
         Ok(Arc::new(hasher))
     }
@@ -259,7 +259,7 @@ fn normalised(password: &str) -> std::borrow::Cow<'_, str> {
 fn hash_blocking(worker: &mut Worker, password: &Password) -> Result<String, HashError> {
     use argon2::password_hash::phc::{Output, ParamsString, Salt};
     let failed = |e: &dyn std::fmt::Display| HashError::Failed(e.to_string());
-    let salt = crate::session::random_bytes::<16>();
+    let salt = crate::random::random_bytes::<16>();
     let mut out = [0u8; 32];
     worker
         .argon2

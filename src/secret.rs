@@ -68,7 +68,7 @@ impl ServerSecret {
     /// A fresh random secret: 48 random bytes as base64url (64 characters).
     #[must_use]
     pub fn generate() -> String {
-        crate::session::random_base64::<48>()
+        crate::random::random_base64::<48>()
     }
 
     /// A key for one purpose, derived so that no two uses share key material.

@@ -34,7 +34,7 @@ impl SetupToken {
     /// A fresh random token.
     #[must_use]
     pub fn generate() -> Self {
-        Self(Mutex::new(Some(crate::session::random_base64::<32>())))
+        Self(Mutex::new(Some(crate::random::random_base64::<32>())))
     }
 
     /// No token: setup is closed.

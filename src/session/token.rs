@@ -19,7 +19,7 @@ impl SessionToken {
     /// A fresh token from the operating system's random generator.
     #[must_use]
     pub fn generate() -> Self {
-        Self(super::random_bytes::<32>())
+        Self(crate::random::random_bytes::<32>())
     }
 
     /// The key under which the store keeps this session.

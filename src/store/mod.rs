@@ -27,7 +27,7 @@ pub use memory::MemoryStore;
 pub use postgres::PostgresStore;
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, sqlite_path};
 
 pub use crate::clock::{Millis, now_millis};
 
@@ -492,7 +492,7 @@ pub(crate) fn allowed(until: Option<Millis>) -> Attempt {
 
 /// A random, non-zero tag for one attempt (see the SQL stores' `last_nonce`).
 pub(crate) fn attempt_nonce() -> i64 {
-    i64::from_le_bytes(crate::session::random_bytes::<8>()) | 1
+    i64::from_le_bytes(crate::random::random_bytes::<8>()) | 1
 }
 
 /// The counter update of [`FailureStore::forgive`].

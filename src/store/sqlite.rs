@@ -50,6 +50,15 @@ fn unavailable(e: sqlx::Error) -> StoreError {
     }
 }
 
+/// The file path in a `sqlite://` URL, if it names a file.
+#[must_use]
+pub fn sqlite_path(database_url: &str) -> Option<std::path::PathBuf> {
+    let rest = database_url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or("");
+    (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
+}
+
 impl SqliteStore {
     /// Opens the database named by a `sqlite://PATH` URL, creating and
     /// migrating it if needed.
@@ -76,7 +85,7 @@ impl SqliteStore {
             .map_err(OpenError::Connect)?;
         MIGRATOR.run(&pool).await.map_err(OpenError::Migrate)?;
         let writer = options.connect().await.map_err(OpenError::Connect)?;
-        let path = crate::config::sqlite_path(url);
+        let path = sqlite_path(url);
         Ok(Self {
             pool,
             writer: Arc::new(tokio::sync::Mutex::new(writer)),
