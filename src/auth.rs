@@ -783,6 +783,8 @@ impl Auth {
     pub async fn delete_expired(&self) -> Result<u64, StoreError> {
         let inner = &*self.inner;
         let now = self.now();
+        // In memory, so whatever the store does.
+        inner.rate.prune(now);
         let n = inner
             .stores
             .sessions
@@ -794,7 +796,6 @@ impl Auth {
             .window
             .max(inner.settings.ip_failures.window);
         inner.stores.failures.delete_stale(now, window).await?;
-        inner.rate.prune(now);
         Ok(n)
     }
 

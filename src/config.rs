@@ -398,7 +398,7 @@ impl Config {
             .previous_secrets
             .as_deref()
             .unwrap_or("")
-            .split([',', ' ', '\n'])
+            .split([',', '\n'])
             .filter(|s| !s.trim().is_empty())
             .map(|s| checked_secret(s, "previous_secrets"))
             .collect::<Result<Vec<_>, _>>()?;

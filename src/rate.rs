@@ -32,7 +32,10 @@ impl RateLimit {
     /// address has used up its minute.
     pub(crate) fn admit(&self, address: String, now: Millis) -> Result<(), Millis> {
         if self.windows.len() >= MAX_ADDRESSES && !self.windows.contains_key(&address) {
-            return Ok(());
+            self.prune(now);
+            if self.windows.len() >= MAX_ADDRESSES {
+                return Ok(());
+            }
         }
         let mut entry = self.windows.entry(address).or_insert((now, 0));
         let (start, count) = &mut *entry;

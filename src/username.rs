@@ -123,13 +123,16 @@ pub struct InLog<'a>(pub &'a str);
 impl std::fmt::Display for InLog<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let plain = !self.0.is_empty()
-            && self.0.chars().all(|c| {
-                c.is_alphanumeric() && !c.is_control() || matches!(c, '-' | '_' | '.' | '@' | '+')
-            });
+            && self
+                .0
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@' | '+'));
         if plain {
             f.write_str(self.0)
         } else {
-            write!(f, "{:?}", self.0)
+            // Quoted, and every non-ASCII character as its code point, so that
+            // a look-alike (`аdmin` with a Cyrillic а) reads differently too.
+            write!(f, "\"{}\"", self.0.escape_default())
         }
     }
 }
@@ -150,5 +153,6 @@ mod in_log_tests {
         assert_eq!(InLog("x\"y").to_string(), "\"x\\\"y\"");
         assert_eq!(InLog("").to_string(), "\"\"");
         assert_eq!(InLog("e\u{202e}vil").to_string(), "\"e\\u{202e}vil\"");
+        assert_eq!(InLog("\u{430}dmin").to_string(), "\"\\u{430}dmin\"");
     }
 }

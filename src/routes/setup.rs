@@ -225,8 +225,6 @@ pub(crate) async fn submit(
     headers: HeaderMap,
     Input { value: form, .. }: Input<SetupForm>,
 ) -> Result<Response, AppError> {
-    let client = state.auth.client_ip(peer.ip(), &headers);
-    state.auth.admit(client)?;
     if let Err(AppError::Csrf(refusal)) = state
         .auth
         .check_login_csrf(&headers, form.csrf_token.as_deref())
@@ -253,6 +251,9 @@ pub(crate) async fn submit(
     if let Err(closed) = open(&state, &form.token).await? {
         return Ok(closed);
     }
+    // Counted only now: a cross-site page cannot use up a visitor's share.
+    let client = state.auth.client_ip(peer.ip(), &headers);
+    state.auth.admit(client)?;
     let Some(token) = state.setup.take(&form.token) else {
         return Ok(page(StatusCode::GONE, &SetupClosed { done: true }));
     };

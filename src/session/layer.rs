@@ -273,7 +273,14 @@ where
                     .iter()
                     .any(|v| v.as_bytes().starts_with(prefix.as_bytes()));
                 if !handler_set_it {
-                    response.headers_mut().append(header::SET_COOKIE, cookie);
+                    let headers = response.headers_mut();
+                    headers.append(header::SET_COOKIE, cookie);
+                    // A session cookie must never sit in a shared cache, even
+                    // on an answer (a stylesheet) that is otherwise cacheable.
+                    headers.insert(
+                        header::CACHE_CONTROL,
+                        axum::http::HeaderValue::from_static("no-store"),
+                    );
                 }
             }
             Ok(response)

@@ -742,3 +742,29 @@ async fn visitors_are_never_redirected_to_a_public_url_another_program_may_hold(
         "no redirect to another listener"
     );
 }
+
+#[tokio::test]
+async fn cross_site_setup_posts_do_not_use_up_a_visitors_sign_in_share() {
+    let app = TestApp::spawn_with(&[("LATCHKEY_LOGIN_RATE", "3")]).await;
+    for _ in 0..5 {
+        let r = browser_form(
+            &app.client,
+            &app.url("/setup"),
+            "https://evil.example",
+            "cross-site",
+            &[
+                ("token", "x"),
+                ("username", "mallory"),
+                ("password", "p"),
+                ("password_confirm", "p"),
+            ],
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    }
+    app.add_user("ann", PASSWORD, &[]).await;
+    assert_eq!(
+        app.login_json("ann", PASSWORD).await.status(),
+        StatusCode::OK
+    );
+}

@@ -478,6 +478,10 @@ async fn rotating_the_secret_signs_nobody_out_and_reissues_their_cookies() {
         env
     };
     let rotated = TestApp::start(app.dir.clone(), rotated_env(Some(common::SECRET))).await;
+    // Even a cacheable answer that carries the re-signed cookie is not to be kept.
+    let css = with_cookie(&rotated, "/static/latchkey.css", &old_cookie).await;
+    assert!(css.headers().get(header::SET_COOKIE).is_some());
+    assert_eq!(css.headers()[header::CACHE_CONTROL], "no-store");
     let r = with_cookie(&rotated, "/profile", &old_cookie).await;
     assert_eq!(r.status(), StatusCode::OK, "still signed in");
     let reissued = r
