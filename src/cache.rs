@@ -15,90 +15,33 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering}
 use dashmap::DashMap;
 
 use crate::session::ActiveSession;
+use crate::store::feed::ChangeSink;
 use crate::store::{Millis, SessionKey, UserId, UserRecord};
 
-/// A change reported by another process.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    /// One session was deleted or replaced.
-    Session(SessionKey),
-    /// A user's password, roles or status changed, or the user was removed.
-    User(UserId),
-    /// Anything may have changed (a feed reconnected, or cannot say what changed).
-    Everything,
-}
+pub use crate::store::feed::{Change, ChangeFeed, FeedSink};
 
-impl Change {
-    /// Reads the message format the stores publish: `s<hex key>` for a
-    /// session, `u<id>` for a user; anything else means "everything".
-    #[must_use]
-    pub fn parse(payload: &str) -> Self {
-        if let Some(hex_key) = payload.strip_prefix('s') {
-            let mut key = [0u8; 32];
-            if hex::decode_to_slice(hex_key, &mut key).is_ok() {
-                return Self::Session(SessionKey(key));
-            }
-        }
-        if let Some(id) = payload.strip_prefix('u').and_then(|id| id.parse().ok()) {
-            return Self::User(UserId(id));
-        }
-        Self::Everything
-    }
-}
-
-/// A source of changes made by other processes.
-pub trait ChangeFeed: Send + Sync + 'static {
-    /// Starts delivering changes to `sink` (normally by spawning a task).
-    /// The feed must report itself unhealthy whenever it may be missing
-    /// changes, and send [`Change::Everything`] when it recovers.
-    fn start(self: Arc<Self>, sink: FeedSink);
-
-    /// Where the changes come from, for people reading the log
-    /// ("the database file", "PostgreSQL").
-    fn source(&self) -> &'static str;
-}
-
-/// A feed's handle on the cache.
-#[derive(Clone)]
-pub struct FeedSink {
-    cache: Arc<SessionCache>,
-    index: usize,
-    source: &'static str,
-}
-
-impl std::fmt::Debug for FeedSink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FeedSink")
-            .field("index", &self.index)
-            .field("source", &self.source)
-            .finish()
-    }
-}
-
-impl FeedSink {
-    /// Reports a change.
-    pub fn changed(&self, change: Change) {
-        self.cache.invalidate(&change);
+impl ChangeSink for SessionCache {
+    fn changed(&self, change: &Change) {
+        self.invalidate(change);
     }
 
-    /// Reports whether the feed is connected. Turning unhealthy empties the
-    /// cache; turning healthy again also does, since changes may have been missed.
-    pub fn set_healthy(&self, healthy: bool) {
-        let was = self.cache.feed_health[self.index].swap(healthy, Ordering::SeqCst);
+    /// Turning unhealthy empties the cache; turning healthy again also does,
+    /// since changes may have been missed.
+    fn set_feed_health(&self, feed: usize, source: &'static str, healthy: bool) {
+        let was = self.feed_health[feed].swap(healthy, Ordering::SeqCst);
         if was != healthy {
             if healthy {
-                self.cache.unhealthy_feeds.fetch_sub(1, Ordering::SeqCst);
+                self.unhealthy_feeds.fetch_sub(1, Ordering::SeqCst);
             } else {
-                self.cache.unhealthy_feeds.fetch_add(1, Ordering::SeqCst);
+                self.unhealthy_feeds.fetch_add(1, Ordering::SeqCst);
             }
-            self.cache.invalidate(&Change::Everything);
+            self.invalidate(&Change::Everything);
             if healthy {
-                tracing::info!("session cache: live updates from {}", self.source);
+                tracing::info!("session cache: live updates from {source}");
             } else {
                 tracing::warn!(
-                    "session cache off: no live updates from {}; every request asks the store \
-                     until they return",
-                    self.source
+                    "session cache off: no live updates from {source}; every request asks the \
+                     store until they return"
                 );
             }
         }
@@ -205,11 +148,9 @@ impl SessionCache {
             unhealthy_feeds: AtomicUsize::new(n),
         });
         for (index, feed) in feeds.unwrap_or_default().iter().enumerate() {
-            feed.clone().start(FeedSink {
-                cache: cache.clone(),
-                index,
-                source: feed.source(),
-            });
+            let sink: Arc<dyn ChangeSink> = cache.clone();
+            feed.clone()
+                .start(FeedSink::new(sink, index, feed.source()));
         }
         cache
     }

@@ -9,6 +9,7 @@
 //! Times are milliseconds since the Unix epoch ([`Millis`]); session keys are
 //! SHA-256 hashes of the session token, never the token itself.
 
+pub mod feed;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -20,7 +21,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::cache::ChangeFeed;
+use feed::ChangeFeed;
 
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]

@@ -15,7 +15,7 @@ use super::{
 
 use std::sync::Arc;
 
-use crate::cache::{Change, ChangeFeed, FeedSink};
+use super::feed::{Change, ChangeFeed, FeedSink};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 

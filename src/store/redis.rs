@@ -14,11 +14,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use fred::prelude::*;
 
+use super::feed::{Change, ChangeFeed, FeedSink};
 use super::{
     Attempt, FailurePolicy, FailureStore, Millis, SessionKey, SessionRecord, SessionStore,
     StoreError, StoreResult, UserId,
 };
-use crate::cache::{Change, ChangeFeed, FeedSink};
 
 /// Sessions and failure counters in Redis.
 #[derive(Clone)]

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 
 use notify::Watcher as _;
 
-use crate::cache::{Change, ChangeFeed, FeedSink};
+use super::feed::{Change, ChangeFeed, FeedSink};
 
 /// How long a write waits for the database: for another process's lock
 /// (the CLI), and for this process's other writes.
