@@ -22,6 +22,8 @@ use crate::session::Session;
 
 const ROUTE: &str = "POST /login";
 
+const SIGNED_OUT: &str = "You have been signed out.";
+
 #[derive(Template)]
 #[template(path = "login.html")]
 pub(crate) struct LoginPage<'a> {
@@ -30,6 +32,11 @@ pub(crate) struct LoginPage<'a> {
     username: &'a str,
     error: Option<&'a str>,
     notice: Option<&'a str>,
+    /// The notice's style: `notice` (done, green) or `info` (neutral).
+    notice_class: &'a str,
+    /// The error concerns what was typed (the fields are marked invalid),
+    /// rather than the account or the form (a lock, an expired form).
+    field_error: bool,
     /// Who is signed in already, with their session's token for signing out.
     signed_in: Option<(&'a str, &'a str)>,
     /// No account exists yet (as far as this server knows).
@@ -56,6 +63,7 @@ struct FormView<'a> {
     username: &'a str,
     error: Option<&'a str>,
     notice: Option<&'a str>,
+    field_error: bool,
 }
 
 fn render_form(
@@ -74,6 +82,12 @@ fn render_form(
             username: view.username,
             error: view.error,
             notice: view.notice,
+            notice_class: if view.notice == Some(SIGNED_OUT) {
+                "notice"
+            } else {
+                "info"
+            },
+            field_error: view.field_error,
             signed_in: session
                 .active()
                 .map(|a| (a.username.as_str(), a.csrf_token.as_str())),
@@ -108,7 +122,7 @@ pub(crate) async fn show(
         return Redirect::to(safe_next(Some(next))).into_response();
     }
     let notice = match query_param(query.as_deref(), "reason").as_deref() {
-        Some("signed_out") => Some("You have been signed out."),
+        Some("signed_out") => Some(SIGNED_OUT),
         Some("ended") if session.active().is_none() => {
             Some("Your session ended. Please sign in again.")
         }
@@ -119,6 +133,7 @@ pub(crate) async fn show(
         username: "",
         error: None,
         notice,
+        field_error: false,
     };
     render_form(&state, &session, &headers, &view, StatusCode::OK)
 }
@@ -189,6 +204,7 @@ pub(crate) async fn submit(
                 "This sign-in form had expired, so nothing was sent. Please sign in again.",
             ),
             notice: None,
+            field_error: false,
         };
         return Ok(render_form(
             &state,
@@ -240,6 +256,7 @@ pub(crate) async fn submit(
                 username: shown_name,
                 error: Some(&message),
                 notice: None,
+                field_error: retry.is_none(),
             };
             // The failed attempt did not touch the request's session.
             let mut response = render_form(&state, &session, &headers, &view, status);

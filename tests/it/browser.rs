@@ -355,6 +355,11 @@ async fn five_wrong_passwords_lock_the_account_and_the_page_says_for_how_long() 
     let text = browser.text().await;
     assert!(text.contains("try again in 15 minutes"), "{text}");
     assert!(browser.cookie("latchkey").await.is_none());
+    // The lock is about the account, not what was typed: no field is marked wrong.
+    let invalid = browser
+        .script("return document.querySelectorAll('[aria-invalid]').length")
+        .await;
+    assert_eq!(invalid, 0);
     assert_accessible(&browser, "locked").await;
     browser.finish("lockout_says_how_long").await;
 }
