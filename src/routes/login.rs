@@ -13,6 +13,7 @@ use super::AppState;
 use super::errors::page;
 use super::input::{BodyKind, Input};
 use super::text::wait_in_words;
+use super::{query_param, stale_form};
 use crate::auth::LoginError;
 use crate::error::AppError;
 use crate::negotiate::Format;
@@ -41,20 +42,6 @@ pub(crate) struct LoginPage<'a> {
     signed_in: Option<(&'a str, &'a str)>,
     /// No account exists yet (as far as this server knows).
     setup_open: bool,
-}
-
-/// A query parameter of the login page, decoded.
-fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    query?.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| {
-            let v = v.replace('+', " ");
-            percent_encoding::percent_decode_str(&v)
-                .decode_utf8()
-                .map(|s| s.into_owned())
-                .ok()
-        })?
-    })
 }
 
 /// What the login form shows besides its fields.
@@ -106,11 +93,8 @@ pub(crate) async fn show(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let path = match &query {
-        Some(q) => format!("/login?{q}"),
-        None => "/login".to_owned(),
-    };
-    if let Some(redirect) = super::canonical_redirect(&state, &headers, &path) {
+    if let Some(redirect) = super::canonical_redirect(&state, &headers, "/login", query.as_deref())
+    {
         return redirect;
     }
     let next = query_param(query.as_deref(), "next");
@@ -185,11 +169,7 @@ pub(crate) async fn submit(
             auth.check_login_csrf(&headers, form.csrf_token.as_deref())
         }
     };
-    if let Err(AppError::Csrf(refusal)) = checked {
-        super::log_refusal(ROUTE, &refusal);
-        if refusal.is_cross_site() || format == Format::Json {
-            return Err(AppError::Csrf(refusal));
-        }
+    if stale_form(ROUTE, checked, format)? {
         // A second click on "Sign in" after the first one worked: the
         // person is signed in, so they go where they were going.
         if session.active().is_some() {
@@ -214,7 +194,6 @@ pub(crate) async fn submit(
             StatusCode::FORBIDDEN,
         ));
     }
-    checked?;
     let client = auth.client_ip(peer.ip(), &headers);
     let result = auth
         .login(&session, &form.username, &form.password, client)

@@ -39,7 +39,7 @@ pub(crate) async fn page(
     if format == Format::Json {
         return Json(serde_json::json!({ "signed_in": active.is_some() })).into_response();
     }
-    if let Some(redirect) = super::canonical_redirect(&state, &headers, "/logout") {
+    if let Some(redirect) = super::canonical_redirect(&state, &headers, "/logout", None) {
         return redirect;
     }
     page_html(&session, None, StatusCode::OK)
@@ -77,11 +77,7 @@ pub(crate) async fn submit(
         // Nobody to sign out: only a cross-site request is worth refusing.
         crate::csrf::check_origin(&headers, &auth.settings().public_origin).map_err(AppError::Csrf)
     };
-    if let Err(AppError::Csrf(refusal)) = checked {
-        super::log_refusal(ROUTE, &refusal);
-        if refusal.is_cross_site() || format == Format::Json {
-            return Err(AppError::Csrf(refusal));
-        }
+    if super::stale_form(ROUTE, checked, format)? {
         // A page of this site whose token went stale: ask again, with a
         // fresh token. The person is still signed in and should know it.
         return Ok(page_html(
@@ -90,7 +86,6 @@ pub(crate) async fn submit(
             StatusCode::FORBIDDEN,
         ));
     }
-    checked?;
     let client = auth.client_ip(peer.ip(), &headers);
     let logged_out = auth.logout(&session, client).await?;
     Ok(match format {

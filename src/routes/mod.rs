@@ -22,6 +22,7 @@ use tower::Layer as _;
 
 use crate::auth::Auth;
 use crate::csrf::CsrfRefusal;
+use crate::error::AppError;
 
 pub(crate) use peer::MakeService;
 pub use setup::SetupToken;
@@ -132,8 +133,45 @@ pub(crate) fn security_headers(
 
 /// Logs a refused cross-site request check: one line at `warn` with the
 /// route and the reason (never the token).
-pub(crate) fn log_refusal(route: &'static str, refusal: &CsrfRefusal) {
+fn log_refusal(route: &'static str, refusal: &CsrfRefusal) {
     tracing::warn!(route, reason = %refusal, "request refused by the cross-site request check");
+}
+
+/// What a form handler does after its cross-site request check, every
+/// refusal logged: `Ok(false)` when the check passed; `Ok(true)` when one of
+/// this site's own forms came back with a stale token (the handler shows it
+/// again, fresh); the refusal itself for a cross-site request or an API client.
+pub(crate) fn stale_form(
+    route: &'static str,
+    checked: Result<(), AppError>,
+    format: crate::negotiate::Format,
+) -> Result<bool, AppError> {
+    match checked {
+        Ok(()) => Ok(false),
+        Err(AppError::Csrf(refusal)) => {
+            log_refusal(route, &refusal);
+            if refusal.is_cross_site() || format == crate::negotiate::Format::Json {
+                Err(AppError::Csrf(refusal))
+            } else {
+                Ok(true)
+            }
+        }
+        Err(other) => Err(other),
+    }
+}
+
+/// A query parameter, percent-decoded (`+` as a space).
+pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| {
+            let v = v.replace('+', " ");
+            percent_encoding::percent_decode_str(&v)
+                .decode_utf8()
+                .map(|s| s.into_owned())
+                .ok()
+        })?
+    })
 }
 
 /// Where a browser that opened this site under another loopback name of
@@ -143,7 +181,8 @@ pub(crate) fn log_refusal(route: &'static str, refusal: &CsrfRefusal) {
 pub(crate) fn canonical_redirect(
     state: &AppState,
     headers: &axum::http::HeaderMap,
-    path_and_query: &str,
+    path: &str,
+    query: Option<&str>,
 ) -> Option<axum::response::Response> {
     use axum::response::IntoResponse as _;
     if !state.public_url_is_this_listener {
@@ -157,8 +196,10 @@ pub(crate) fn canonical_redirect(
     }
     let (public_host, public_port) = split_authority(authority, origin.starts_with("https"))?;
     let (host_name, port) = split_authority(host, origin.starts_with("https"))?;
-    (port == public_port && is_loopback(public_host) && is_loopback(host_name))
-        .then(|| axum::response::Redirect::to(&format!("{origin}{path_and_query}")).into_response())
+    (port == public_port && is_loopback(public_host) && is_loopback(host_name)).then(|| {
+        let query = query.map_or(String::new(), |q| format!("?{q}"));
+        axum::response::Redirect::to(&format!("{origin}{path}{query}")).into_response()
+    })
 }
 
 fn split_authority(authority: &str, https: bool) -> Option<(&str, u16)> {

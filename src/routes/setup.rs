@@ -16,6 +16,7 @@ use super::errors::page;
 use super::input::Input;
 use crate::csrf::tokens_match;
 use crate::error::AppError;
+use crate::negotiate::Format;
 use crate::secret::Password;
 use crate::session::Session;
 use crate::users::AccountError;
@@ -192,21 +193,15 @@ pub(crate) async fn page_get(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
-    let path = match &query {
-        Some(q) => format!("/setup?{q}"),
-        None => "/setup".to_owned(),
-    };
-    if let Some(redirect) = super::canonical_redirect(&state, &headers, &path) {
+    if let Some(redirect) = super::canonical_redirect(&state, &headers, "/setup", query.as_deref())
+    {
         return Ok(redirect);
     }
-    let token = query
-        .as_deref()
-        .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("token=")))
-        .unwrap_or("");
-    if let Err(closed) = open(&state, token).await? {
+    let token = super::query_param(query.as_deref(), "token").unwrap_or_default();
+    if let Err(closed) = open(&state, &token).await? {
         return Ok(closed);
     }
-    Ok(render(&state, &headers, token, "", None, StatusCode::OK))
+    Ok(render(&state, &headers, &token, "", None, StatusCode::OK))
 }
 
 #[derive(Deserialize)]
@@ -225,14 +220,10 @@ pub(crate) async fn submit(
     headers: HeaderMap,
     Input { value: form, .. }: Input<SetupForm>,
 ) -> Result<Response, AppError> {
-    if let Err(AppError::Csrf(refusal)) = state
+    let checked = state
         .auth
-        .check_login_csrf(&headers, form.csrf_token.as_deref())
-    {
-        super::log_refusal(ROUTE, &refusal);
-        if refusal.is_cross_site() {
-            return Err(AppError::Csrf(refusal));
-        }
+        .check_login_csrf(&headers, form.csrf_token.as_deref());
+    if super::stale_form(ROUTE, checked, Format::Html)? {
         if let Err(closed) = open(&state, &form.token).await? {
             return Ok(closed);
         }
