@@ -220,6 +220,11 @@ pub(crate) fn account_throttle_key(username: &str) -> String {
     format!("account:{}", key_of(username))
 }
 
+/// How long from `now` until `until` (nothing if it has passed).
+fn wait(now: Millis, until: Millis) -> Duration {
+    Duration::from_millis(u64::try_from(until - now).unwrap_or(0))
+}
+
 fn millis(d: Duration) -> Millis {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
@@ -490,7 +495,7 @@ impl Auth {
             .rate
             .admit(crate::client_ip::throttle_key(client), now)
             .map_err(|until| LoginError::Throttled {
-                retry_after: Duration::from_millis(u64::try_from(until - now).unwrap_or(0)),
+                retry_after: wait(now, until),
             })
     }
 
@@ -531,8 +536,7 @@ impl Auth {
             (inner.settings.account_failures, inner.settings.ip_failures);
         let failures = &inner.stores.failures;
         let now = self.now();
-        let retry_after =
-            |until: Millis| Duration::from_millis(u64::try_from(until - now).unwrap_or(0));
+        let retry_after = |until: Millis| wait(now, until);
         // A refused attempt writes nothing: a client whose address, or the
         // account it names, is locked learns so from reads alone, so that a
         // locked client flooding invented names cannot fill the store.
@@ -560,15 +564,12 @@ impl Auth {
                         failures.forgive(&account_key, account_policy).await?;
                         (Some(until), None)
                     }
-                    ip => {
-                        // If this attempt fails, the later of the locks it
-                        // sets is how long the client must now wait.
-                        let until = |a: Attempt| match a {
-                            Attempt::Last(u) => Some(u),
-                            _ => None,
-                        };
-                        (None, until(account).max(until(ip)))
-                    }
+                    // If this attempt fails, the later of the locks it sets
+                    // is how long the client must now wait.
+                    ip => (
+                        None,
+                        account.locks_if_it_fails().max(ip.locks_if_it_fails()),
+                    ),
                 }
             }
         };

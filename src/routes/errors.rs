@@ -1,6 +1,7 @@
 //! Error pages: the library answers errors in JSON; browsers get HTML here,
 //! and anonymous visitors of protected pages are sent to the login page.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -19,10 +20,53 @@ use crate::negotiate::Format;
 #[derive(Template)]
 #[template(path = "error.html")]
 struct ErrorPage<'a> {
-    title: &'a str,
-    message: &'a str,
-    hint: Option<&'a str>,
-    link: (&'a str, &'a str),
+    title: Cow<'a, str>,
+    message: Cow<'a, str>,
+    /// Said under a refused request: it had no effect.
+    hint: Option<&'static str>,
+    link: (Cow<'a, str>, &'static str),
+}
+
+impl<'a> ErrorPage<'a> {
+    /// The page for an error; a refused cross-site request check is told in
+    /// plain words, with where latchkey really is when the origin says so.
+    fn of(status: StatusCode, info: &'a ErrorInfo) -> Self {
+        let link = (Cow::Borrowed("/profile"), "Go to latchkey");
+        let (title, message, link) = match &info.csrf {
+            Some(CsrfRefusal::OriginNotAllowed { origin, expected }) => (
+                "Request refused".into(),
+                format!(
+                    "This request came from {origin}, but latchkey is at {expected}. \
+                     If you meant to do this, open latchkey there and try again."
+                )
+                .into(),
+                (format!("{expected}/profile").into(), "Open latchkey"),
+            ),
+            Some(CsrfRefusal::CrossSite(_)) => (
+                "Request refused".into(),
+                "This request came from another site, so latchkey refused it. \
+                 If you meant to do this, open latchkey yourself and try again."
+                    .into(),
+                link,
+            ),
+            Some(_) => (
+                "This page was out of date".into(),
+                "The page you used was out of date. Go back, reload the page and try again.".into(),
+                link,
+            ),
+            None => (
+                status.to_string().into(),
+                Cow::Borrowed(&*info.message),
+                link,
+            ),
+        };
+        Self {
+            title,
+            message,
+            hint: info.csrf.is_some().then_some("Nothing was changed."),
+            link,
+        }
+    }
 }
 
 /// Renders a page with a status; a template failure becomes a plain 500.
@@ -140,49 +184,7 @@ fn render_error(response: Response, format: Format) -> Response {
         );
         return Redirect::to(&target).into_response();
     }
-    let title = status.to_string();
-    let mut hint = None;
-    let mut link = ("/profile", "Go to latchkey");
-    let csrf_text;
-    let (title, message) = match &info.csrf {
-        Some(CsrfRefusal::OriginNotAllowed { origin, expected }) => {
-            csrf_text = (
-                format!(
-                    "This request came from {origin}, but latchkey is at {expected}. \
-                     If you meant to do this, open latchkey there and try again."
-                ),
-                format!("{expected}/profile"),
-            );
-            hint = Some("Nothing was changed.");
-            link = (csrf_text.1.as_str(), "Open latchkey");
-            ("Request refused", csrf_text.0.as_str())
-        }
-        Some(CsrfRefusal::CrossSite(_)) => {
-            hint = Some("Nothing was changed.");
-            (
-                "Request refused",
-                "This request came from another site, so latchkey refused it. \
-                 If you meant to do this, open latchkey yourself and try again.",
-            )
-        }
-        Some(_) => {
-            hint = Some("Nothing was changed.");
-            (
-                "This page was out of date",
-                "The page you used was out of date. Go back, reload the page and try again.",
-            )
-        }
-        None => (title.as_str(), &*info.message),
-    };
-    let mut html = page(
-        status,
-        &ErrorPage {
-            title,
-            message,
-            hint,
-            link,
-        },
-    );
+    let mut html = page(status, &ErrorPage::of(status, &info));
     for name in [header::RETRY_AFTER, header::SET_COOKIE] {
         for value in response.headers().get_all(&name) {
             html.headers_mut().append(name.clone(), value.clone());

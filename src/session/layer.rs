@@ -225,7 +225,7 @@ where
         }
         // The common cases (no cookie, a forged one, a cached session) are
         // decided without waiting, and the inner service is called directly.
-        let key = match self.auth.quick(req.headers()) {
+        let (key, resign) = match self.auth.quick(req.headers()) {
             Quick::Anonymous => {
                 return Either::Left(CURRENT.scope(Session::anonymous(), self.inner.call(req)));
             }
@@ -236,7 +236,6 @@ where
             Quick::Store(key) => (key, None),
             Quick::Resign(token) => (token.key(), Some(token)),
         };
-        let (key, resign) = key;
         // The clone that was made ready goes into the future; a fresh clone stays.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);

@@ -239,6 +239,17 @@ pub enum Attempt {
     Locked(Millis),
 }
 
+impl Attempt {
+    /// Until when the key stays locked if this (allowed) attempt fails.
+    #[must_use]
+    pub fn locks_if_it_fails(self) -> Option<Millis> {
+        match self {
+            Self::Last(until) => Some(until),
+            Self::Allowed | Self::Locked(_) => None,
+        }
+    }
+}
+
 /// Login-attempt counters, keyed by an opaque string (an account or a
 /// client address). Attempts are counted *before* their password is
 /// checked, so that parallel attempts cannot all slip past a check made
