@@ -98,6 +98,27 @@ async fn auth_with(config: &Config, stores: Stores, clock: Arc<dyn Clock>) -> an
     ))
 }
 
+/// Points a loopback public URL asked for with port 0 (tests, a quick
+/// try) at the address actually bound, which browsers then send as their
+/// `Origin`; and tells whether the public URL is this very listener, so that
+/// visitors may be redirected there.
+fn settle_public_url(config: &mut Config, addr: SocketAddr) -> bool {
+    if !config.public_url_is_loopback() {
+        return false;
+    }
+    if config.bind.port() == 0 {
+        let _ = config.public_url.set_ip_host(addr.ip());
+        let _ = config.public_url.set_port(Some(addr.port()));
+    }
+    config.public_url.port_or_known_default() == Some(addr.port())
+        && match config.public_url.host() {
+            Some(url::Host::Ipv4(ip)) => std::net::IpAddr::V4(ip) == addr.ip(),
+            Some(url::Host::Ipv6(ip)) => std::net::IpAddr::V6(ip) == addr.ip(),
+            Some(url::Host::Domain(_)) => true,
+            None => false,
+        }
+}
+
 /// A bound, ready-to-run server.
 pub struct Application {
     listener: TcpListener,
@@ -137,21 +158,7 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", config.bind))?;
         let addr = listener.local_addr()?;
-        if config.bind.port() == 0 && config.public_url_is_loopback() {
-            // Port 0 was asked for (tests, a quick try): on loopback the
-            // public URL is this server itself, so it names the real address
-            // and port, which browsers then send as their `Origin`.
-            let _ = config.public_url.set_ip_host(addr.ip());
-            let _ = config.public_url.set_port(Some(addr.port()));
-        }
-        let public_url_is_this_listener = config.public_url_is_loopback()
-            && config.public_url.port_or_known_default() == Some(addr.port())
-            && match config.public_url.host() {
-                Some(url::Host::Ipv4(ip)) => std::net::IpAddr::V4(ip) == addr.ip(),
-                Some(url::Host::Ipv6(ip)) => std::net::IpAddr::V6(ip) == addr.ip(),
-                Some(url::Host::Domain(_)) => true,
-                None => false,
-            };
+        let public_url_is_this_listener = settle_public_url(&mut config, addr);
         if config.public_url_is_loopback() && !public_url_is_this_listener {
             tracing::warn!(public_url = %config.public_url, address = %addr,
                 "the public URL is not where latchkey listens: its links (the setup link too) \
