@@ -9,6 +9,10 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{IntoResponseParts, ResponseParts};
 use ipnet::IpNet;
 
+mod attempt;
+
+use attempt::{Counter, LoginAttempt};
+
 use crate::cache::{CachedSession, Change, SessionCache};
 use crate::clock::Clock;
 use crate::csrf::{self, CsrfKeys, CsrfRefusal};
@@ -19,9 +23,9 @@ use crate::session::{
     ActiveSession, CookieSettings, CookieSigner, Session, SessionLayer, SessionToken, Signed,
 };
 use crate::store::{
-    Attempt, FailurePolicy, Millis, SessionKey, SessionRecord, StoreError, Stores, UserRecord,
+    FailurePolicy, Millis, SessionKey, SessionRecord, StoreError, Stores, UserRecord,
 };
-use crate::username::{MAX_USERNAME_BYTES, Username, key_of};
+use crate::username::{MAX_USERNAME_BYTES, key_of};
 use crate::users::Accounts;
 
 /// Audit events go to this tracing target, one event per login attempt,
@@ -66,6 +70,7 @@ struct Inner {
     hasher: Arc<PasswordHasher>,
     signer: CookieSigner,
     csrf: CsrfKeys,
+    devices: crate::device::DeviceKeys,
     cache: Arc<SessionCache>,
     rate: crate::rate::RateLimit,
     idle: Millis,
@@ -169,11 +174,12 @@ impl From<LoginError> for AppError {
 }
 
 /// A successful login: the new session, and the cookies to send (the
-/// session cookie, and removal of the login form's CSRF cookie).
+/// session cookie, removal of the login form's CSRF cookie, and a new
+/// device cookie).
 pub struct LoggedIn {
     /// The new session.
     pub session: Arc<ActiveSession>,
-    cookies: [HeaderValue; 2],
+    cookies: [HeaderValue; 3],
 }
 
 impl std::fmt::Debug for LoggedIn {
@@ -207,18 +213,28 @@ impl IntoResponseParts for LoggedOut {
 
     fn into_response_parts(self, mut res: ResponseParts) -> Result<ResponseParts, Self::Error> {
         res.headers_mut().append(header::SET_COOKIE, self.clear);
+        // Not `"cookies"`: that would also delete the device cookie (and
+        // every other cookie of the origin); the session cookie is removed
+        // by name above and ended on the server.
         res.headers_mut().insert(
             HeaderName::from_static("clear-site-data"),
-            HeaderValue::from_static("\"cookies\""),
+            HeaderValue::from_static("\"cache\""),
         );
         Ok(res)
     }
 }
 
-/// The failure counter of the account a login names (existing or not).
+/// The failure counter of the account a login names (existing or not),
+/// for untrusted clients; a device's counter is this followed by
+/// [`DEVICE_SEPARATOR`] and the device id, so that every counter of an
+/// account starts with this key.
 pub(crate) fn account_throttle_key(username: &str) -> String {
     format!("account:{}", key_of(username))
 }
+
+/// Between an account's counter key and a device id. No user key holds it
+/// (user names have no control characters).
+pub(crate) const DEVICE_SEPARATOR: &str = "\u{1f}device:";
 
 /// How long from `now` until `until` (nothing if it has passed).
 fn wait(now: Millis, until: Millis) -> Duration {
@@ -262,6 +278,7 @@ impl Auth {
                 rate: crate::rate::RateLimit::new(settings.login_rate),
                 signer: CookieSigner::with_previous(secret, previous),
                 csrf: CsrfKeys::with_previous(secret, previous),
+                devices: crate::device::DeviceKeys::new(secret, previous),
                 // Recording activity on every request would make every read a
                 // write. Once per tenth of the idle timeout (at most a minute)
                 // bounds the writes; a session may then end up to that much
@@ -501,7 +518,13 @@ impl Auth {
 
     /// Signs a user in. Any session the request already had is destroyed and
     /// a new token issued (no session fixation). Unknown names cost one
-    /// argon2 verification like known ones and fail the same way.
+    /// argon2 verification like known ones and fail the same way. `headers`
+    /// are the request's: a device cookie in them (see [`crate::device`])
+    /// makes failures count against that device instead of against every
+    /// untrusted client of the account and the client's address.
+    ///
+    /// The attempt runs to its end even if the caller stops waiting (the
+    /// client went away), so that every counted attempt is settled.
     ///
     /// # Errors
     /// See [`LoginError`]; every failure is audited.
@@ -512,6 +535,7 @@ impl Auth {
         username: &str,
         password: &Password,
         client: IpAddr,
+        headers: &HeaderMap,
     ) -> Result<LoggedIn, LoginError> {
         let audit = |outcome: &str| {
             tracing::info!(target: AUDIT_TARGET, event = "login", outcome, username = %crate::username::InLog(username),
@@ -529,127 +553,43 @@ impl Auth {
             audit("rate_limited");
             return Err(e);
         }
-        let inner = &*self.inner;
-        let account_key = account_throttle_key(username);
-        let ip_key = format!("ip:{}", crate::client_ip::throttle_key(client));
-        let (account_policy, ip_policy) =
-            (inner.settings.account_failures, inner.settings.ip_failures);
-        let failures = &inner.stores.failures;
-        let now = self.now();
-        let retry_after = |until: Millis| wait(now, until);
-        // A refused attempt writes nothing: a client whose address, or the
-        // account it names, is locked learns so from reads alone, so that a
-        // locked client flooding invented names cannot fill the store.
-        let already = failures
-            .locked_until(&ip_key, now)
-            .await?
-            .max(failures.locked_until(&account_key, now).await?);
-        if let Some(until) = already {
-            audit("throttled");
-            return Err(LoginError::Throttled {
-                retry_after: retry_after(until),
-            });
-        }
-        // Counted before the password is checked, so that parallel attempts
-        // cannot all pass a check made before any of them was counted.
-        let account = failures
-            .begin_attempt(&account_key, now, account_policy)
-            .await?;
-        let (locked, last) = match account {
-            Attempt::Locked(until) => (Some(until), None),
-            Attempt::Allowed | Attempt::Last(_) => {
-                match failures.begin_attempt(&ip_key, now, ip_policy).await? {
-                    Attempt::Locked(until) => {
-                        // Not checked, so not held against the account.
-                        failures.forgive(&account_key, account_policy).await?;
-                        (Some(until), None)
-                    }
-                    // If this attempt fails, the later of the locks it sets
-                    // is how long the client must now wait.
-                    ip => (
-                        None,
-                        account.locks_if_it_fails().max(ip.locks_if_it_fails()),
-                    ),
-                }
-            }
-        };
-        if let Some(until) = locked {
-            audit("throttled");
-            return Err(LoginError::Throttled {
-                retry_after: retry_after(until),
-            });
-        }
-        let user = match Username::parse(username) {
-            Ok(name) => inner.stores.users.user_by_key(name.key()).await?,
-            Err(_) => None,
-        };
-        let verified = match inner
-            .hasher
-            .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
-            .await
-        {
-            Ok(v) => v,
-            Err(e) => {
-                // Nothing was checked: the attempt is not held against anyone.
-                failures.forgive(&account_key, account_policy).await?;
-                failures.forgive(&ip_key, ip_policy).await?;
-                return Err(e.into());
-            }
-        };
-        let user = match user {
-            Some(u) if verified.matches && !u.disabled => u,
-            _ => {
-                audit("failure");
-                // The failure that reaches the limit says so at once, not
-                // only at the next attempt.
-                return Err(match last {
-                    Some(until) => LoginError::InvalidCredentialsNowLocked {
-                        retry_after: retry_after(until),
-                    },
-                    None => LoginError::InvalidCredentials,
-                });
-            }
-        };
-        failures.forgive(&ip_key, ip_policy).await?;
-        failures.clear(&account_key).await?;
-        if verified.needs_rehash {
-            match inner.hasher.hash(password).await {
-                Ok(hash) => {
-                    inner
-                        .stores
-                        .users
-                        .set_password_hash(user.id, &hash, false)
-                        .await?;
-                    tracing::info!(username = %crate::username::InLog(&user.username), "password hash upgraded to current parameters");
-                }
-                Err(e) => tracing::warn!(error = %e, "password rehash skipped"),
-            }
-        }
-        if let Some(old) = current.active() {
-            inner.stores.sessions.delete(&old.key).await?;
-            inner.cache.invalidate(&Change::Session(old.key));
-        }
-        let token = SessionToken::generate();
-        let now = self.now();
-        let record = SessionRecord {
-            key: token.key(),
-            user_id: user.id,
-            credential_epoch: user.credential_epoch,
-            roles_epoch: user.roles_epoch,
-            created_at: now,
-            last_seen: now,
-        };
-        inner.stores.sessions.create(&record).await?;
-        tracing::info!(target: AUDIT_TARGET, event = "login", outcome = "success",
-            username = %crate::username::InLog(username), client_ip = %client, session = %record.key.short());
-        let cookies = &inner.settings.cookies;
-        Ok(LoggedIn {
-            cookies: [
-                self.session_cookie(&token),
-                cookies.clear(cookies.csrf_name()),
+        let account = account_throttle_key(username);
+        let cookies = &self.inner.settings.cookies;
+        let user_key = key_of(username);
+        let device = crate::session::cookie_values(headers, cookies.device_name())
+            .find_map(|v| self.inner.devices.verify(v, &user_key));
+        let settings = &self.inner.settings;
+        let counters = match device {
+            Some(id) => vec![Counter {
+                key: format!("{account}{DEVICE_SEPARATOR}{id}"),
+                policy: settings.account_failures,
+                cleared_by_success: true,
+            }],
+            None => vec![
+                Counter {
+                    key: format!("ip:{}", crate::client_ip::throttle_key(client)),
+                    policy: settings.ip_failures,
+                    cleared_by_success: false,
+                },
+                Counter {
+                    key: account,
+                    policy: settings.account_failures,
+                    cleared_by_success: true,
+                },
             ],
-            session: self.active(&record, &user),
-        })
+        };
+        let attempt = LoginAttempt {
+            auth: self.clone(),
+            username: username.to_owned(),
+            password: password.clone(),
+            client,
+            old_session: current.active().map(|a| a.key),
+            counters,
+        };
+        let span = tracing::Span::current();
+        tokio::spawn(tracing::Instrument::instrument(attempt.run(), span))
+            .await
+            .unwrap_or_else(|e| Err(LoginError::Hash(HashError::Failed(e.to_string()))))
     }
 
     /// Ends the request's session on the server and returns the headers that

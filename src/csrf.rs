@@ -10,7 +10,7 @@ use subtle::ConstantTimeEq;
 use crate::secret::ServerSecret;
 use crate::store::SessionKey;
 
-type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+pub(crate) type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
 /// Name of the header that carries the token.
 pub const HEADER: &str = "x-csrf-token";
@@ -103,7 +103,7 @@ impl CsrfKeys {
 }
 
 /// The HMAC of `data` under `key`, as base64url.
-fn mac_b64(key: &HmacSha256, data: &[u8]) -> String {
+pub(crate) fn mac_b64(key: &HmacSha256, data: &[u8]) -> String {
     let mut mac = key.clone();
     mac.update(data);
     URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())

@@ -28,6 +28,7 @@ mod client_ip;
 pub mod clock;
 pub mod config;
 pub mod csrf;
+pub mod device;
 pub mod error;
 pub mod negotiate;
 pub mod password;

@@ -288,8 +288,9 @@ impl Accounts {
         Ok(())
     }
 
-    /// Lifts a lock on the account and forgets its failed sign-ins, so that
-    /// its owner can sign in at once. Locks on client addresses stay.
+    /// Lifts the account's locks (for untrusted clients and for each of its
+    /// devices) and forgets its failed sign-ins, so that its owner can sign
+    /// in at once. Locks on client addresses stay.
     ///
     /// # Errors
     /// [`AccountError::NotFound`], or when the store fails.
@@ -301,8 +302,14 @@ impl Accounts {
     }
 
     async fn clear_failures(&self, username: &str) -> Result<(), AccountError> {
+        // The account's counter for untrusted clients and its devices'.
         let key = crate::auth::account_throttle_key(username);
-        Ok(self.auth.stores().failures.clear(&key).await?)
+        let failures = &self.auth.stores().failures;
+        failures.clear(&key).await?;
+        failures
+            .clear_prefix(&format!("{key}{}", crate::auth::DEVICE_SEPARATOR))
+            .await?;
+        Ok(())
     }
 
     /// Deletes a user and every session of theirs.

@@ -196,7 +196,7 @@ pub(crate) async fn submit(
     }
     let client = auth.client_ip(peer.ip(), &headers);
     let result = auth
-        .login(&session, &form.username, &form.password, client)
+        .login(&session, &form.username, &form.password, client, &headers)
         .await;
     match (result, format) {
         (Ok(logged_in), Format::Json) => {

@@ -285,7 +285,7 @@ pub(crate) async fn submit(
     }
     let logged_in = state
         .auth
-        .login(&session, &form.username, &form.password, client)
+        .login(&session, &form.username, &form.password, client, &headers)
         .await?;
     Ok((logged_in, Redirect::to("/profile")).into_response())
 }

@@ -20,6 +20,7 @@ pub enum SameSite {
 pub struct CookieSettings {
     session_name: &'static str,
     csrf_name: &'static str,
+    device_name: &'static str,
     secure: bool,
     same_site: SameSite,
 }
@@ -31,14 +32,19 @@ impl CookieSettings {
     /// shadow them.
     #[must_use]
     pub fn new(secure: bool, same_site: SameSite) -> Self {
-        let (session_name, csrf_name) = if secure {
-            ("__Host-latchkey", "__Host-latchkey-csrf")
+        let (session_name, csrf_name, device_name) = if secure {
+            (
+                "__Host-latchkey",
+                "__Host-latchkey-csrf",
+                "__Host-latchkey-device",
+            )
         } else {
-            ("latchkey", "latchkey-csrf")
+            ("latchkey", "latchkey-csrf", "latchkey-device")
         };
         Self {
             session_name,
             csrf_name,
+            device_name,
             secure,
             same_site,
         }
@@ -60,6 +66,29 @@ impl CookieSettings {
     #[must_use]
     pub fn csrf_name(&self) -> &'static str {
         self.csrf_name
+    }
+
+    /// The device cookie's name (see [`crate::device`]).
+    #[must_use]
+    pub fn device_name(&self) -> &'static str {
+        self.device_name
+    }
+
+    /// `Set-Cookie` for a device cookie: unlike the session, it outlives the
+    /// browser and sign-out (that is its purpose), and it is `Strict`: only
+    /// the site's own sign-in form needs it.
+    #[must_use]
+    pub fn set_device(&self, value: &str) -> HeaderValue {
+        let secure = if self.secure { "; Secure" } else { "" };
+        let line = format!(
+            "{}={value}; Max-Age={}; Path=/; HttpOnly{secure}; SameSite=Strict",
+            self.device_name,
+            crate::device::DEVICE_COOKIE_MAX_AGE.as_secs()
+        );
+        let mut header =
+            HeaderValue::try_from(line).unwrap_or_else(|_| HeaderValue::from_static(""));
+        header.set_sensitive(true);
+        header
     }
 
     fn attributes(&self) -> &'static str {

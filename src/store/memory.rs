@@ -7,8 +7,8 @@ use async_trait::async_trait;
 
 use super::{
     Attempt, FailurePolicy, FailureRow, FailureStore, Millis, NewUser, SessionKey, SessionRecord,
-    SessionStore, StoreError, StoreResult, UserId, UserRecord, UserStore, forgiven_state,
-    next_attempt_state, now_millis,
+    SessionStore, StoreError, StoreResult, UserId, UserRecord, UserStore, failed_state,
+    forgiven_state, next_attempt_state, now_millis,
 };
 
 /// Users, sessions and counters in memory, behind one mutex each.
@@ -239,6 +239,19 @@ impl FailureStore for MemoryStore {
         Ok(attempt)
     }
 
+    async fn fail(
+        &self,
+        key: &str,
+        now: Millis,
+        policy: FailurePolicy,
+    ) -> StoreResult<Option<Millis>> {
+        let mut failures = lock(&self.failures);
+        Ok(failures.get_mut(key).and_then(|row| {
+            *row = failed_state(*row, now, policy);
+            row.2
+        }))
+    }
+
     async fn forgive(&self, key: &str, policy: FailurePolicy) -> StoreResult<()> {
         let mut failures = lock(&self.failures);
         if let Some(row) = failures.get_mut(key) {
@@ -250,6 +263,13 @@ impl FailureStore for MemoryStore {
     async fn clear(&self, key: &str) -> StoreResult<()> {
         lock(&self.failures).remove(key);
         Ok(())
+    }
+
+    async fn clear_prefix(&self, prefix: &str) -> StoreResult<u64> {
+        let mut failures = lock(&self.failures);
+        let before = failures.len();
+        failures.retain(|key, _| !key.starts_with(prefix));
+        Ok((before - failures.len()) as u64)
     }
 
     async fn delete_stale(&self, now: Millis, window: Millis) -> StoreResult<u64> {

@@ -230,50 +230,56 @@ pub struct FailurePolicy {
 /// What [`FailureStore::begin_attempt`] decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Attempt {
-    /// Within the limit: check the password.
+    /// Counted: check the password, then settle the attempt with
+    /// [`FailureStore::fail`] or [`FailureStore::forgive`].
     Allowed,
-    /// The attempt that reached the limit: check the password; the key is
-    /// locked until then unless this attempt is forgiven (it succeeded).
-    Last(Millis),
+    /// Not counted: as many attempts as the limit allows are already
+    /// counted and not all of them have failed (some are still being
+    /// checked). Ask again shortly; an attempt in flight is not a failure.
+    Busy,
     /// Locked until then: refuse without checking.
     Locked(Millis),
 }
 
-impl Attempt {
-    /// Until when the key stays locked if this (allowed) attempt fails.
-    #[must_use]
-    pub fn locks_if_it_fails(self) -> Option<Millis> {
-        match self {
-            Self::Last(until) => Some(until),
-            Self::Allowed | Self::Locked(_) => None,
-        }
-    }
-}
-
-/// Login-attempt counters, keyed by an opaque string (an account or a
-/// client address). Attempts are counted *before* their password is
+/// Login-attempt counters, keyed by an opaque string (an account, a client
+/// address or a device). Attempts are counted *before* their password is
 /// checked, so that parallel attempts cannot all slip past a check made
-/// before any of them was counted; a successful one is then cleared or
-/// forgiven.
+/// before any of them was counted; each counted attempt is then settled:
+/// a failure may lock the key ([`FailureStore::fail`]), a success is taken
+/// back ([`FailureStore::forgive`], [`FailureStore::clear`]). Only failures
+/// lock: attempts still in flight make others wait ([`Attempt::Busy`]),
+/// never fail. An attempt that is never settled (its process died) holds
+/// its place until the window passes.
 #[async_trait]
 pub trait FailureStore: Send + Sync + 'static {
     /// Until when the key is locked, if it is locked at `now`.
     async fn locked_until(&self, key: &str, now: Millis) -> StoreResult<Option<Millis>>;
-    /// Counts one attempt at `now`. Attempts older than the window are
-    /// forgotten first. The attempt that reaches `max_failures` locks the key
-    /// for `lockout` and is itself allowed; while locked, attempts are refused
-    /// and not counted.
+    /// Counts one attempt at `now`, unless the key is locked or
+    /// `max_failures` attempts are already counted in the window. Attempts
+    /// older than the window, and an expired lock, are forgotten first.
     async fn begin_attempt(
         &self,
         key: &str,
         now: Millis,
         policy: FailurePolicy,
     ) -> StoreResult<Attempt>;
-    /// Takes back one counted attempt that turned out to be a success, and
-    /// unlocks the key if it falls below the limit.
+    /// Settles a counted attempt as a failure: once the counted attempts
+    /// reach `max_failures`, the key is locked for `lockout` from `now`.
+    /// Returns the lock's end if the key is (now) locked.
+    async fn fail(
+        &self,
+        key: &str,
+        now: Millis,
+        policy: FailurePolicy,
+    ) -> StoreResult<Option<Millis>>;
+    /// Takes back one counted attempt that turned out to be a success (or
+    /// was never checked), and unlocks the key if it falls below the limit.
     async fn forgive(&self, key: &str, policy: FailurePolicy) -> StoreResult<()>;
     /// Forgets all attempts of the key (an account after a successful login).
     async fn clear(&self, key: &str) -> StoreResult<()>;
+    /// Forgets every key that starts with `prefix` (all counters of an
+    /// account, its devices' included). For administration: it may scan.
+    async fn clear_prefix(&self, prefix: &str) -> StoreResult<u64>;
     /// Deletes counters whose window and lock have both passed.
     async fn delete_stale(&self, now: Millis, window: Millis) -> StoreResult<u64>;
 }
@@ -485,21 +491,34 @@ pub(crate) fn next_attempt_state(
         }
         // A lock that has run out starts a fresh window (the `_` arm).
         Some((count, start, None)) if now - start < policy.window => {
-            let count = count + 1;
-            let until = (count >= max).then_some(now + policy.lockout);
-            ((count, start, until), allowed(until))
+            if count >= max {
+                ((count, start, None), Attempt::Busy)
+            } else {
+                ((count + 1, start, None), Attempt::Allowed)
+            }
         }
-        _ => {
-            let until = (max <= 1).then_some(now + policy.lockout);
-            ((1, now, until), allowed(until))
-        }
+        _ => ((1, now, None), Attempt::Allowed),
     }
 }
 
-/// The decision for an attempt that was counted and locks the key until
-/// `until`, if set.
-pub(crate) fn allowed(until: Option<Millis>) -> Attempt {
-    until.map_or(Attempt::Allowed, Attempt::Last)
+/// The counter update of [`FailureStore::fail`].
+pub(crate) fn failed_state(row: FailureRow, now: Millis, policy: FailurePolicy) -> FailureRow {
+    let (count, start, until) = row;
+    let until = match until {
+        Some(until) if until > now => Some(until),
+        _ => (count >= i64::from(policy.max_failures)).then_some(now + policy.lockout),
+    };
+    (count, start, until)
+}
+
+/// The decision of the SQL stores' `begin_attempt`, which returns the
+/// row's nonce (ours if the attempt was counted) and its lock.
+pub(crate) fn sql_attempt(last_nonce: i64, nonce: i64, until: Option<Millis>) -> Attempt {
+    match until {
+        _ if last_nonce == nonce => Attempt::Allowed,
+        Some(until) => Attempt::Locked(until),
+        None => Attempt::Busy,
+    }
 }
 
 /// A random, non-zero tag for one attempt (see the SQL stores' `last_nonce`).

@@ -382,27 +382,33 @@ impl SessionStore for PostgresStore {
     }
 }
 
-/// One statement, so concurrent attempts (from any instance) are all
-/// counted. Parameters: 1 key, 2 now, 3 max, 4 window, 5 lockout, 6 this
-/// attempt's nonce. SET expressions all see the row as it was before the
-/// update. An attempt refused while locked changes nothing, so it gets back
-/// another attempt's nonce.
+/// One statement, so concurrent attempts (also from other processes) are
+/// all counted. Parameters: 1 key, 2 now, 3 max, 4 window, 5 this attempt's
+/// nonce. SET expressions all see the row as it was before the update. An
+/// attempt that is not counted (locked, or the limit reached by attempts
+/// in flight) changes nothing, so it gets back another attempt's nonce.
 const BEGIN_ATTEMPT_SQL: &str = "\
 INSERT INTO login_failures AS f (key, count, window_start, locked_until, last_nonce) \
-VALUES ($1, 1, $2, CASE WHEN $3 <= 1 THEN $2 + $5 END, $6) \
+VALUES ($1, 1, $2, NULL, $5) \
 ON CONFLICT (key) DO UPDATE SET \
   count = CASE WHEN f.locked_until > $2 THEN f.count \
-               WHEN f.locked_until IS NULL AND $2 - f.window_start < $4 THEN f.count + 1 \
+               WHEN f.locked_until IS NULL AND $2 - f.window_start < $4 \
+                 THEN CASE WHEN f.count < $3 THEN f.count + 1 ELSE f.count END \
                ELSE 1 END, \
   window_start = CASE WHEN f.locked_until > $2 THEN f.window_start \
                WHEN f.locked_until IS NULL AND $2 - f.window_start < $4 THEN f.window_start \
                ELSE $2 END, \
-  locked_until = CASE WHEN f.locked_until > $2 THEN f.locked_until \
-               WHEN f.locked_until IS NULL AND $2 - f.window_start < $4 \
-                 THEN CASE WHEN f.count + 1 >= $3 THEN $2 + $5 END \
-               ELSE CASE WHEN $3 <= 1 THEN $2 + $5 END END, \
-  last_nonce = CASE WHEN f.locked_until > $2 THEN f.last_nonce ELSE $6 END \
+  locked_until = CASE WHEN f.locked_until > $2 THEN f.locked_until END, \
+  last_nonce = CASE WHEN f.locked_until > $2 THEN f.last_nonce \
+               WHEN f.locked_until IS NULL AND $2 - f.window_start < $4 AND f.count >= $3 \
+                 THEN f.last_nonce \
+               ELSE $5 END \
 RETURNING f.last_nonce, f.locked_until";
+
+/// Parameters: 1 key, 2 now, 3 max, 4 lockout.
+const FAIL_SQL: &str = "UPDATE login_failures SET locked_until = \
+    CASE WHEN locked_until > $2 THEN locked_until WHEN count >= $3 THEN $2 + $4 END \
+    WHERE key = $1 RETURNING locked_until";
 
 /// Parameters: 1 key, 2 max.
 const FORGIVE_SQL: &str = "UPDATE login_failures SET count = GREATEST(count - 1, 0), \
@@ -434,15 +440,28 @@ impl FailureStore for PostgresStore {
             .bind(now)
             .bind(i64::from(policy.max_failures))
             .bind(policy.window)
-            .bind(policy.lockout)
             .bind(nonce)
             .fetch_one(&self.pool)
             .await
             .map_err(unavailable)?;
-        Ok(match until {
-            Some(until) if last != nonce => Attempt::Locked(until),
-            until => super::allowed(until),
-        })
+        Ok(super::sql_attempt(last, nonce, until))
+    }
+
+    async fn fail(
+        &self,
+        key: &str,
+        now: Millis,
+        policy: FailurePolicy,
+    ) -> StoreResult<Option<Millis>> {
+        let until: Option<Option<i64>> = sqlx::query_scalar(FAIL_SQL)
+            .bind(key)
+            .bind(now)
+            .bind(i64::from(policy.max_failures))
+            .bind(policy.lockout)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(until.flatten())
     }
 
     async fn forgive(&self, key: &str, policy: FailurePolicy) -> StoreResult<()> {
@@ -462,6 +481,16 @@ impl FailureStore for PostgresStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn clear_prefix(&self, prefix: &str) -> StoreResult<u64> {
+        // substr, not LIKE: a user name may hold LIKE's wildcards.
+        let done = sqlx::query("DELETE FROM login_failures WHERE substr(key, 1, length($1)) = $1")
+            .bind(prefix)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(done.rows_affected())
     }
 
     async fn delete_stale(&self, now: Millis, window: Millis) -> StoreResult<u64> {

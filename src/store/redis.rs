@@ -222,25 +222,37 @@ for _, uid in ipairs({ARGV[2]}) do
 end
 return out";
 
-/// KEYS: counter. ARGV: now, max, window, lockout. Returns {count, lock end
-/// or -1}, or {-1, lock end} for an attempt refused while locked (not counted).
+/// KEYS: counter. ARGV: now, max, window. Returns 1 for a counted attempt,
+/// 0 when the limit is reached by attempts in flight, or the lock's end
+/// (not counted either way).
 const BEGIN_ATTEMPT: &str = r"
-local now, max, window, lockout = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local now, max, window = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local v = redis.call('HMGET', KEYS[1], 'n', 'w', 'l')
 local n, w, l = tonumber(v[1]), tonumber(v[2]), tonumber(v[3])
-if l and l > now then return {-1, l} end
+if l and l > now then return l end
 if n and not l and now - w < window then
+  if n >= max then return 0 end
   n = n + 1
 else
   n, w = 1, now
 end
-l = nil
-if n >= max then l = now + lockout end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'n', n, 'w', w)
-if l then redis.call('HSET', KEYS[1], 'l', l) end
-redis.call('PEXPIREAT', KEYS[1], math.max(w + window, l or 0))
-return {n, l or -1}";
+redis.call('PEXPIREAT', KEYS[1], w + window)
+return 1";
+
+/// KEYS: counter. ARGV: now, max, lockout, window. Returns the lock's end, or -1.
+const FAIL: &str = r"
+local now, max, lockout, window = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local v = redis.call('HMGET', KEYS[1], 'n', 'w', 'l')
+local n, w, l = tonumber(v[1]), tonumber(v[2]), tonumber(v[3])
+if not n then return -1 end
+if l and l > now then return l end
+if n < max then return -1 end
+l = now + lockout
+redis.call('HSET', KEYS[1], 'l', l)
+redis.call('PEXPIREAT', KEYS[1], math.max(l, w + window))
+return l";
 
 /// KEYS: counter. ARGV: max.
 const FORGIVE: &str = r"
@@ -263,6 +275,18 @@ impl RedisStore {
             .await
             .map_err(unavailable)
     }
+}
+
+/// `text` as a SCAN pattern that matches only itself.
+fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn parse_i64(v: Option<&Value>) -> StoreResult<i64> {
@@ -418,16 +442,31 @@ impl FailureStore for RedisStore {
             now.into(),
             i64::from(policy.max_failures).into(),
             policy.window.into(),
-            policy.lockout.into(),
         ];
-        let (count, until): (i64, i64) = self
+        let decision: i64 = self
             .eval(BEGIN_ATTEMPT, vec![self.failure_key(key)], args)
             .await?;
-        Ok(if count < 0 {
-            Attempt::Locked(until)
-        } else {
-            super::allowed((until >= 0).then_some(until))
+        Ok(match decision {
+            1 => Attempt::Allowed,
+            0 => Attempt::Busy,
+            until => Attempt::Locked(until),
         })
+    }
+
+    async fn fail(
+        &self,
+        key: &str,
+        now: Millis,
+        policy: FailurePolicy,
+    ) -> StoreResult<Option<Millis>> {
+        let args = vec![
+            now.into(),
+            i64::from(policy.max_failures).into(),
+            policy.lockout.into(),
+            policy.window.into(),
+        ];
+        let until: i64 = self.eval(FAIL, vec![self.failure_key(key)], args).await?;
+        Ok((until >= 0).then_some(until))
     }
 
     async fn forgive(&self, key: &str, policy: FailurePolicy) -> StoreResult<()> {
@@ -443,6 +482,38 @@ impl FailureStore for RedisStore {
             .del::<(), _>(self.failure_key(key))
             .await
             .map_err(unavailable)
+    }
+
+    async fn clear_prefix(&self, prefix: &str) -> StoreResult<u64> {
+        // SCAN from the client, a batch at a time, rather than one script
+        // over the whole keyspace, which would stall every instance.
+        let pattern = format!("{}*", glob_escape(&self.failure_key(prefix)));
+        let mut cursor = "0".to_owned();
+        let mut deleted = 0;
+        loop {
+            let (next, keys): (String, Vec<String>) = self
+                .client
+                .custom(
+                    fred::cmd!("SCAN"),
+                    vec![
+                        cursor,
+                        "MATCH".into(),
+                        pattern.clone(),
+                        "COUNT".into(),
+                        "1000".into(),
+                    ],
+                )
+                .await
+                .map_err(unavailable)?;
+            if !keys.is_empty() {
+                let n: u64 = self.client.del(keys).await.map_err(unavailable)?;
+                deleted += n;
+            }
+            if next == "0" {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
     }
 
     async fn delete_stale(&self, _now: Millis, _window: Millis) -> StoreResult<u64> {

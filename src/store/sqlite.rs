@@ -411,26 +411,32 @@ impl SessionStore for SqliteStore {
 }
 
 /// One statement, so concurrent attempts (also from other processes) are
-/// all counted. Parameters: 1 key, 2 now, 3 max, 4 window, 5 lockout, 6 this
-/// attempt's nonce. SET expressions all see the row as it was before the
-/// update. An attempt refused while locked changes nothing, so it gets back
-/// another attempt's nonce.
+/// all counted. Parameters: 1 key, 2 now, 3 max, 4 window, 5 this attempt's
+/// nonce. SET expressions all see the row as it was before the update. An
+/// attempt that is not counted (locked, or the limit reached by attempts
+/// in flight) changes nothing, so it gets back another attempt's nonce.
 const BEGIN_ATTEMPT_SQL: &str = "\
 INSERT INTO login_failures (key, count, window_start, locked_until, last_nonce) \
-VALUES (?1, 1, ?2, CASE WHEN ?3 <= 1 THEN ?2 + ?5 END, ?6) \
+VALUES (?1, 1, ?2, NULL, ?5) \
 ON CONFLICT (key) DO UPDATE SET \
   count = CASE WHEN locked_until > ?2 THEN count \
-               WHEN locked_until IS NULL AND ?2 - window_start < ?4 THEN count + 1 \
+               WHEN locked_until IS NULL AND ?2 - window_start < ?4 \
+                 THEN CASE WHEN count < ?3 THEN count + 1 ELSE count END \
                ELSE 1 END, \
   window_start = CASE WHEN locked_until > ?2 THEN window_start \
                WHEN locked_until IS NULL AND ?2 - window_start < ?4 THEN window_start \
                ELSE ?2 END, \
-  locked_until = CASE WHEN locked_until > ?2 THEN locked_until \
-               WHEN locked_until IS NULL AND ?2 - window_start < ?4 \
-                 THEN CASE WHEN count + 1 >= ?3 THEN ?2 + ?5 END \
-               ELSE CASE WHEN ?3 <= 1 THEN ?2 + ?5 END END, \
-  last_nonce = CASE WHEN locked_until > ?2 THEN last_nonce ELSE ?6 END \
+  locked_until = CASE WHEN locked_until > ?2 THEN locked_until END, \
+  last_nonce = CASE WHEN locked_until > ?2 THEN last_nonce \
+               WHEN locked_until IS NULL AND ?2 - window_start < ?4 AND count >= ?3 \
+                 THEN last_nonce \
+               ELSE ?5 END \
 RETURNING last_nonce, locked_until";
+
+/// Parameters: 1 key, 2 now, 3 max, 4 lockout.
+const FAIL_SQL: &str = "UPDATE login_failures SET locked_until = \
+    CASE WHEN locked_until > ?2 THEN locked_until WHEN count >= ?3 THEN ?2 + ?4 END \
+    WHERE key = ?1 RETURNING locked_until";
 
 /// Parameters: 1 key, 2 max.
 const FORGIVE_SQL: &str = "UPDATE login_failures SET count = MAX(count - 1, 0), \
@@ -462,15 +468,28 @@ impl FailureStore for SqliteStore {
             .bind(now)
             .bind(i64::from(policy.max_failures))
             .bind(policy.window)
-            .bind(policy.lockout)
             .bind(nonce)
             .fetch_one(&mut *self.writer().await?)
             .await
             .map_err(unavailable)?;
-        Ok(match until {
-            Some(until) if last != nonce => Attempt::Locked(until),
-            until => super::allowed(until),
-        })
+        Ok(super::sql_attempt(last, nonce, until))
+    }
+
+    async fn fail(
+        &self,
+        key: &str,
+        now: Millis,
+        policy: FailurePolicy,
+    ) -> StoreResult<Option<Millis>> {
+        let until: Option<Option<i64>> = sqlx::query_scalar(FAIL_SQL)
+            .bind(key)
+            .bind(now)
+            .bind(i64::from(policy.max_failures))
+            .bind(policy.lockout)
+            .fetch_optional(&mut *self.writer().await?)
+            .await
+            .map_err(unavailable)?;
+        Ok(until.flatten())
     }
 
     async fn forgive(&self, key: &str, policy: FailurePolicy) -> StoreResult<()> {
@@ -490,6 +509,16 @@ impl FailureStore for SqliteStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn clear_prefix(&self, prefix: &str) -> StoreResult<u64> {
+        // substr, not LIKE: a user name may hold LIKE's wildcards.
+        let done = sqlx::query("DELETE FROM login_failures WHERE substr(key, 1, length(?1)) = ?1")
+            .bind(prefix)
+            .execute(&mut *self.writer().await?)
+            .await
+            .map_err(unavailable)?;
+        Ok(done.rows_affected())
     }
 
     async fn delete_stale(&self, now: Millis, window: Millis) -> StoreResult<u64> {

@@ -76,6 +76,7 @@ async fn cookie_for_ann(auth: &Auth) -> String {
             "ann",
             &pw,
             IpAddr::V4(Ipv4Addr::LOCALHOST),
+            &axum::http::HeaderMap::new(),
         )
         .await
         .unwrap();

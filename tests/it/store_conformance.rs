@@ -320,46 +320,42 @@ async fn expired_sessions_are_deleted_by_either_timeout(s: &Stores) {
     assert!(s.sessions.load(&old.key).await.unwrap().is_none());
 }
 
+/// Begins an attempt at `at` and fails it; the lock it leaves, if any.
+async fn failed_attempt(s: &Stores, key: &str, at: i64) -> Option<i64> {
+    assert_eq!(
+        s.failures.begin_attempt(key, at, POLICY).await.unwrap(),
+        latchkey::store::Attempt::Allowed
+    );
+    s.failures.fail(key, at, POLICY).await.unwrap()
+}
+
 async fn attempts_lock_at_the_limit_and_unlock_later(s: &Stores) {
-    use latchkey::store::Attempt::{Allowed, Last, Locked};
+    use latchkey::store::Attempt::{Allowed, Locked};
     let f = &s.failures;
     let t = now_millis();
     assert_eq!(f.locked_until("account:ann", t).await.unwrap(), None);
+    assert_eq!(failed_attempt(s, "account:ann", t + 1_000).await, None);
+    assert_eq!(failed_attempt(s, "account:ann", t + 2_000).await, None);
+    // The failure that reaches the limit locks, from its own time.
     assert_eq!(
-        f.begin_attempt("account:ann", t + 1_000, POLICY)
-            .await
-            .unwrap(),
-        Allowed
-    );
-    assert_eq!(
-        f.begin_attempt("account:ann", t + 2_000, POLICY)
-            .await
-            .unwrap(),
-        Allowed
-    );
-    // The attempt that reaches the limit is still checked, and locks.
-    assert_eq!(
-        f.begin_attempt("account:ann", t + 3_000, POLICY)
-            .await
-            .unwrap(),
-        Last(t + 8_000)
+        failed_attempt(s, "account:ann", t + 3_000).await,
+        Some(t + 8_000)
     );
     assert_eq!(
         f.locked_until("account:ann", t + 3_001).await.unwrap(),
         Some(t + 8_000)
     );
     // Attempts while locked are refused and do not extend the lock.
+    for at in [t + 4_000, t + 4_500] {
+        assert_eq!(
+            f.begin_attempt("account:ann", at, POLICY).await.unwrap(),
+            Locked(t + 8_000)
+        );
+    }
     assert_eq!(
-        f.begin_attempt("account:ann", t + 4_000, POLICY)
-            .await
-            .unwrap(),
-        Locked(t + 8_000)
-    );
-    assert_eq!(
-        f.begin_attempt("account:ann", t + 4_500, POLICY)
-            .await
-            .unwrap(),
-        Locked(t + 8_000)
+        f.fail("account:ann", t + 4_600, POLICY).await.unwrap(),
+        Some(t + 8_000),
+        "a failure while locked keeps the lock as it is"
     );
     assert_eq!(
         f.locked_until("account:ann", t + 8_000).await.unwrap(),
@@ -380,22 +376,16 @@ async fn attempts_lock_at_the_limit_and_unlock_later(s: &Stores) {
 }
 
 async fn attempts_outside_the_window_are_forgotten(s: &Stores) {
-    use latchkey::store::Attempt::{Allowed, Last, Locked};
+    use latchkey::store::Attempt::Locked;
     let f = &s.failures;
     let t = now_millis();
-    f.begin_attempt("ip:1", t, POLICY).await.unwrap();
-    f.begin_attempt("ip:1", t + 1_000, POLICY).await.unwrap();
+    failed_attempt(s, "ip:1", t).await;
+    failed_attempt(s, "ip:1", t + 1_000).await;
+    assert_eq!(failed_attempt(s, "ip:1", t + 20_000).await, None);
+    assert_eq!(failed_attempt(s, "ip:1", t + 21_000).await, None);
     assert_eq!(
-        f.begin_attempt("ip:1", t + 20_000, POLICY).await.unwrap(),
-        Allowed
-    );
-    assert_eq!(
-        f.begin_attempt("ip:1", t + 21_000, POLICY).await.unwrap(),
-        Allowed
-    );
-    assert_eq!(
-        f.begin_attempt("ip:1", t + 22_000, POLICY).await.unwrap(),
-        Last(t + 27_000)
+        failed_attempt(s, "ip:1", t + 22_000).await,
+        Some(t + 27_000)
     );
     assert_eq!(
         f.begin_attempt("ip:1", t + 22_500, POLICY).await.unwrap(),
@@ -403,49 +393,94 @@ async fn attempts_outside_the_window_are_forgotten(s: &Stores) {
     );
     f.clear("ip:1").await.unwrap();
     assert_eq!(f.locked_until("ip:1", t + 23_000).await.unwrap(), None);
-    f.begin_attempt("ip:2", t - 60_000, POLICY).await.unwrap();
+    failed_attempt(s, "ip:2", t - 60_000).await;
     f.delete_stale(t, 10_000).await.unwrap();
-    f.begin_attempt("ip:2", t, POLICY).await.unwrap();
+    failed_attempt(s, "ip:2", t).await;
     assert_eq!(
-        f.begin_attempt("ip:2", t + 1, POLICY).await.unwrap(),
-        Allowed,
+        failed_attempt(s, "ip:2", t + 1).await,
+        None,
         "a stale count starts over"
     );
 }
 
 async fn a_forgiven_attempt_no_longer_counts(s: &Stores) {
-    use latchkey::store::Attempt::{Allowed, Last, Locked};
+    use latchkey::store::Attempt::{Allowed, Busy, Locked};
     let f = &s.failures;
     let t = now_millis();
-    for i in 0..3 {
-        let expected = if i == 2 { Last(t + 2 + 5_000) } else { Allowed };
+    failed_attempt(s, "ip:9", t).await;
+    failed_attempt(s, "ip:9", t + 1).await;
+    // The third is in flight: the limit is reached, but not by failures.
+    assert_eq!(
+        f.begin_attempt("ip:9", t + 2, POLICY).await.unwrap(),
+        Allowed
+    );
+    assert_eq!(f.locked_until("ip:9", t + 3).await.unwrap(), None);
+    for i in 0..5 {
         assert_eq!(
-            f.begin_attempt("ip:9", t + i, POLICY).await.unwrap(),
-            expected
+            f.begin_attempt("ip:9", t + 3 + i, POLICY).await.unwrap(),
+            Busy,
+            "others wait for it, uncounted"
         );
     }
-    assert!(
-        f.locked_until("ip:9", t + 3).await.unwrap().is_some(),
-        "three attempts reach the limit"
-    );
-    for i in 0..10 {
-        assert!(matches!(
-            f.begin_attempt("ip:9", t + 3 + i, POLICY).await.unwrap(),
-            Locked(_)
-        ));
-    }
-    // The third was a success: forgiving it lifts the lock.
+    // It was a success: taking it back makes room for one more.
     f.forgive("ip:9", POLICY).await.unwrap();
-    assert_eq!(f.locked_until("ip:9", t + 3).await.unwrap(), None);
     assert_eq!(
-        f.begin_attempt("ip:9", t + 4, POLICY).await.unwrap(),
-        Last(t + 4 + 5_000)
+        f.begin_attempt("ip:9", t + 9, POLICY).await.unwrap(),
+        Allowed
     );
     assert_eq!(
-        f.begin_attempt("ip:9", t + 5, POLICY).await.unwrap(),
-        Locked(t + 4 + 5_000)
+        f.fail("ip:9", t + 10, POLICY).await.unwrap(),
+        Some(t + 5_010)
     );
+    // A success settled after the lock takes its attempt back and unlocks:
+    // the failures alone are below the limit again.
+    f.forgive("ip:9", POLICY).await.unwrap();
+    assert_eq!(f.locked_until("ip:9", t + 11).await.unwrap(), None);
+    assert_eq!(
+        f.begin_attempt("ip:9", t + 12, POLICY).await.unwrap(),
+        Allowed
+    );
+    assert!(f.fail("ip:9", t + 12, POLICY).await.unwrap().is_some());
+    assert!(matches!(
+        f.begin_attempt("ip:9", t + 13, POLICY).await.unwrap(),
+        Locked(_)
+    ));
     f.forgive("ip:unknown", POLICY).await.unwrap();
+    assert_eq!(f.fail("ip:unknown", t, POLICY).await.unwrap(), None);
+}
+
+async fn clearing_by_prefix_takes_the_prefix_literally(s: &Stores) {
+    let f = &s.failures;
+    let t = now_millis();
+    let keys = [
+        "account:ann",
+        "account:ann\u{1f}device:abc",
+        "account:ann\u{1f}device:def",
+        "account:annabel",
+    ];
+    for key in keys {
+        for i in 0..3 {
+            failed_attempt(s, key, t + i).await;
+        }
+        assert!(f.locked_until(key, t + 3).await.unwrap().is_some(), "{key}");
+    }
+    for pattern in [
+        "account:a%",
+        "account:a*",
+        "account:_nn",
+        "account:?nn",
+        "[a]",
+    ] {
+        assert_eq!(f.clear_prefix(pattern).await.unwrap(), 0, "{pattern}");
+    }
+    assert_eq!(f.clear_prefix("account:ann\u{1f}device:").await.unwrap(), 2);
+    for (key, locked) in keys.into_iter().zip([true, false, false, true]) {
+        assert_eq!(
+            f.locked_until(key, t + 3).await.unwrap().is_some(),
+            locked,
+            "{key}"
+        );
+    }
 }
 
 async fn parallel_attempts_cannot_exceed_the_limit(s: &Stores) {
@@ -462,10 +497,12 @@ async fn parallel_attempts_cannot_exceed_the_limit(s: &Stores) {
     }
     let mut allowed = 0;
     while let Some(done) = tasks.join_next().await {
-        allowed += usize::from(!matches!(
-            done.unwrap().unwrap(),
-            latchkey::store::Attempt::Locked(_)
-        ));
+        let attempt = done.unwrap().unwrap();
+        assert!(
+            !matches!(attempt, latchkey::store::Attempt::Locked(_)),
+            "attempts in flight are not failures: nothing is locked"
+        );
+        allowed += usize::from(attempt == latchkey::store::Attempt::Allowed);
     }
     assert_eq!(
         allowed, 5,
@@ -536,5 +573,6 @@ conformance!(
     attempts_outside_the_window_are_forgotten,
     a_forgiven_attempt_no_longer_counts,
     parallel_attempts_cannot_exceed_the_limit,
+    clearing_by_prefix_takes_the_prefix_literally,
     stores_answer_pings,
 );

@@ -1,0 +1,213 @@
+//! One sign-in attempt from counting to settling: the throttle's part of
+//! [`Auth::login`].
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use super::{AUDIT_TARGET, Auth, LoggedIn, LoginError, wait};
+use crate::cache::Change;
+use crate::secret::Password;
+use crate::session::SessionToken;
+use crate::store::{Attempt, FailurePolicy, Millis, SessionKey, SessionRecord};
+use crate::username::{Username, key_of};
+
+/// How long an attempt waits for attempts in flight on the same counter
+/// (each is one password check) before it gives up with "busy".
+const IN_FLIGHT_PATIENCE: Duration = Duration::from_secs(5);
+
+/// An attempt with everything it needs to run on its own task.
+pub(super) struct LoginAttempt {
+    pub(super) auth: Auth,
+    pub(super) username: String,
+    pub(super) password: Password,
+    pub(super) client: IpAddr,
+    pub(super) old_session: Option<SessionKey>,
+    /// The failure counters this attempt is held against: the device's
+    /// alone, or the client address's and the account's (for untrusted
+    /// clients).
+    pub(super) counters: Vec<Counter>,
+}
+
+/// A failure counter an attempt is held against.
+pub(super) struct Counter {
+    pub(super) key: String,
+    pub(super) policy: FailurePolicy,
+    /// A success wipes it (the account's or device's owner is here), or
+    /// only takes back its own attempt (a client address, where others may
+    /// have failed).
+    pub(super) cleared_by_success: bool,
+}
+
+impl LoginAttempt {
+    fn audit(&self, outcome: &str) {
+        tracing::info!(target: AUDIT_TARGET, event = "login", outcome,
+            username = %crate::username::InLog(&self.username), client_ip = %self.client);
+    }
+
+    pub(super) async fn run(self) -> Result<LoggedIn, LoginError> {
+        if let Err(e) = self.count().await {
+            self.audit(if matches!(e, LoginError::Throttled { .. }) {
+                "throttled"
+            } else {
+                "busy"
+            });
+            return Err(e);
+        }
+        match self.check().await {
+            Ok(logged_in) => Ok(logged_in),
+            Err(e) => {
+                if !matches!(
+                    e,
+                    LoginError::InvalidCredentials | LoginError::InvalidCredentialsNowLocked { .. }
+                ) {
+                    // Nothing was decided: the attempt is not held against anyone.
+                    self.forgive(self.counters.len()).await?;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Counts the attempt on every counter, or on none. A refused attempt
+    /// writes nothing: a client whose address, account or device is locked
+    /// learns so from reads alone, so that a locked client flooding invented
+    /// names cannot fill the store. Attempts still being checked are not
+    /// failures: when they fill the limit, this one waits for them.
+    async fn count(&self) -> Result<(), LoginError> {
+        let failures = &self.auth.inner.stores.failures;
+        let started = tokio::time::Instant::now();
+        let mut pause = Duration::from_millis(5);
+        loop {
+            let now = self.auth.now();
+            let mut locked = None;
+            for c in &self.counters {
+                locked = locked.max(failures.locked_until(&c.key, now).await?);
+            }
+            if let Some(until) = locked {
+                return Err(LoginError::Throttled {
+                    retry_after: wait(now, until),
+                });
+            }
+            let mut busy = false;
+            for (counted, c) in self.counters.iter().enumerate() {
+                match failures.begin_attempt(&c.key, now, c.policy).await? {
+                    Attempt::Allowed => continue,
+                    Attempt::Locked(until) => {
+                        self.forgive(counted).await?;
+                        return Err(LoginError::Throttled {
+                            retry_after: wait(now, until),
+                        });
+                    }
+                    Attempt::Busy => {
+                        self.forgive(counted).await?;
+                        busy = true;
+                        break;
+                    }
+                }
+            }
+            if !busy {
+                return Ok(());
+            }
+            if started.elapsed() > IN_FLIGHT_PATIENCE {
+                return Err(LoginError::Busy);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+    }
+
+    /// Takes back the attempt on the first `n` counters.
+    async fn forgive(&self, n: usize) -> Result<(), LoginError> {
+        for c in &self.counters[..n] {
+            self.auth
+                .inner
+                .stores
+                .failures
+                .forgive(&c.key, c.policy)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Checks the password of a counted attempt and settles it.
+    async fn check(&self) -> Result<LoggedIn, LoginError> {
+        let inner = &*self.auth.inner;
+        let failures = &inner.stores.failures;
+        let user = match Username::parse(&self.username) {
+            Ok(name) => inner.stores.users.user_by_key(name.key()).await?,
+            Err(_) => None,
+        };
+        let verified = inner
+            .hasher
+            .verify(
+                &self.password,
+                user.as_ref().map(|u| u.password_hash.as_str()),
+            )
+            .await?;
+        let user = match user {
+            Some(u) if verified.matches && !u.disabled => u,
+            _ => {
+                self.audit("failure");
+                let now = self.auth.now();
+                let mut locked = None;
+                for c in &self.counters {
+                    locked = locked.max(failures.fail(&c.key, now, c.policy).await?);
+                }
+                // The failure that reaches the limit says so at once, not
+                // only at the next attempt.
+                return Err(match locked {
+                    Some(until) => LoginError::InvalidCredentialsNowLocked {
+                        retry_after: wait(now, until),
+                    },
+                    None => LoginError::InvalidCredentials,
+                });
+            }
+        };
+        for c in &self.counters {
+            if c.cleared_by_success {
+                failures.clear(&c.key).await?;
+            } else {
+                failures.forgive(&c.key, c.policy).await?;
+            }
+        }
+        if verified.needs_rehash {
+            match inner.hasher.hash(&self.password).await {
+                Ok(hash) => {
+                    inner
+                        .stores
+                        .users
+                        .set_password_hash(user.id, &hash, false)
+                        .await?;
+                    tracing::info!(username = %crate::username::InLog(&user.username), "password hash upgraded to current parameters");
+                }
+                Err(e) => tracing::warn!(error = %e, "password rehash skipped"),
+            }
+        }
+        if let Some(old) = self.old_session {
+            inner.stores.sessions.delete(&old).await?;
+            inner.cache.invalidate(&Change::Session(old));
+        }
+        let token = SessionToken::generate();
+        let now: Millis = self.auth.now();
+        let record = SessionRecord {
+            key: token.key(),
+            user_id: user.id,
+            credential_epoch: user.credential_epoch,
+            roles_epoch: user.roles_epoch,
+            created_at: now,
+            last_seen: now,
+        };
+        inner.stores.sessions.create(&record).await?;
+        tracing::info!(target: AUDIT_TARGET, event = "login", outcome = "success",
+            username = %crate::username::InLog(&self.username), client_ip = %self.client, session = %record.key.short());
+        let cookies = &inner.settings.cookies;
+        Ok(LoggedIn {
+            cookies: [
+                self.auth.session_cookie(&token),
+                cookies.clear(cookies.csrf_name()),
+                cookies.set_device(&inner.devices.issue(&key_of(&self.username))),
+            ],
+            session: self.auth.active(&record, &user),
+        })
+    }
+}
