@@ -97,6 +97,7 @@ pub(crate) async fn show(
     {
         return redirect;
     }
+    super::setup::close_if_done(&state).await;
     let next = query_param(query.as_deref(), "next");
     if session.active().is_some()
         && let Some(next) = &next
@@ -154,6 +155,9 @@ pub(crate) async fn submit(
     Input { value: form, kind }: Input<LoginForm>,
 ) -> Result<Response, AppError> {
     let auth = &state.auth;
+    if format == Format::Html {
+        super::setup::close_if_done(&state).await;
+    }
     let next = safe_next(form.next.as_deref());
     let shown_name = if form.username.len() <= 256 {
         form.username.as_str()

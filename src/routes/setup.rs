@@ -180,6 +180,14 @@ async fn open(state: &AppState, token: &str) -> Result<Result<(), Response>, App
     }
 }
 
+/// Closes the setup link once any account exists (made with the CLI, or
+/// through another instance), so that the login page stops offering it.
+pub(crate) async fn close_if_done(state: &AppState) {
+    if state.setup.is_open() && state.auth.accounts().any_users().await.unwrap_or(false) {
+        state.setup.close();
+    }
+}
+
 fn account_error(e: AccountError) -> AppError {
     match e {
         AccountError::Store(e) => e.into(),

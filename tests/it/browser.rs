@@ -365,6 +365,50 @@ async fn five_wrong_passwords_lock_the_account_and_the_page_says_for_how_long() 
 }
 
 #[tokio::test]
+async fn an_owner_on_a_known_browser_signs_in_while_an_attacker_has_locked_the_account() {
+    let (Some(owner), Some(attacker)) = (Browser::start().await, Browser::start().await) else {
+        return;
+    };
+    let latchkey = Latchkey::start().await;
+    latchkey.add_user("ann", PASSWORD, &[]).await;
+    // Ann signs in on her browser and signs out again.
+    owner.goto(&latchkey.url("/login")).await;
+    sign_in_by_clicking(&owner, "ann", PASSWORD).await;
+    owner.wait_for_path("/profile").await;
+    let device = owner
+        .cookie("latchkey-device")
+        .await
+        .expect("device cookie");
+    assert!(device.http_only);
+    owner.submit("form[action='/logout']").await;
+    owner.wait_for_path("/login").await;
+    assert!(owner.cookie("latchkey").await.is_none());
+    assert_eq!(
+        owner.cookie("latchkey-device").await.map(|c| c.value),
+        Some(device.value),
+        "the device cookie survives signing out"
+    );
+    // Another browser guesses until the account is locked for it.
+    attacker.goto(&latchkey.url("/login")).await;
+    for i in 1..=5 {
+        sign_in_by_clicking(&attacker, "ann", &format!("wrong-guess-{i}")).await;
+    }
+    sign_in_by_clicking(&attacker, "ann", PASSWORD).await;
+    let text = attacker.text().await;
+    assert!(text.contains("try again in 15 minutes"), "{text}");
+    assert!(
+        !text.contains("No account exists yet"),
+        "an account made with the CLI closes the setup hint: {text}"
+    );
+    // Ann, on her known browser, signs in all the same.
+    sign_in_by_clicking(&owner, "ann", PASSWORD).await;
+    owner.wait_for_path("/profile").await;
+    assert!(owner.text().await.contains("Signed in as ann"));
+    attacker.finish("lockout_attacker_locked").await;
+    owner.finish("lockout_owner_signs_in_on_known_device").await;
+}
+
+#[tokio::test]
 async fn signing_out_ends_the_session_and_back_shows_no_private_page() {
     let Some(browser) = Browser::start().await else {
         return;

@@ -11,6 +11,7 @@ mod binary;
 mod browser;
 mod cli;
 mod extractors;
+mod lockout;
 mod login;
 mod multi_instance;
 mod pages;
