@@ -5,14 +5,10 @@ use crate::common;
 
 use common::{OTHER_PASSWORD, PASSWORD, TestApp, cookie_named};
 use reqwest::{Client, StatusCode, header};
-use serde_json::json;
 
 /// A JSON sign-in from `client` (a browser of its own, with its own jar).
 async fn login(app: &TestApp, client: &Client, name: &str, password: &str) -> StatusCode {
-    client
-        .post(app.url("/login"))
-        .header(header::ACCEPT, "application/json")
-        .json(&json!({"username": name, "password": password}))
+    common::json_login(client, app.url("/login"), name, password)
         .send()
         .await
         .unwrap()
@@ -81,10 +77,7 @@ async fn failures_on_a_known_device_lock_that_device_only() {
     }
     // Someone at her laptop guesses: the laptop locks itself.
     fail(&app, &laptop, "ann", 3).await;
-    let locked = laptop
-        .post(app.url("/login"))
-        .header(header::ACCEPT, "application/json")
-        .json(&json!({"username": "ann", "password": PASSWORD}))
+    let locked = common::json_login(&laptop, app.url("/login"), "ann", PASSWORD)
         .send()
         .await
         .unwrap();
@@ -132,11 +125,8 @@ async fn a_device_cookie_counts_only_for_its_own_account_and_cannot_be_forged() 
         format!("{id}x.{mac}"),
         format!("{id}.{}", mac.replace(|c: char| c != 'A', "A")),
     ] {
-        let status = Client::new()
-            .post(app.url("/login"))
-            .header(header::ACCEPT, "application/json")
+        let status = common::json_login(&Client::new(), app.url("/login"), "bob", OTHER_PASSWORD)
             .header(header::COOKIE, format!("latchkey-device={forged}"))
-            .json(&json!({"username": "bob", "password": OTHER_PASSWORD}))
             .send()
             .await
             .unwrap()
@@ -169,14 +159,8 @@ async fn burst_of_right_passwords(app: &TestApp, n: usize) -> Vec<StatusCode> {
     for _ in 0..n {
         let client = common::client().0;
         let url = app.url("/login");
-        tasks.spawn(async move {
-            let r = client
-                .post(url)
-                .header(header::ACCEPT, "application/json")
-                .json(&json!({"username": "ann", "password": PASSWORD}))
-                .send();
-            r.await.unwrap().status()
-        });
+        let request = common::json_login(&client, url, "ann", PASSWORD);
+        tasks.spawn(async move { request.send().await.unwrap().status() });
     }
     tasks.join_all().await
 }

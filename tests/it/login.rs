@@ -540,10 +540,8 @@ async fn one_client_address_is_limited_across_accounts() {
 }
 
 async fn login_from(app: &TestApp, forwarded_for: &str, name: &str, password: &str) -> StatusCode {
-    app.request(Method::POST, "/login")
+    common::json_login(&app.client, app.url("/login"), name, password)
         .header("x-forwarded-for", forwarded_for)
-        .header(header::ACCEPT, "application/json")
-        .json(&json!({"username": name, "password": password}))
         .send()
         .await
         .unwrap()
@@ -821,11 +819,8 @@ async fn one_address_gets_its_share_of_sign_in_requests_per_minute_before_any_st
         );
     }
     let before = counters(&app).await;
-    let r = app
-        .request(Method::POST, "/login")
+    let r = common::json_login(&app.client, app.url("/login"), "name9", "wrong-password-1")
         .header("x-forwarded-for", flood)
-        .header(header::ACCEPT, "application/json")
-        .json(&json!({"username": "name9", "password": "wrong-password-1"}))
         .send()
         .await
         .unwrap();

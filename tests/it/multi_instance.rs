@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::process::ServerProcess;
 use common::{OTHER_PASSWORD, PASSWORD, run_cli};
 use reqwest::{Client, StatusCode, header};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// Two instances over one shared configuration, and what to clean up.
 struct Pair {
@@ -69,10 +69,7 @@ impl Pair {
 }
 
 async fn login(client: &Client, server: &ServerProcess, name: &str, password: &str) -> StatusCode {
-    client
-        .post(server.url("/login"))
-        .header(header::ACCEPT, "application/json")
-        .json(&json!({"username": name, "password": password}))
+    common::json_login(client, server.url("/login"), name, password)
         .send()
         .await
         .unwrap()

@@ -221,6 +221,15 @@ pub fn cookie_named(jar: &Jar, base: &str, name: &str) -> Option<String> {
     })
 }
 
+/// A JSON sign-in request to `url` from `client`, ready to send (or to
+/// take more headers).
+pub fn json_login(client: &Client, url: String, name: &str, password: &str) -> RequestBuilder {
+    client
+        .post(url)
+        .header(header::ACCEPT, "application/json")
+        .json(&serde_json::json!({"username": name, "password": password}))
+}
+
 /// A raw `Cookie:` request with a given session cookie value and no jar.
 pub async fn with_cookie(app: &TestApp, path: &str, value: &str) -> Response {
     Client::builder()
