@@ -37,6 +37,8 @@
 #   BENCH_POSTGRES=auto       auto: measure if a server answers on 127.0.0.1:5432; off: skip
 #   BENCH_REDIS=auto          auto: measure if Redis answers on 127.0.0.1:6379; off: skip
 #   BENCH_KEEP=1              keep the temporary directory (server logs, databases)
+#   BENCH_LINES="line_flood line_locked_flood"   run only these parts (names as at the
+#                             end of this file; line_sessions_many needs line_sessions_few)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -311,7 +313,7 @@ forged_cookie() {
 load() { # line id, round name, url, duration, BENCH_VAR=value...
     local id=$1 raw=$RESULTS/raw/$2.txt url=$3 duration=$4
     shift 4
-    env "$@" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$duration" --timeout "$TIMEOUT" --latency \
+    env "$@" wrk -t"$THREADS" -c"${LOAD_CONNECTIONS:-$CONNECTIONS}" -d"$duration" --timeout "$TIMEOUT" --latency \
         -s "$LUA" "$url" >"$raw" 2>&1 || true
     local result
     result=$(grep '^BENCH_RESULT ' "$raw" | tail -n 1 | cut -d' ' -f2- || true)
@@ -343,7 +345,7 @@ def problems:
 '
 
 # One line of the table from its rounds. $pairs: the references to divide by,
-# [{label, to, kind: "rps" or "p99", paired, values: [one per round]}]; $checks: more
+# [{label, to, kind: "rps", "p50" or "p99", paired, values: [one per round]}]; $checks: more
 # wrk results whose errors fail the line, [{label, results}]; $pick: the round shown
 # is the one with the median requests/s ("rps") or the median first ratio ("ratio").
 # shellcheck disable=SC2016
@@ -359,7 +361,8 @@ RECORD_JQ=$JQ_DEFS'
        | "\($what)\(if $m > 1 then " round \($i + 1)" else "" end): \(.)" ]) as $problems
 | [ $pairs[] | . as $p
     | [ range(0; $n) | . as $i | $p.values[$i] as $b
-        | ($r[$i] | if $p.kind == "p99" then .p99_ms else .rps end) as $x
+        | ($r[$i] | if $p.kind == "p99" then .p99_ms elif $p.kind == "p50" then .p50_ms
+                    else .rps end) as $x
         | if $b == null or $x == null or $b <= 0 then null else $x / $b end ] as $per
     | ($per | map(select(. != null))) as $got
     | { label: $p.label, to: $p.to, kind: $p.kind, paired: $p.paired, reference: $p.values,
@@ -408,7 +411,7 @@ round_values() { # rounds file, jq expression over one wrk result -> JSON array,
 }
 
 # One reference to divide by, as a JSON array for record's pairs.
-pair() { # label, id or "", kind (rps or p99), paired (true or false), values (JSON array)
+pair() { # label, id or "", kind (rps, p50 or p99), paired (true or false), values (JSON array)
     jq -nc --arg l "$1" --arg to "$2" --arg kind "$3" --argjson paired "$4" \
         --argjson values "$5" \
         '[{ label: $l, to: (if $to == "" then null else $to end), kind: $kind,
@@ -724,6 +727,77 @@ line_flood() {
     stop_server $id
 }
 
+# ------------------------------ a locked address flooding invented names ----
+
+# One client address, already locked, sends sign-ins for invented user names as fast
+# as wrk can (its X-Forwarded-For believed from loopback; the per-address request limit
+# raised out of reach, so that every request gets as far as the lock check). On the same
+# server, without and then with that flood: GET /profile throughput (64 connections) and
+# another user's sign-in latency (2 connections, one per hashing thread).
+line_locked_flood() {
+    local id=locked_flood login_id=locked_flood_login
+    local name="latchkey GET /profile while a locked address floods invented names"
+    local login_name="latchkey POST /login, another user, while a locked address floods invented names"
+    log "GET /profile and sign-in without, then with a locked address's flood, $PAIR_ROUNDS rounds"
+    latchkey_env $id "sqlite://$WORK/$id/latchkey.db" LATCHKEY_TRUSTED_PROXIES=127.0.0.1/32 \
+        LATCHKEY_LOGIN_RATE=100000000 LATCHKEY_LOGIN_IP_MAX_FAILURES=3 \
+        LATCHKEY_LOGIN_MAX_FAILURES=1000000
+    local fault=
+    if ! create_user || ! start_latchkey $id; then
+        fault="server did not start"
+    elif ! sign_in || ! check_profile "$COOKIE" 200; then
+        fault=$CHECK_ERROR
+    else
+        local i status
+        for i in 1 2 3 4; do
+            status=$(curl -s -o /dev/null -w '%{http_code}' -H 'X-Forwarded-For: 203.0.113.9' \
+                -H 'Content-Type: application/json' -H 'Accept: application/json' \
+                -d "{\"username\":\"invented$i\",\"password\":\"wrong-password-1\"}" "$URL/login")
+        done
+        [[ $status == 429 ]] || fault="the attacker's address did not lock (status $status)"
+    fi
+    if [[ -n $fault ]]; then
+        record $id "$name" "" "" failed "$fault"
+        record $login_id "$login_name" "" "" failed "$fault"
+        stop_server $id
+        return
+    fi
+    local secs r
+    secs=$(seconds_of "$ROUND_DURATION")
+    for r in $(seq 1 "$PAIR_ROUNDS"); do
+        log "round $r of $PAIR_ROUNDS: alone, then during the flood"
+        load locked_alone "locked_alone.r$r" "$URL/profile" "$ROUND_DURATION" BENCH_COOKIE="$COOKIE"
+        LOAD_CONNECTIONS=2 load locked_login_alone "locked_login_alone.r$r" "$URL/login" \
+            "$ROUND_DURATION" BENCH_METHOD=POST BENCH_BODY="$LOGIN_BODY" \
+            BENCH_FORWARDED_FOR=198.51.100.7
+        # The flood starts first and ends last, so it covers both loads.
+        load locked_attack "locked_attack.r$r" "$URL/login" "$(( 2 * secs + 2 ))s" \
+            BENCH_INVENTED_NAMES=1 BENCH_FORWARDED_FOR=203.0.113.9 BENCH_EXPECT=429 &
+        FLOOD_PID=$!
+        sleep 1
+        load $id "$id.r$r" "$URL/profile" "$ROUND_DURATION" BENCH_COOKIE="$COOKIE"
+        LOAD_CONNECTIONS=2 load $login_id "$login_id.r$r" "$URL/login" "$ROUND_DURATION" \
+            BENCH_METHOD=POST BENCH_BODY="$LOGIN_BODY" BENCH_FORWARDED_FOR=198.51.100.7
+        wait "$FLOOD_PID" || true
+        FLOOD_PID=
+    done
+    local note pairs checks
+    note=$(jq -sr "$JQ_DEFS"'
+        "flood: \(map(rps) | median // 0 | round | commas) refused sign-ins/s (median), \(map(.unexpected_status // 0) | add) not 429"' \
+        "$WORK/locked_attack.rounds")
+    pairs=$(pair "without flood" "" rps true "$(round_values "$WORK/locked_alone.rounds" rps)")
+    checks=$(jq -sc '[{ label: "without flood", results: . }]' "$WORK/locked_alone.rounds")
+    record $id "$name" "$WORK/$id.rounds" "$(peak_rss_mb $id)" ok "$note" "$pairs" "$checks" ratio
+    pairs=$(pair "without flood" "" p50 true \
+        "$(round_values "$WORK/locked_login_alone.rounds" '.p50_us / 1000')")
+    checks=$(jq -nc --slurpfile alone "$WORK/locked_login_alone.rounds" \
+        --slurpfile flood "$WORK/locked_attack.rounds" \
+        '[{ label: "without flood", results: $alone }, { label: "flood", results: $flood }]')
+    record $login_id "$login_name" "$WORK/$login_id.rounds" "" ok \
+        "2 connections, one per hashing thread" "$pairs" "$checks" ratio
+    stop_server $id
+}
+
 # ------------------------------------------------ seeded session tables ----
 
 sessions_name() { # count
@@ -845,14 +919,15 @@ machine_json() {
 
 # ------------------------------------------------------------------ main ----
 
+# Which lines to run (BENCH_LINES, space-separated; all by default).
+wanted() { [[ -z ${BENCH_LINES:-} || " $BENCH_LINES " == *" $1 "* ]]; }
+
 MACHINE=$(machine_json)
 ARGON2=null
-lines_profile
-lines_login
-line_flood
-line_sessions_few
-line_sessions_mid
-line_sessions_many
+for part in lines_profile lines_login line_flood line_locked_flood line_sessions_few \
+    line_sessions_mid line_sessions_many; do
+    if wanted "$part"; then "$part"; fi
+done
 
 jq -s --argjson head "$MACHINE" --argjson argon2 "$ARGON2" --argjson elapsed "$(( SECONDS - STARTED ))" \
     '$head + { elapsed_s: $elapsed, argon2: $argon2, lines: . }' "$LINES" >"$RESULTS/latest.json"

@@ -4,6 +4,10 @@
 --   BENCH_COOKIE       value of the `latchkey` cookie sent on every request
 --   BENCH_COOKIE_FILE  file of cookie values, one per line: each request picks one at random
 --   BENCH_EXPECT       the status that counts as success (default 200)
+--   BENCH_FORWARDED_FOR  X-Forwarded-For value sent on every request (the client
+--                      address, for a server that trusts loopback as its proxy)
+--   BENCH_INVENTED_NAMES  1: every request is a sign-in for a new invented user
+--                      name with a wrong password (a flood that tries to fill the store)
 -- Every response whose status is not BENCH_EXPECT is counted; done() prints one
 -- line `BENCH_RESULT {json}` that run.sh reads.
 
@@ -21,6 +25,11 @@ end
 if cookie and cookie ~= "" then
    wrk.headers["Cookie"] = "latchkey=" .. cookie
 end
+local forwarded_for = os.getenv("BENCH_FORWARDED_FOR")
+if forwarded_for and forwarded_for ~= "" then
+   wrk.headers["X-Forwarded-For"] = forwarded_for
+end
+local invented = os.getenv("BENCH_INVENTED_NAMES") == "1"
 
 -- Per thread (each wrk thread runs this file in its own Lua state).
 unexpected = 0
@@ -53,6 +62,18 @@ if cookie_file and cookie_file ~= "" then
 
    function request()
       return requests[math.random(#requests)]
+   end
+end
+
+if invented then
+   wrk.method = "POST"
+   wrk.headers["Content-Type"] = "application/json"
+   local n = 0
+   function request()
+      n = n + 1
+      local name = string.format("invented-%d-%d-%d", id or 0, n, math.random(1e9))
+      return wrk.format(nil, nil, nil,
+         '{"username":"' .. name .. '","password":"wrong-password-1"}')
    end
 end
 
