@@ -365,9 +365,11 @@ impl Auth {
     /// The synchronous part of recognising a session: cookie, signature
     /// and cache. Forged or malformed cookies are refused here, before any
     /// store access; sessions this instance has seen are answered from the
-    /// cache while it can be trusted.
+    /// cache while it can be trusted, unless the request needs `fresh` data
+    /// (it may change state: the cache may lag a change made elsewhere by
+    /// the time a change feed takes, and a state change must not).
     #[inline]
-    pub(crate) fn quick(&self, headers: &HeaderMap) -> Quick {
+    pub(crate) fn quick(&self, headers: &HeaderMap, fresh: bool) -> Quick {
         let inner = &*self.inner;
         let name = inner.settings.cookies.session_name();
         let Some((token, signed)) =
@@ -379,6 +381,9 @@ impl Auth {
             return Quick::Resign(token);
         }
         let key = token.key();
+        if fresh {
+            return Quick::Store(key);
+        }
         if let Some(cached) = inner.cache.session(&key) {
             let now = self.now();
             if cached.alive(now, inner.idle, inner.absolute)
@@ -391,9 +396,17 @@ impl Auth {
         Quick::Store(key)
     }
 
-    /// The store part: loads (or refreshes) the session named by `key`.
-    pub(crate) async fn resolve(&self, key: SessionKey) -> Result<Resolution, StoreError> {
+    /// The store part: loads (or refreshes) the session named by `key`;
+    /// with `fresh`, from the stores alone.
+    pub(crate) async fn resolve(
+        &self,
+        key: SessionKey,
+        fresh: bool,
+    ) -> Result<Resolution, StoreError> {
         let inner = &*self.inner;
+        if fresh {
+            return self.resolve_from_store(key, true).await;
+        }
         if let Some(cached) = inner.cache.session(&key) {
             let now = self.now();
             if cached.alive(now, inner.idle, inner.absolute) {
@@ -410,16 +423,24 @@ impl Auth {
                 return Ok(Resolution::Active(cached.active.clone()));
             }
         }
-        self.resolve_from_store(key).await
+        self.resolve_from_store(key, false).await
     }
 
-    async fn resolve_from_store(&self, key: SessionKey) -> Result<Resolution, StoreError> {
+    async fn resolve_from_store(
+        &self,
+        key: SessionKey,
+        fresh: bool,
+    ) -> Result<Resolution, StoreError> {
         let inner = &*self.inner;
         let seq = inner.cache.seq();
         let Some(record) = inner.stores.sessions.load(&key).await? else {
+            // Ended elsewhere, and maybe still cached here (a fresh check
+            // can learn of it before the change feed does).
+            inner.cache.invalidate(&Change::Session(key));
             return Ok(Resolution::Anonymous);
         };
-        let user = match inner.cache.user(record.user_id) {
+        let cached_user = inner.cache.user(record.user_id);
+        let user = match cached_user.clone().filter(|_| !fresh) {
             Some(user) => Some(user),
             None => inner
                 .stores
@@ -428,6 +449,13 @@ impl Auth {
                 .await?
                 .map(Arc::new),
         };
+        if let Some(cached) = cached_user
+            && user.as_deref() != Some(&*cached)
+        {
+            // Changed elsewhere: this instance's other sessions of the user
+            // must not wait for the change feed either.
+            inner.cache.invalidate(&Change::User(record.user_id));
+        }
         let now = self.now();
         let ended = match &user {
             None => Some("user removed"),

@@ -225,7 +225,10 @@ where
         }
         // The common cases (no cookie, a forged one, a cached session) are
         // decided without waiting, and the inner service is called directly.
-        let (key, resign) = match self.auth.quick(req.headers()) {
+        // A request that may change state is decided on the stores' data,
+        // never on the cache (see `Auth::quick`).
+        let fresh = !req.method().is_safe();
+        let (key, resign) = match self.auth.quick(req.headers(), fresh) {
             Quick::Anonymous => {
                 return Either::Left(CURRENT.scope(Session::anonymous(), self.inner.call(req)));
             }
@@ -241,7 +244,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let auth = self.auth.clone();
         Either::Right(Box::pin(async move {
-            let (session, new_cookie) = match auth.resolve(key).await {
+            let (session, new_cookie) = match auth.resolve(key, fresh).await {
                 Ok(Resolution::Anonymous) => (
                     Session {
                         ended: true,

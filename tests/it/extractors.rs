@@ -127,6 +127,52 @@ async fn auth_user_gives_the_handler_the_signed_in_user() {
 }
 
 #[tokio::test]
+async fn a_request_that_may_change_state_is_decided_on_the_store_not_the_cache() {
+    // A memory store that nothing else writes: the cache is trusted.
+    let auth = with_stores(Stores {
+        feeds: Some(vec![]),
+        ..Stores::single(MemoryStore::default())
+    })
+    .await;
+    let cookie = cookie_for_ann(&auth).await;
+    let router = Router::new()
+        .route("/maybe", get(maybe).post(maybe).delete(maybe))
+        .layer(auth.layer());
+    for _ in 0..2 {
+        let (_, body) = call(router.clone(), "/maybe", Some(&cookie)).await;
+        assert_eq!(body, "ann");
+    }
+    // The session ends behind this instance's back, as if on another
+    // instance whose news has not arrived yet.
+    let sessions = auth.stores().sessions.list(None).await.unwrap();
+    assert_eq!(sessions.len(), 1);
+    assert!(
+        auth.stores()
+            .sessions
+            .delete(&sessions[0].key)
+            .await
+            .unwrap()
+    );
+    assert!(!auth.cache().is_empty(), "the cache has not heard of it");
+    for method in ["POST", "DELETE"] {
+        let req = Request::builder()
+            .method(method)
+            .uri("/maybe")
+            .header(header::COOKIE, &cookie)
+            .body(Body::empty())
+            .unwrap();
+        let res = router.clone().oneshot(req).await.unwrap();
+        let body = axum::body::to_bytes(res.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        assert_eq!(&body[..], b"anonymous", "{method}");
+    }
+    // Having asked the store, the instance forgets the session for reads too.
+    let (_, body) = call(router, "/maybe", Some(&cookie)).await;
+    assert_eq!(body, "anonymous");
+}
+
+#[tokio::test]
 async fn session_is_anonymous_without_a_valid_cookie() {
     let auth = auth().await;
     let (status, body) = call(app(&auth), "/maybe", Some("latchkey=forged.value")).await;

@@ -1,13 +1,14 @@
 //! Several `latchkey serve` processes sharing PostgreSQL (and, in a second
 //! configuration, PostgreSQL + Redis): a login, a logout, a revocation or a
 //! timeout anywhere holds everywhere, as soon as the change feed has told
-//! the other instances (see [`FEED_BOUND`]).
+//! the other instances (see [`common::FEED_BOUND`]).
 
 use crate::{common, support};
 
 use std::time::Duration;
 
 use common::process::ServerProcess;
+use common::within_the_feed_bound;
 use common::{OTHER_PASSWORD, PASSWORD, run_cli};
 use reqwest::{Client, StatusCode, header};
 use serde_json::Value;
@@ -85,37 +86,7 @@ async fn profile(client: &Client, server: &ServerProcess) -> reqwest::Response {
         .unwrap()
 }
 
-/// How long a change made by another process (the CLI, or the other
-/// instance) may take to reach an instance's session cache: it travels
-/// through the change feed, asynchronously (the README's caveat). Usually
-/// well under a millisecond; on a loaded 2-core machine it has taken tens
-/// of milliseconds. The assertions below wait this long at most.
-const FEED_BOUND: Duration = Duration::from_secs(2);
-
-/// Asks `status` until it answers `expected`, for at most [`FEED_BOUND`];
-/// any answer but `expected` or `before` fails at once.
-async fn within_the_feed_bound<F: Future<Output = StatusCode>>(
-    what: &str,
-    before: StatusCode,
-    expected: StatusCode,
-    mut status: impl FnMut() -> F,
-) {
-    let start = std::time::Instant::now();
-    loop {
-        let now = status().await;
-        if now == expected {
-            return;
-        }
-        assert_eq!(now, before, "{what}");
-        assert!(
-            start.elapsed() < FEED_BOUND,
-            "{what}: still {before} {FEED_BOUND:?} after the change"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-/// `server` refuses the client's session within [`FEED_BOUND`].
+/// `server` refuses the client's session within [`common::FEED_BOUND`].
 async fn refused_within_the_feed_bound(client: &Client, server: &ServerProcess, what: &str) {
     within_the_feed_bound(what, StatusCode::OK, StatusCode::UNAUTHORIZED, || async {
         profile(client, server).await.status()

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Output;
 use std::sync::Arc;
+use std::time::Duration;
 
 use reqwest::cookie::{CookieStore as _, Jar};
 use reqwest::{Client, Method, RequestBuilder, Response, StatusCode, header};
@@ -210,6 +211,15 @@ impl TestApp {
     pub async fn profile_status(&self) -> StatusCode {
         self.get_json("/profile").await.status()
     }
+
+    /// `GET /profile` turns 401 within [`FEED_BOUND`] (after a change made
+    /// by another process, such as the CLI).
+    pub async fn signed_out_within_the_feed_bound(&self, what: &str) {
+        within_the_feed_bound(what, StatusCode::OK, StatusCode::UNAUTHORIZED, || {
+            self.profile_status()
+        })
+        .await;
+    }
 }
 
 pub fn cookie_named(jar: &Jar, base: &str, name: &str) -> Option<String> {
@@ -219,6 +229,36 @@ pub fn cookie_named(jar: &Jar, base: &str, name: &str) -> Option<String> {
         let (k, v) = pair.split_once('=')?;
         (k == name).then(|| v.to_owned())
     })
+}
+
+/// How long a change made by another process (the CLI, or the other
+/// instance) may take to reach an instance's session cache: it travels
+/// through the change feed, asynchronously (the README's caveat). Usually
+/// well under a millisecond; on a loaded 2-core machine it has taken tens
+/// of milliseconds. The assertions below wait this long at most.
+pub const FEED_BOUND: Duration = Duration::from_secs(2);
+
+/// Asks `status` until it answers `expected`, for at most [`FEED_BOUND`];
+/// any answer but `expected` or `before` fails at once.
+pub async fn within_the_feed_bound<F: Future<Output = StatusCode>>(
+    what: &str,
+    before: StatusCode,
+    expected: StatusCode,
+    mut status: impl FnMut() -> F,
+) {
+    let start = std::time::Instant::now();
+    loop {
+        let now = status().await;
+        if now == expected {
+            return;
+        }
+        assert_eq!(now, before, "{what}");
+        assert!(
+            start.elapsed() < FEED_BOUND,
+            "{what}: still {before} {FEED_BOUND:?} after the change"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// A JSON sign-in request to `url` from `client`, ready to send (or to
