@@ -49,6 +49,9 @@ pub struct AuthSettings {
     pub ip_failures: FailurePolicy,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// How long a change feed may stay silent before this instance stops
+    /// trusting its session cache (see [`crate::store::feed::FeedSink`]).
+    pub feed_liveness: Duration,
     /// Sign-in (and setup) requests per client address and minute, counted
     /// in memory; more are refused before any store access.
     pub login_rate: u32,
@@ -274,7 +277,7 @@ impl Auth {
         let absolute = millis(settings.absolute_timeout).max(1);
         Self {
             inner: Arc::new(Inner {
-                cache: SessionCache::start(stores.feeds.as_deref()),
+                cache: SessionCache::start(stores.feeds.as_deref(), settings.feed_liveness),
                 rate: crate::rate::RateLimit::new(settings.login_rate),
                 signer: CookieSigner::with_previous(secret, previous),
                 csrf: CsrfKeys::with_previous(secret, previous),

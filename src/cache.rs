@@ -136,8 +136,13 @@ impl std::fmt::Debug for SessionCache {
 
 impl SessionCache {
     /// A cache fed by `feeds`; `None` disables caching (no way to learn of
-    /// changes from other processes). Feeds start unhealthy until they say otherwise.
-    pub(crate) fn start(feeds: Option<&[Arc<dyn ChangeFeed>]>) -> Arc<Self> {
+    /// changes from other processes). Feeds start unhealthy until they are
+    /// connected and their first heartbeat has come back; a feed whose
+    /// heartbeats stop for `liveness` is distrusted until they return.
+    pub(crate) fn start(
+        feeds: Option<&[Arc<dyn ChangeFeed>]>,
+        liveness: std::time::Duration,
+    ) -> Arc<Self> {
         let n = feeds.map_or(0, <[_]>::len);
         let cache = Arc::new(Self {
             sessions: KeyMap::default(),
@@ -149,8 +154,7 @@ impl SessionCache {
         });
         for (index, feed) in feeds.unwrap_or_default().iter().enumerate() {
             let sink: Arc<dyn ChangeSink> = cache.clone();
-            feed.clone()
-                .start(FeedSink::new(sink, index, feed.source()));
+            FeedSink::new(sink, index, feed.source(), liveness).start(feed.clone());
         }
         cache
     }

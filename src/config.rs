@@ -40,6 +40,7 @@ struct Raw {
     login_window: String,
     login_ip_max_failures: u32,
     login_rate: u32,
+    change_feed_timeout: String,
     #[serde(deserialize_with = "string_or_list")]
     trusted_proxies: Vec<String>,
     same_site: String,
@@ -70,6 +71,7 @@ impl Default for Raw {
             login_window: "15m".into(),
             login_ip_max_failures: 50,
             login_rate: 120,
+            change_feed_timeout: "1s".into(),
             trusted_proxies: Vec::new(),
             same_site: "lax".into(),
             argon2_memory_kib: hash.memory_kib,
@@ -151,6 +153,9 @@ pub struct Config {
     pub login_window: Duration,
     /// Failed logins per client address within `login_window` that lock it.
     pub login_ip_max_failures: u32,
+    /// How long a change feed may stay silent (its heartbeats not coming
+    /// back) before the session cache is bypassed.
+    pub change_feed_timeout: Duration,
     /// Sign-in and setup requests per client address and minute, counted
     /// in memory by each instance; more get 429 before any store access.
     pub login_rate: u32,
@@ -231,6 +236,7 @@ const KNOWN_ENV: &[&str] = &[
     "LOGIN_WINDOW",
     "LOGIN_IP_MAX_FAILURES",
     "LOGIN_RATE",
+    "CHANGE_FEED_TIMEOUT",
     "TRUSTED_PROXIES",
     "SAME_SITE",
     "ARGON2_MEMORY_KIB",
@@ -421,6 +427,13 @@ impl Config {
         let absolute_timeout = duration("absolute_timeout", &raw.absolute_timeout)?;
         let login_lockout = duration("login_lockout", &raw.login_lockout)?;
         let login_window = duration("login_window", &raw.login_window)?;
+        let change_feed_timeout = duration("change_feed_timeout", &raw.change_feed_timeout)?;
+        if change_feed_timeout < Duration::from_millis(40) {
+            return Err(invalid(
+                "change_feed_timeout",
+                "must be at least 40ms (heartbeats go out four times per timeout)",
+            ));
+        }
         if raw.login_max_failures == 0 {
             return Err(invalid("login_max_failures", "must be at least 1"));
         }
@@ -495,6 +508,7 @@ impl Config {
             login_lockout,
             login_window,
             login_ip_max_failures: raw.login_ip_max_failures,
+            change_feed_timeout,
             login_rate: raw.login_rate,
             trusted_proxies,
             same_site,

@@ -360,10 +360,16 @@ impl Stores {
         }
         if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
             #[cfg(feature = "postgres")]
-            return Ok(Self {
-                feeds: Some(vec![Arc::new(postgres::ListenFeed::new(database_url))]),
-                ..Self::single(PostgresStore::open(database_url).await?)
-            });
+            {
+                let store = PostgresStore::open(database_url).await?;
+                return Ok(Self {
+                    feeds: Some(vec![Arc::new(postgres::ListenFeed::new(
+                        database_url,
+                        &store,
+                    ))]),
+                    ..Self::single(store)
+                });
+            }
             #[cfg(not(feature = "postgres"))]
             return Err(OpenError::Unsupported(
                 "this build has no PostgreSQL support (feature `postgres`)".into(),

@@ -15,7 +15,7 @@ use super::{
 
 use std::sync::Arc;
 
-use super::feed::{Change, ChangeFeed, FeedSink};
+use super::feed::{ChangeFeed, FeedSink, Sending};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -516,12 +516,17 @@ const CHANNEL: &str = "latchkey_changes";
 /// feed is unhealthy and the cache is bypassed.
 pub(crate) struct ListenFeed {
     url: String,
+    /// The store's pool, for heartbeats: they take the path of every other
+    /// change, from a connection of the pool through the server's
+    /// notification queue to the listening connection.
+    pool: PgPool,
 }
 
 impl ListenFeed {
-    pub(crate) fn new(url: &str) -> Self {
+    pub(crate) fn new(url: &str, store: &PostgresStore) -> Self {
         Self {
             url: url.to_owned(),
+            pool: store.pool.clone(),
         }
     }
 
@@ -546,6 +551,19 @@ impl ChangeFeed for ListenFeed {
         "PostgreSQL"
     }
 
+    fn send(self: Arc<Self>, message: String) -> Sending {
+        Box::pin(async move {
+            let sent = sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(message)
+                .execute(&self.pool)
+                .await;
+            if let Err(e) = sent {
+                tracing::debug!(error = %e, "change feed heartbeat not sent");
+            }
+        })
+    }
+
     fn start(self: Arc<Self>, sink: FeedSink) {
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
@@ -556,7 +574,7 @@ impl ChangeFeed for ListenFeed {
                             sink.set_healthy(true);
                             backoff = Duration::from_millis(100);
                             while let Ok(Some(n)) = listener.try_recv().await {
-                                sink.changed(Change::parse(n.payload()));
+                                sink.received(n.payload());
                             }
                             sink.set_healthy(false);
                             tracing::warn!("lost the PostgreSQL change feed; reconnecting");
@@ -576,6 +594,7 @@ impl ChangeFeed for ListenFeed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::feed::Change;
 
     #[test]
     fn notifications_name_what_changed() {

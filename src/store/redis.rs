@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use fred::prelude::*;
 
-use super::feed::{Change, ChangeFeed, FeedSink};
+use super::feed::{ChangeFeed, FeedSink, Sending};
 use super::{
     Attempt, FailurePolicy, FailureStore, Millis, SessionKey, SessionRecord, SessionStore,
     StoreError, StoreResult, UserId,
@@ -134,6 +134,7 @@ impl RedisStore {
         Arc::new(PubSubFeed {
             url: self.url.clone(),
             channel: self.channel(),
+            publisher: self.client.clone(),
         })
     }
 
@@ -526,11 +527,24 @@ impl FailureStore for RedisStore {
 struct PubSubFeed {
     url: String,
     channel: String,
+    /// The store's client, for heartbeats: they travel like the scripts'
+    /// messages, from the store's connection through Redis to the
+    /// subscription.
+    publisher: Client,
 }
 
 impl ChangeFeed for PubSubFeed {
     fn source(&self) -> &'static str {
         "Redis"
+    }
+
+    fn send(self: Arc<Self>, message: String) -> Sending {
+        Box::pin(async move {
+            let sent: Result<i64, Error> = self.publisher.publish(&self.channel, message).await;
+            if let Err(e) = sent {
+                tracing::debug!(error = %e, "change feed heartbeat not sent");
+            }
+        })
     }
 
     fn start(self: Arc<Self>, sink: FeedSink) {
@@ -562,7 +576,7 @@ impl PubSubFeed {
         let result = loop {
             tokio::select! {
                 msg = messages.recv() => match msg {
-                    Ok(m) => sink.changed(Change::parse(&m.value.as_string().unwrap_or_default())),
+                    Ok(m) => sink.received(&m.value.as_string().unwrap_or_default()),
                     Err(_) => break Ok(()),
                 },
                 err = errors.recv() => {

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 
 use notify::Watcher as _;
 
-use super::feed::{Change, ChangeFeed, FeedSink};
+use super::feed::{Change, ChangeFeed, FeedSink, Sending};
 
 /// How long a write waits for the database: for another process's lock
 /// (the CLI), and for this process's other writes.
@@ -546,16 +546,45 @@ struct FileFeed {
     watcher: Mutex<Option<notify::RecommendedWatcher>>,
 }
 
+impl FileFeed {
+    /// The file every instance on this database touches as its heartbeat.
+    /// Its name does not start with the database's, so writing it is not a
+    /// change; its content is the last heartbeat written.
+    fn heartbeat_file(&self) -> String {
+        format!(".{}.alive", self.name)
+    }
+}
+
 impl ChangeFeed for FileFeed {
     fn source(&self) -> &'static str {
         "the database file"
     }
 
+    fn send(self: Arc<Self>, message: String) -> Sending {
+        Box::pin(async move {
+            let path = self.dir.join(self.heartbeat_file());
+            if let Err(e) = tokio::fs::write(&path, message).await {
+                tracing::debug!(error = %e, "change feed heartbeat not written");
+            }
+        })
+    }
+
     fn start(self: Arc<Self>, sink: FeedSink) {
         let name = self.name.clone();
+        let heartbeat_file = self.dir.join(self.heartbeat_file());
         let events = sink.clone();
         let handler = move |event: notify::Result<notify::Event>| match event {
             Ok(event) => {
+                if event.paths.contains(&heartbeat_file) {
+                    // Written by any instance on this database (they share
+                    // the file): what matters is that the watcher delivers.
+                    if matches!(event.kind, notify::EventKind::Modify(_))
+                        && let Ok(text) = std::fs::read_to_string(&heartbeat_file)
+                    {
+                        events.received(&text);
+                    }
+                    return;
+                }
                 let ours = event.paths.iter().any(|p| {
                     p.file_name()
                         .is_some_and(|f| f.to_string_lossy().starts_with(&name))

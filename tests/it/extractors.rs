@@ -33,6 +33,7 @@ async fn with_stores(stores: Stores) -> Auth {
         ip_failures: policy,
         trusted_proxies: vec![],
         login_rate: 1000,
+        feed_liveness: latchkey::store::feed::DEFAULT_LIVENESS,
         clock: std::sync::Arc::new(latchkey::clock::SystemClock),
     };
     let hasher = PasswordHasher::new(

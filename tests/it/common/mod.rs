@@ -244,6 +244,18 @@ pub async fn within_the_feed_bound<F: Future<Output = StatusCode>>(
     what: &str,
     before: StatusCode,
     expected: StatusCode,
+    status: impl FnMut() -> F,
+) {
+    within(FEED_BOUND, what, before, expected, status).await;
+}
+
+/// Asks `status` until it answers `expected`, for at most `bound`; any
+/// answer but `expected` or `before` fails at once.
+pub async fn within<F: Future<Output = StatusCode>>(
+    bound: Duration,
+    what: &str,
+    before: StatusCode,
+    expected: StatusCode,
     mut status: impl FnMut() -> F,
 ) {
     let start = std::time::Instant::now();
@@ -254,8 +266,8 @@ pub async fn within_the_feed_bound<F: Future<Output = StatusCode>>(
         }
         assert_eq!(now, before, "{what}");
         assert!(
-            start.elapsed() < FEED_BOUND,
-            "{what}: still {before} {FEED_BOUND:?} after the change"
+            start.elapsed() < bound,
+            "{what}: still {before} {bound:?} after the change"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
