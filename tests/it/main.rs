@@ -15,6 +15,7 @@ mod lockout;
 mod login;
 mod multi_instance;
 mod pages;
+mod revocation;
 mod session;
 mod store_conformance;
 mod store_outage;

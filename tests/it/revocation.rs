@@ -1,0 +1,145 @@
+//! Revocations that must hold although the usual news of them fails to
+//! arrive: a change feed that is connected but silent, and changes made
+//! outside latchkey (by hand, in the database).
+
+use crate::{common, support};
+
+use std::time::Duration;
+
+use common::{PASSWORD, TestApp};
+use reqwest::StatusCode;
+use sqlx::Connection as _;
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"))
+}
+
+/// An in-process server on a fresh PostgreSQL database, with ann signed in
+/// and her session cached; and an administrator's connection to it.
+async fn ann_cached_on_postgres(
+    extra: &[(&str, &str)],
+) -> Option<(TestApp, sqlx::PgConnection, (String, String))> {
+    let (admin, db_url, name) = support::fresh_postgres_database().await?;
+    let mut env = vec![("LATCHKEY_DATABASE_URL", db_url.as_str())];
+    env.extend_from_slice(extra);
+    let app = TestApp::spawn_with(&env).await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    app.sign_in("ann", PASSWORD).await;
+    app.warm_cache().await;
+    let db = sqlx::PgConnection::connect(&db_url).await.unwrap();
+    Some((app, db, (admin, name)))
+}
+
+/// Sends SIGCONT to a stopped process when dropped, also when a test fails.
+struct Stopped(i32);
+
+impl Stopped {
+    fn stop(pid: i32) -> Self {
+        let done = std::process::Command::new("kill")
+            .args(["-STOP", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(done.success(), "kill -STOP {pid}");
+        Self(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &self.0.to_string()])
+            .status();
+    }
+}
+
+/// A change feed whose connection stays open but delivers nothing (here:
+/// the PostgreSQL backend process serving the instance's `LISTEN`, frozen
+/// with SIGSTOP) is distrusted once its heartbeats stop coming back, so a
+/// revocation made meanwhile holds within the feed timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_change_feed_is_distrusted_within_its_timeout() {
+    use sqlx::Connection as _;
+    if !is_root() {
+        support::skip(
+            "frozen change feed",
+            "needs root to stop a PostgreSQL backend",
+        );
+        return;
+    }
+    let Some((admin, db_url, name)) = support::fresh_postgres_database().await else {
+        return;
+    };
+    // Long enough that the CLI below surely finishes inside it.
+    let timeout = Duration::from_secs(3);
+    let app = common::TestApp::spawn_with(&[
+        ("LATCHKEY_DATABASE_URL", &db_url),
+        ("LATCHKEY_CHANGE_FEED_TIMEOUT", "3s"),
+    ])
+    .await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    app.sign_in("ann", PASSWORD).await;
+    app.warm_cache().await;
+
+    let mut db = sqlx::PgConnection::connect(&admin).await.unwrap();
+    let listener: i32 = sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'LISTEN%'",
+    )
+    .bind(&name)
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    let frozen = Stopped::stop(listener);
+    let out = app.cli(&["user", "disable", "ann"], None).await;
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert!(
+        !app.auth.cache().is_empty(),
+        "the frozen feed did not deliver the change"
+    );
+    // Distrusted at most a quarter of the timeout (one health check) after
+    // it passed; half a second more for a loaded machine.
+    let bound = timeout + timeout / 4 + Duration::from_millis(500);
+    common::within(
+        bound,
+        "frozen feed",
+        StatusCode::OK,
+        StatusCode::UNAUTHORIZED,
+        || app.profile_status(),
+    )
+    .await;
+    drop(frozen);
+    drop(app);
+    support::drop_postgres_database(&admin, &name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_truncated_by_hand_are_refused_within_the_feed_bound() {
+    let Some((app, mut db, (admin, name))) = ann_cached_on_postgres(&[]).await else {
+        return;
+    };
+    sqlx::raw_sql("TRUNCATE sessions")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    app.signed_out_within_the_feed_bound("after TRUNCATE sessions")
+        .await;
+    drop(app);
+    support::drop_postgres_database(&admin, &name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_deleted_by_hand_is_signed_out_within_the_feed_bound() {
+    let Some((app, mut db, (admin, name))) = ann_cached_on_postgres(&[]).await else {
+        return;
+    };
+    sqlx::raw_sql("DELETE FROM users WHERE username = 'ann'")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    app.signed_out_within_the_feed_bound("after DELETE FROM users")
+        .await;
+    drop(app);
+    support::drop_postgres_database(&admin, &name).await;
+}
