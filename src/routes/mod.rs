@@ -12,6 +12,7 @@ mod peer;
 mod profile;
 mod setup;
 pub(crate) mod text;
+mod timeout;
 
 use std::sync::Arc;
 
@@ -24,8 +25,9 @@ use crate::auth::Auth;
 use crate::csrf::CsrfRefusal;
 use crate::error::AppError;
 
-pub(crate) use peer::MakeService;
+pub(crate) use peer::WithPeer;
 pub use setup::SetupToken;
+pub use timeout::{RequestTimeout, RequestTimeoutLayer};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -47,14 +49,16 @@ pub struct AppState {
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
                    form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// The whole service: every route, inside the two layers every request
-/// passes (error pages and security headers outside, the session inside).
-pub type Service = errors::PageService<crate::session::SessionService<Router>>;
+/// The whole service: every route, inside the layers every request passes
+/// (error pages and security headers outside, then the request timeout,
+/// the session inside).
+pub type Service = errors::PageService<RequestTimeout<crate::session::SessionService<Router>>>;
 
-/// The service's router with every route and layer. The layers wrap the
+/// The service's router with every route and layer; a request that takes
+/// longer than `request_timeout` is answered 408. The layers wrap the
 /// router once, not each route as `Router::layer` would: a request then clones
 /// one boxed route rather than one per layer.
-pub fn router(state: AppState) -> Service {
+pub fn router(state: AppState, request_timeout: std::time::Duration) -> Service {
     let auth = state.auth.clone();
     let routes = Router::new()
         .route("/", get(profile::index))
@@ -72,7 +76,7 @@ pub fn router(state: AppState) -> Service {
     let pages = errors::PageLayer {
         hsts: auth.settings().cookies.is_secure(),
     };
-    pages.layer(auth.layer().layer(routes))
+    pages.layer(RequestTimeoutLayer(request_timeout).layer(auth.layer().layer(routes)))
 }
 
 /// Security headers. HTML pages get the full set; other answers (JSON,
