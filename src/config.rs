@@ -737,20 +737,13 @@ mod tests {
 
     #[test]
     fn connection_limits_come_from_file_and_environment() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file = dir.path().join("latchkey.toml");
-        std::fs::write(
-            &file,
+        let c = load_with_file(
             "header_read_timeout = \"3s\"\nmax_connections = 500\n",
-        )
-        .expect("write");
-        let c = Config::load_from(
-            Some(&file),
-            env(&[
+            &[
                 ("LATCHKEY_REQUEST_TIMEOUT", "1m"),
                 ("LATCHKEY_KEEP_ALIVE_TIMEOUT", "750ms"),
                 ("LATCHKEY_MAX_CONNECTIONS_PER_ADDRESS", " 8 "),
-            ]),
+            ],
         )
         .expect("loads");
         assert_eq!(c.connections.header_read_timeout, Duration::from_secs(3));
@@ -779,21 +772,22 @@ mod tests {
         }
     }
 
-    #[test]
-    fn environment_overrides_the_file() {
+    /// Loads with a configuration file of these contents.
+    fn load_with_file(toml: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("latchkey.toml");
-        std::fs::write(
-            &file,
+        std::fs::write(&file, toml).expect("write");
+        Config::load_from(Some(&file), env(vars))
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let c = load_with_file(
             "idle_timeout = \"5m\"\nlogin_max_failures = 3\nbind = \"127.0.0.1:9000\"\n",
-        )
-        .expect("write");
-        let c = Config::load_from(
-            Some(&file),
-            env(&[
+            &[
                 ("LATCHKEY_IDLE_TIMEOUT", "2s"),
                 ("LATCHKEY_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.1"),
-            ]),
+            ],
         )
         .expect("loads");
         assert_eq!(c.idle_timeout, Duration::from_secs(2));
@@ -878,10 +872,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_in_the_file_are_refused() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file = dir.path().join("c.toml");
-        std::fs::write(&file, "idle_timout = \"5m\"\n").expect("write");
-        let err = Config::load_from(Some(&file), env(&[]))
+        let err = load_with_file("idle_timout = \"5m\"\n", &[])
             .expect_err("typo")
             .to_string();
         assert!(err.contains("idle_timout"), "{err}");

@@ -11,7 +11,7 @@
 //!   head* (bytes arrived, headers not complete) or *busy* (a request is being
 //!   answered). An idle one is closed after the keep-alive timeout, one
 //!   reading a head after the header-read timeout; a busy one is bounded by the
-//!   request timeout (`crate::routes::RequestTimeoutLayer`, 408). hyper's own
+//!   request timeout (408, in `crate::routes`' outer layer). hyper's own
 //!   header-read timer starts when a connection begins to wait, so it could
 //!   not tell the first two apart; it stays on only as a backstop at their sum.
 //! - hyper's read buffer is at most [`MAX_HEAD_BYTES`], so an unfinished head
@@ -524,16 +524,23 @@ async fn connection(
     let http = shared.http.serve_connection(io, service);
     tokio::pin!(http);
     let limits = &shared.limits;
+    // The deadline moves when the state changes (bytes arrive, a request
+    // ends), which wakes nothing here. So the task also wakes every `step`:
+    // a deadline set by a change at time t is t + a timeout >= t + step, so
+    // it is always seen before it passes, and kept to the millisecond,
+    // without costing the request path a wake-up.
+    let step = limits.header_read_timeout.min(limits.keep_alive_timeout);
     let mut draining = false;
     loop {
+        let now = Instant::now();
         let wake = match conn.deadline(limits) {
-            Some(deadline) if deadline <= Instant::now() => {
+            Some(deadline) if deadline <= now => {
                 tracing::debug!(%peer, "connection timed out");
                 break;
             }
-            Some(deadline) => deadline,
-            // Looked at again after a while; the request timeout ends it.
-            None => Instant::now() + limits.request_timeout,
+            Some(deadline) => deadline.min(now + step),
+            // Busy: the request timeout ends that.
+            None => now + step,
         };
         tokio::select! {
             result = http.as_mut() => {

@@ -125,17 +125,11 @@ fn connection_limits(config: &Config) -> usize {
     let limits = &config.connections;
     let (max_connections, open_files) = crate::connections::connection_cap(limits.max_connections);
     let open_files = open_files.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
-    if max_connections < limits.max_connections {
-        tracing::warn!(
-            configured = limits.max_connections,
-            max_connections,
-            open_file_limit = %open_files,
-            "LATCHKEY_MAX_CONNECTIONS lowered to fit the open-file limit (ulimit -n); \
-             raise that limit to allow more"
-        );
-    }
+    // Lowered, the cap is only said: the default asks for more than a
+    // default open-file limit allows, and that is fine.
     tracing::info!(
         max_connections,
+        configured = limits.max_connections,
         max_connections_per_address = limits.max_connections_per_address,
         open_file_limit = %open_files,
         header_read_timeout = %humantime::format_duration(limits.header_read_timeout),

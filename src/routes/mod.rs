@@ -12,7 +12,6 @@ mod peer;
 mod profile;
 mod setup;
 pub(crate) mod text;
-mod timeout;
 
 use std::sync::Arc;
 
@@ -27,7 +26,6 @@ use crate::error::AppError;
 
 pub(crate) use peer::WithPeer;
 pub use setup::SetupToken;
-pub use timeout::{RequestTimeout, RequestTimeoutLayer};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -49,10 +47,10 @@ pub struct AppState {
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
                    form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// The whole service: every route, inside the layers every request passes
-/// (error pages and security headers outside, then the request timeout,
+/// The whole service: every route, inside the two layers every request
+/// passes (error pages, security headers and the request timeout outside,
 /// the session inside).
-pub type Service = errors::PageService<RequestTimeout<crate::session::SessionService<Router>>>;
+pub type Service = errors::PageService<crate::session::SessionService<Router>>;
 
 /// The service's router with every route and layer; a request that takes
 /// longer than `request_timeout` is answered 408. The layers wrap the
@@ -75,8 +73,9 @@ pub fn router(state: AppState, request_timeout: std::time::Duration) -> Service 
         .with_state(state);
     let pages = errors::PageLayer {
         hsts: auth.settings().cookies.is_secure(),
+        request_timeout,
     };
-    pages.layer(RequestTimeoutLayer(request_timeout).layer(auth.layer().layer(routes)))
+    pages.layer(auth.layer().layer(routes))
 }
 
 /// Security headers. HTML pages get the full set; other answers (JSON,
