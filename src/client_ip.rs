@@ -65,6 +65,18 @@ pub fn throttle_key(ip: IpAddr) -> String {
     }
 }
 
+/// The unit that connections are counted against, as [`throttle_key`]
+/// counts failures: the address itself for IPv4, its /64 for IPv6.
+pub(crate) fn network_of(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,5 +125,9 @@ mod tests {
             throttle_key("::ffff:192.0.2.1".parse().expect("ip")),
             "192.0.2.1"
         );
+        let net = |ip: &str| network_of(ip.parse().expect("ip"));
+        assert_eq!(net("2001:db8:1:2:aaaa::1"), net("2001:db8:1:2:bbbb::9"));
+        assert_ne!(net("2001:db8:1:2::1"), net("2001:db8:1:3::1"));
+        assert_eq!(net("::ffff:192.0.2.1"), net("192.0.2.1"));
     }
 }

@@ -49,6 +49,11 @@ struct Raw {
     argon2_parallelism: u32,
     hash_concurrency: usize,
     log_format: String,
+    header_read_timeout: String,
+    request_timeout: String,
+    keep_alive_timeout: String,
+    max_connections: usize,
+    max_connections_per_address: usize,
 }
 
 impl Default for Raw {
@@ -79,6 +84,11 @@ impl Default for Raw {
             argon2_parallelism: hash.parallelism,
             hash_concurrency: 0,
             log_format: "text".into(),
+            header_read_timeout: "10s".into(),
+            request_timeout: "30s".into(),
+            keep_alive_timeout: "60s".into(),
+            max_connections: 10_000,
+            max_connections_per_address: 256,
         }
     }
 }
@@ -169,6 +179,31 @@ pub struct Config {
     pub hash_concurrency: usize,
     /// Log format.
     pub log_format: LogFormat,
+    /// How the server treats connections: timeouts and caps.
+    pub connections: ConnectionLimits,
+}
+
+/// What one connection may take of the server. Every limit is there because
+/// a connection costs the server a file descriptor and memory whether or not
+/// it ever sends a request: without them a few thousand idle or half-sent
+/// connections (slowloris) shut everybody else out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// From a request's first byte to the end of its headers. A real client
+    /// sends its (at most a few KiB of) headers in one go.
+    pub header_read_timeout: Duration,
+    /// From the end of the headers to the answer, the body included; a
+    /// request past it is answered 408.
+    pub request_timeout: Duration,
+    /// How long a connection may wait, idle, for its next request.
+    pub keep_alive_timeout: Duration,
+    /// Open connections at most. The server lowers it below the process's
+    /// open-file limit (see [`crate::startup`]) so that it never runs out of
+    /// file descriptors.
+    pub max_connections: usize,
+    /// Open connections at most from one client address (IPv6: one /64).
+    /// Peers listed in `trusted_proxies` are exempt: they carry many clients.
+    pub max_connections_per_address: usize,
 }
 
 /// A setting that stops start-up.
@@ -218,6 +253,13 @@ fn duration(setting: &str, value: &str) -> Result<Duration, ConfigError> {
     Ok(d)
 }
 
+fn at_least_one<T: Copy + PartialEq + From<u8>>(setting: &str, value: T) -> Result<T, ConfigError> {
+    if value == T::from(0) {
+        return Err(invalid(setting, "must be at least 1"));
+    }
+    Ok(value)
+}
+
 /// Environment variables latchkey knows; others with the prefix get a warning.
 const KNOWN_ENV: &[&str] = &[
     "BIND",
@@ -244,6 +286,11 @@ const KNOWN_ENV: &[&str] = &[
     "ARGON2_PARALLELISM",
     "HASH_CONCURRENCY",
     "LOG_FORMAT",
+    "HEADER_READ_TIMEOUT",
+    "REQUEST_TIMEOUT",
+    "KEEP_ALIVE_TIMEOUT",
+    "MAX_CONNECTIONS",
+    "MAX_CONNECTIONS_PER_ADDRESS",
     "CONFIG",
 ];
 
@@ -302,6 +349,8 @@ impl Config {
                     | "argon2_iterations"
                     | "argon2_parallelism"
                     | "hash_concurrency"
+                    | "max_connections"
+                    | "max_connections_per_address"
             );
             figment = if numeric {
                 let n: u64 = value
@@ -434,15 +483,9 @@ impl Config {
                 "must be at least 40ms (heartbeats go out four times per timeout)",
             ));
         }
-        if raw.login_max_failures == 0 {
-            return Err(invalid("login_max_failures", "must be at least 1"));
-        }
-        if raw.login_ip_max_failures == 0 {
-            return Err(invalid("login_ip_max_failures", "must be at least 1"));
-        }
-        if raw.login_rate == 0 {
-            return Err(invalid("login_rate", "must be at least 1"));
-        }
+        at_least_one("login_max_failures", raw.login_max_failures)?;
+        at_least_one("login_ip_max_failures", raw.login_ip_max_failures)?;
+        at_least_one("login_rate", raw.login_rate)?;
         let trusted_proxies = raw
             .trusted_proxies
             .iter()
@@ -493,6 +536,16 @@ impl Config {
                 ));
             }
         };
+        let connections = ConnectionLimits {
+            header_read_timeout: duration("header_read_timeout", &raw.header_read_timeout)?,
+            request_timeout: duration("request_timeout", &raw.request_timeout)?,
+            keep_alive_timeout: duration("keep_alive_timeout", &raw.keep_alive_timeout)?,
+            max_connections: at_least_one("max_connections", raw.max_connections)?,
+            max_connections_per_address: at_least_one(
+                "max_connections_per_address",
+                raw.max_connections_per_address,
+            )?,
+        };
         Ok(Self {
             bind,
             public_url,
@@ -515,6 +568,7 @@ impl Config {
             hash_params,
             hash_concurrency,
             log_format,
+            connections,
         })
     }
 
@@ -683,23 +737,71 @@ mod tests {
             matches!(c.secret, SecretSource::Generated(ref p) if p == Path::new("latchkey.db.secret"))
         );
         assert_eq!(c.hash_params, HashParams::default());
+        assert_eq!(
+            c.connections,
+            ConnectionLimits {
+                header_read_timeout: Duration::from_secs(10),
+                request_timeout: Duration::from_secs(30),
+                keep_alive_timeout: Duration::from_secs(60),
+                max_connections: 10_000,
+                max_connections_per_address: 256,
+            }
+        );
+    }
+
+    #[test]
+    fn connection_limits_come_from_file_and_environment() {
+        let c = load_with_file(
+            "header_read_timeout = \"3s\"\nmax_connections = 500\n",
+            &[
+                ("LATCHKEY_REQUEST_TIMEOUT", "1m"),
+                ("LATCHKEY_KEEP_ALIVE_TIMEOUT", "750ms"),
+                ("LATCHKEY_MAX_CONNECTIONS_PER_ADDRESS", " 8 "),
+            ],
+        )
+        .expect("loads");
+        assert_eq!(c.connections.header_read_timeout, Duration::from_secs(3));
+        assert_eq!(c.connections.request_timeout, Duration::from_secs(60));
+        assert_eq!(c.connections.keep_alive_timeout, Duration::from_millis(750));
+        assert_eq!(c.connections.max_connections, 500);
+        assert_eq!(c.connections.max_connections_per_address, 8);
+    }
+
+    #[test]
+    fn bad_connection_limits_name_themselves() {
+        for (var, value) in [
+            ("LATCHKEY_HEADER_READ_TIMEOUT", "0s"),
+            ("LATCHKEY_HEADER_READ_TIMEOUT", "forever"),
+            ("LATCHKEY_REQUEST_TIMEOUT", "-1s"),
+            ("LATCHKEY_KEEP_ALIVE_TIMEOUT", "0"),
+            ("LATCHKEY_MAX_CONNECTIONS", "0"),
+            ("LATCHKEY_MAX_CONNECTIONS", "lots"),
+            ("LATCHKEY_MAX_CONNECTIONS", "-5"),
+            ("LATCHKEY_MAX_CONNECTIONS_PER_ADDRESS", "0"),
+        ] {
+            let err = Config::load_from(None, env(&[(var, value)]))
+                .expect_err(var)
+                .to_string();
+            assert!(err.contains(var), "{var}={value}: {err}");
+        }
+    }
+
+    /// Loads with a configuration file of these contents.
+    fn load_with_file(toml: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("latchkey.toml");
+        std::fs::write(&file, toml).expect("write");
+        Config::load_from(Some(&file), env(vars))
     }
 
     #[test]
     fn environment_overrides_the_file() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file = dir.path().join("latchkey.toml");
-        std::fs::write(
-            &file,
+        let c = load_with_file(
             "idle_timeout = \"5m\"\nlogin_max_failures = 3\nbind = \"127.0.0.1:9000\"\n",
-        )
-        .expect("write");
-        let c = Config::load_from(
-            Some(&file),
-            env(&[
+            &[
                 ("LATCHKEY_IDLE_TIMEOUT", "2s"),
                 ("LATCHKEY_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.1"),
-            ]),
+            ],
         )
         .expect("loads");
         assert_eq!(c.idle_timeout, Duration::from_secs(2));
@@ -784,10 +886,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_in_the_file_are_refused() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file = dir.path().join("c.toml");
-        std::fs::write(&file, "idle_timout = \"5m\"\n").expect("write");
-        let err = Config::load_from(Some(&file), env(&[]))
+        let err = load_with_file("idle_timout = \"5m\"\n", &[])
             .expect_err("typo")
             .to_string();
         assert!(err.contains("idle_timout"), "{err}");

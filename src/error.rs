@@ -58,6 +58,10 @@ pub enum AppError {
     /// A name or record that already exists.
     #[error("{0}")]
     Conflict(String),
+    /// The request (its body, or the work it asked for) took longer than
+    /// `LATCHKEY_REQUEST_TIMEOUT`.
+    #[error("the request took too long; try again")]
+    RequestTimeout,
     /// Too much work queued (the password hashing pool is full).
     #[error("the service is busy; try again shortly")]
     Busy,
@@ -101,6 +105,7 @@ impl AppError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Busy | Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -123,6 +128,7 @@ impl AppError {
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict(_) => "conflict",
+            Self::RequestTimeout => "request_timeout",
             Self::Busy => "busy",
             Self::StoreUnavailable(_) => "store_unavailable",
             Self::Internal(_) => "internal_error",
@@ -160,6 +166,7 @@ impl AppError {
             Self::Csrf(_) => Cow::Owned(self.to_string()),
             Self::NotFound => Cow::Borrowed("not found"),
             Self::MethodNotAllowed => Cow::Borrowed("method not allowed"),
+            Self::RequestTimeout => Cow::Borrowed("the request took too long; try again"),
             Self::Busy => Cow::Borrowed("the service is busy; try again shortly"),
             Self::StoreUnavailable(_) => {
                 Cow::Borrowed("the session store is unavailable; try again shortly")
@@ -259,6 +266,7 @@ mod tests {
             AppError::NotFound,
             AppError::MethodNotAllowed,
             AppError::Conflict("z".into()),
+            AppError::RequestTimeout,
             AppError::Busy,
             AppError::StoreUnavailable(StoreError::Corrupt("secret detail".into())),
             AppError::Internal(anyhow::anyhow!("secret detail")),

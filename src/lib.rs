@@ -27,6 +27,7 @@ pub mod cli;
 mod client_ip;
 pub mod clock;
 pub mod config;
+mod connections;
 pub mod csrf;
 pub mod device;
 pub mod error;

@@ -120,6 +120,27 @@ fn settle_public_url(config: &mut Config, addr: SocketAddr) -> bool {
         }
 }
 
+/// The cap on open connections, within the open-file limit (which is raised
+/// toward its hard limit when that makes room), logged with the timeouts.
+fn connection_limits(config: &Config) -> usize {
+    let limits = &config.connections;
+    let (max_connections, open_files) = crate::connections::connection_cap(limits.max_connections);
+    let open_files = open_files.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
+    // Lowered, the cap is only said: the default asks for more than a
+    // default open-file limit allows, and that is fine.
+    tracing::info!(
+        max_connections,
+        configured = limits.max_connections,
+        max_connections_per_address = limits.max_connections_per_address,
+        open_file_limit = %open_files,
+        header_read_timeout = %humantime::format_duration(limits.header_read_timeout),
+        request_timeout = %humantime::format_duration(limits.request_timeout),
+        keep_alive_timeout = %humantime::format_duration(limits.keep_alive_timeout),
+        "connection limits"
+    );
+    max_connections
+}
+
 /// A bound, ready-to-run server.
 pub struct Application {
     listener: TcpListener,
@@ -128,6 +149,10 @@ pub struct Application {
     auth: Auth,
     setup_link: Option<String>,
     public_url: url::Url,
+    connections: crate::config::ConnectionLimits,
+    /// `connections.max_connections` as it fits in the open-file limit.
+    max_connections: usize,
+    trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl std::fmt::Debug for Application {
@@ -200,11 +225,15 @@ impl Application {
                 "no user exists yet. Open this one-time link to create the first administrator: {link}"
             );
         }
-        let router = router(AppState {
-            auth: auth.clone(),
-            setup: Arc::new(setup),
-            public_url_is_this_listener,
-        });
+        let router = router(
+            AppState {
+                auth: auth.clone(),
+                setup: Arc::new(setup),
+                public_url_is_this_listener,
+            },
+            config.connections.request_timeout,
+        );
+        let max_connections = connection_limits(&config);
         Ok(Self {
             listener,
             router,
@@ -212,6 +241,9 @@ impl Application {
             auth,
             setup_link,
             public_url: config.public_url,
+            connections: config.connections,
+            max_connections,
+            trusted_proxies: config.trusted_proxies,
         })
     }
 
@@ -248,11 +280,14 @@ impl Application {
         } else {
             tracing::info!(address = %self.addr, "latchkey listening; open {}", self.public_url);
         }
-        let result = axum::serve(
+        let result = crate::connections::serve(
             self.listener,
-            crate::routes::MakeService { inner: self.router },
+            self.router,
+            self.connections,
+            self.max_connections,
+            self.trusted_proxies,
+            shutdown,
         )
-        .with_graceful_shutdown(shutdown)
         .await;
         cleanup.abort();
         result

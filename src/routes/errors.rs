@@ -6,6 +6,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use askama::Template;
 use axum::extract::Request;
@@ -79,12 +80,18 @@ pub(crate) fn page(status: StatusCode, template: &impl Template) -> Response {
 
 /// Turns [`AppError`] responses into HTML pages for browsers (JSON clients
 /// keep the JSON), sends anonymous browsers on protected pages to the login
-/// page, and adds the security headers to every response. A plain tower
-/// layer with its own future: it costs no allocation per request.
-#[derive(Debug, Clone, Copy, Default)]
+/// page, adds the security headers to every response, and answers 408 to a
+/// request not answered within the request timeout (a body that trickles
+/// in, or work that hangs; its work is dropped, and hyper closes the
+/// connection when the body was not read to its end). The timeout is here,
+/// outside everything else, so that its answer is rendered like any other.
+/// A plain tower layer with its own future: it costs no allocation per request.
+#[derive(Debug, Clone, Copy)]
 pub struct PageLayer {
     /// Send `Strict-Transport-Security` (the site is served over https).
     pub hsts: bool,
+    /// `LATCHKEY_REQUEST_TIMEOUT`.
+    pub request_timeout: Duration,
 }
 
 impl<S> Layer<S> for PageLayer {
@@ -94,6 +101,7 @@ impl<S> Layer<S> for PageLayer {
         PageService {
             inner,
             hsts: self.hsts,
+            request_timeout: self.request_timeout,
         }
     }
 }
@@ -103,6 +111,7 @@ impl<S> Layer<S> for PageLayer {
 pub struct PageService<S> {
     inner: S,
     hsts: bool,
+    request_timeout: Duration,
 }
 
 impl<S> Service<Request> for PageService<S>
@@ -127,6 +136,9 @@ where
             accept,
             content_type,
             hsts: self.hsts,
+            // The timer is registered only if the answer is not ready at
+            // the first poll.
+            deadline: tokio::time::sleep(self.request_timeout),
         }
     }
 }
@@ -139,6 +151,8 @@ pin_project_lite::pin_project! {
         accept: Option<HeaderValue>,
         content_type: Option<HeaderValue>,
         hsts: bool,
+        #[pin]
+        deadline: tokio::time::Sleep,
     }
 }
 
@@ -150,8 +164,15 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let Poll::Ready(Ok(response)) = this.inner.poll(cx) else {
-            return Poll::Pending;
+        let response = match this.inner.poll(cx) {
+            Poll::Ready(Ok(response)) => response,
+            Poll::Pending => match this.deadline.poll(cx) {
+                Poll::Ready(()) => {
+                    tracing::info!("request not answered within the request timeout: 408");
+                    AppError::RequestTimeout.into_response()
+                }
+                Poll::Pending => return Poll::Pending,
+            },
         };
         let response = if response.extensions().get::<ErrorInfo>().is_some() {
             let format = Format::from_headers(this.accept.as_ref(), this.content_type.as_ref());

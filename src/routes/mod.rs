@@ -24,7 +24,7 @@ use crate::auth::Auth;
 use crate::csrf::CsrfRefusal;
 use crate::error::AppError;
 
-pub(crate) use peer::MakeService;
+pub(crate) use peer::WithPeer;
 pub use setup::SetupToken;
 
 /// What the handlers share.
@@ -48,13 +48,15 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
                    form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// The whole service: every route, inside the two layers every request
-/// passes (error pages and security headers outside, the session inside).
+/// passes (error pages, security headers and the request timeout outside,
+/// the session inside).
 pub type Service = errors::PageService<crate::session::SessionService<Router>>;
 
-/// The service's router with every route and layer. The layers wrap the
+/// The service's router with every route and layer; a request that takes
+/// longer than `request_timeout` is answered 408. The layers wrap the
 /// router once, not each route as `Router::layer` would: a request then clones
 /// one boxed route rather than one per layer.
-pub fn router(state: AppState) -> Service {
+pub fn router(state: AppState, request_timeout: std::time::Duration) -> Service {
     let auth = state.auth.clone();
     let routes = Router::new()
         .route("/", get(profile::index))
@@ -71,6 +73,7 @@ pub fn router(state: AppState) -> Service {
         .with_state(state);
     let pages = errors::PageLayer {
         hsts: auth.settings().cookies.is_secure(),
+        request_timeout,
     };
     pages.layer(auth.layer().layer(routes))
 }

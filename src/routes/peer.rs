@@ -1,7 +1,8 @@
 //! The TCP peer's address, for the handlers that need it (login, logout,
 //! setup). axum's `ConnectInfo` puts it into every request's extensions, which
 //! costs a map allocation on every request; here it is a task-local set once
-//! per connection and read only where it is used.
+//! per connection (by the server's accept loop, `crate::connections`) and
+//! read only where it is used.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -10,7 +11,6 @@ use std::task::{Context, Poll};
 use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::response::Response;
-use axum::serve::{IncomingStream, Listener};
 use tower::Service;
 
 use crate::error::AppError;
@@ -30,36 +30,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Peer {
     async fn from_request_parts(_: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         PEER.try_with(|peer| Self(*peer)).map_err(|_| {
             AppError::Internal(anyhow::anyhow!(
-                "Peer extractor used outside routes::peer::MakeService"
+                "Peer extractor used outside routes::peer::WithPeer"
             ))
         })
-    }
-}
-
-/// Makes one [`WithPeer`] per accepted connection (for `axum::serve`).
-#[derive(Clone)]
-pub(crate) struct MakeService<S> {
-    pub(crate) inner: S,
-}
-
-impl<'a, L, S> Service<IncomingStream<'a, L>> for MakeService<S>
-where
-    L: Listener<Addr = SocketAddr>,
-    S: Clone,
-{
-    type Response = WithPeer<S>;
-    type Error = Infallible;
-    type Future = std::future::Ready<Result<WithPeer<S>, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, stream: IncomingStream<'a, L>) -> Self::Future {
-        std::future::ready(Ok(WithPeer {
-            inner: self.inner.clone(),
-            peer: *stream.remote_addr(),
-        }))
     }
 }
 
@@ -69,6 +42,13 @@ where
 pub(crate) struct WithPeer<S> {
     inner: S,
     peer: SocketAddr,
+}
+
+impl<S> WithPeer<S> {
+    /// The service for one connection from `peer`.
+    pub(crate) fn new(inner: S, peer: SocketAddr) -> Self {
+        Self { inner, peer }
+    }
 }
 
 impl<S> Service<Request> for WithPeer<S>

@@ -10,6 +10,7 @@ mod bad_input;
 mod binary;
 mod browser;
 mod cli;
+mod connections;
 mod extractors;
 mod lockout;
 mod login;

@@ -20,8 +20,35 @@ impl ServerProcess {
     /// Starts `latchkey serve` with exactly this environment (plus JSON
     /// logs and port 0) and waits until it listens.
     pub async fn start(dir: &std::path::Path, env: &[(String, String)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
-            .arg("serve")
+        let mut command = Command::new(env!("CARGO_BIN_EXE_latchkey"));
+        command.arg("serve");
+        Self::start_command(command, dir, env).await
+    }
+
+    /// [`ServerProcess::start`] with the open-file limit (soft and hard) set
+    /// to `limit`, as `ulimit -n` in a shell that then becomes the server
+    /// (so the child's pid is the server's).
+    pub async fn start_with_open_file_limit(
+        dir: &std::path::Path,
+        env: &[(String, String)],
+        limit: u32,
+    ) -> Self {
+        let mut command = Command::new("sh");
+        command.args([
+            "-c",
+            "ulimit -n \"$1\" && exec \"$0\" serve",
+            env!("CARGO_BIN_EXE_latchkey"),
+            &limit.to_string(),
+        ]);
+        Self::start_command(command, dir, env).await
+    }
+
+    async fn start_command(
+        mut command: Command,
+        dir: &std::path::Path,
+        env: &[(String, String)],
+    ) -> Self {
+        let mut child = command
             .current_dir(dir)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
