@@ -157,6 +157,15 @@ impl FeedSink {
         }
     }
 
+    /// Handles a message that can only be a heartbeat (read from a file
+    /// another process may be writing: anything else is ignored, never
+    /// taken for a change).
+    pub fn heartbeat_received(&self, payload: &str) {
+        if payload.starts_with(HEARTBEAT) {
+            self.received(payload);
+        }
+    }
+
     /// The heartbeat message this feed sends itself (see [`ChangeFeed::send`]).
     #[must_use]
     pub fn heartbeat(&self) -> String {

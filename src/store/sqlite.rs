@@ -93,8 +93,9 @@ impl SqliteStore {
         })
     }
 
-    /// Watches the database files, so that writes by any other process (the
-    /// CLI, a second server) empty this process's session cache.
+    /// Watches the database files, so that what another process (the CLI, a
+    /// second server, someone with the `sqlite3` shell) deletes or changes
+    /// leaves this process's session cache.
     #[must_use]
     pub fn change_feed(&self) -> Option<Arc<dyn ChangeFeed>> {
         let path = self.path.as_ref()?;
@@ -103,6 +104,8 @@ impl SqliteStore {
             dir: path.parent()?.to_path_buf(),
             name: path.file_name()?.to_string_lossy().into_owned(),
             watcher: Mutex::new(None),
+            pool: self.pool.clone(),
+            wake: Arc::new(tokio::sync::Notify::new()),
         }))
     }
 
@@ -396,10 +399,16 @@ impl SessionStore for SqliteStore {
         idle_before: Millis,
         created_before: Millis,
     ) -> StoreResult<u64> {
+        let mut writer = self.writer().await?;
         let done = sqlx::query("DELETE FROM sessions WHERE last_seen < ? OR created_at < ?")
             .bind(idle_before)
             .bind(created_before)
-            .execute(&mut *self.writer().await?)
+            .execute(&mut *writer)
+            .await
+            .map_err(unavailable)?;
+        sqlx::query("DELETE FROM changes WHERE seq <= (SELECT max(seq) FROM changes) - ?")
+            .bind(CHANGES_KEPT)
+            .execute(&mut *writer)
             .await
             .map_err(unavailable)?;
         Ok(done.rows_affected())
@@ -536,17 +545,78 @@ impl FailureStore for SqliteStore {
     }
 }
 
-/// Reports every write to the database file or its WAL as [`Change::Everything`].
-/// inotify (or the platform's equivalent) delivers events on the watcher's
-/// own thread, independent of the async runtime, within microseconds of the
-/// other process's `write()`.
+/// Watches the database's files; when they change, reads the `changes`
+/// rows that other writers' triggers added (see the migration
+/// `0003_changes.sql`) and reports each. inotify (or the platform's
+/// equivalent) delivers events on the watcher's own thread, independent of
+/// the async runtime, within microseconds of the other process's `write()`.
 struct FileFeed {
     dir: PathBuf,
     name: String,
     watcher: Mutex<Option<notify::RecommendedWatcher>>,
+    pool: SqlitePool,
+    wake: Arc<tokio::sync::Notify>,
 }
 
+/// How often the `changes` table is read even without a file event: a
+/// safety net (see [`FileFeed::follow`]).
+const CHANGES_POLL: Duration = Duration::from_millis(250);
+
+/// Rows kept in `changes`; an instance that falls further behind (it would
+/// have to miss this many changes between two reads) empties its cache.
+const CHANGES_KEPT: i64 = 100_000;
+
 impl FileFeed {
+    /// Reads the changes after `last`, reports them, and returns the new
+    /// last sequence number. A gap (rows pruned before this instance read
+    /// them) reports everything.
+    async fn read_since(&self, last: i64, sink: &FeedSink) -> Result<i64, sqlx::Error> {
+        let rows: Vec<(i64, String)> =
+            sqlx::query_as("SELECT seq, payload FROM changes WHERE seq > ? ORDER BY seq")
+                .bind(last)
+                .fetch_all(&self.pool)
+                .await?;
+        if rows.first().is_some_and(|(seq, _)| *seq > last + 1) {
+            sink.changed(Change::Everything);
+        }
+        for (_, payload) in &rows {
+            sink.received(payload);
+        }
+        Ok(rows.last().map_or(last, |(seq, _)| *seq))
+    }
+
+    /// Follows the `changes` table: read at every file event, and again
+    /// shortly after it (a writer updates the WAL index in shared memory
+    /// after the `write()` that woke us, and that update makes no event),
+    /// and every [`CHANGES_POLL`] regardless.
+    async fn follow(self: Arc<Self>, sink: FeedSink) {
+        let mut last = loop {
+            match sqlx::query_scalar::<_, Option<i64>>("SELECT max(seq) FROM changes")
+                .fetch_one(&self.pool)
+                .await
+            {
+                Ok(max) => break max.unwrap_or(0),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the changes table");
+                    tokio::time::sleep(CHANGES_POLL).await;
+                }
+            }
+        };
+        loop {
+            let _ = tokio::time::timeout(CHANGES_POLL, self.wake.notified()).await;
+            for pause in [0, 2, 20] {
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+                match self.read_since(last, &sink).await {
+                    Ok(seq) => last = seq,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read the changes table");
+                        sink.changed(Change::Everything);
+                    }
+                }
+            }
+        }
+    }
+
     /// The file every instance on this database touches as its heartbeat.
     /// Its name does not start with the database's, so writing it is not a
     /// change; its content is the last heartbeat written.
@@ -573,6 +643,7 @@ impl ChangeFeed for FileFeed {
         let name = self.name.clone();
         let heartbeat_file = self.dir.join(self.heartbeat_file());
         let events = sink.clone();
+        let wake = self.wake.clone();
         let handler = move |event: notify::Result<notify::Event>| match event {
             Ok(event) => {
                 if event.paths.contains(&heartbeat_file) {
@@ -581,7 +652,7 @@ impl ChangeFeed for FileFeed {
                     if matches!(event.kind, notify::EventKind::Modify(_))
                         && let Ok(text) = std::fs::read_to_string(&heartbeat_file)
                     {
-                        events.received(&text);
+                        events.heartbeat_received(&text);
                     }
                     return;
                 }
@@ -597,9 +668,20 @@ impl ChangeFeed for FileFeed {
                         | notify::EventKind::Any
                         | notify::EventKind::Other
                 );
+                if ours && writes {
+                    wake.notify_one();
+                }
+                // A database file created or removed is another database.
+                let replaced = matches!(
+                    event.kind,
+                    notify::EventKind::Create(_) | notify::EventKind::Remove(_)
+                );
+                if ours && replaced {
+                    events.changed(Change::Everything);
+                }
                 // A queue overflow (or any event that names no file) may hide a
                 // write: assume the worst.
-                if (ours && writes) || event.paths.is_empty() || event.need_rescan() {
+                if event.paths.is_empty() || event.need_rescan() {
                     events.changed(Change::Everything);
                 }
             }
@@ -619,6 +701,7 @@ impl ChangeFeed for FileFeed {
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(watcher);
                 sink.set_healthy(true);
+                tokio::spawn(self.clone().follow(sink));
             }
             Err(e) => tracing::warn!(error = %e, dir = %self.dir.display(),
                 "cannot watch the database directory; every request will read the database"),

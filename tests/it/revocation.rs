@@ -143,3 +143,87 @@ async fn a_user_deleted_by_hand_is_signed_out_within_the_feed_bound() {
     drop(app);
     support::drop_postgres_database(&admin, &name).await;
 }
+
+/// The SQLite cache learns what changed from the `changes` table, not from
+/// the bare fact that the database file was written: sign-ins (which write)
+/// leave other cached sessions alone, and a change made by the CLI removes
+/// exactly what it concerns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_writes_that_change_nothing_cached_leave_the_cache_alone() {
+    let app = TestApp::spawn().await;
+    for (name, password) in [("ann", PASSWORD), ("carol", common::OTHER_PASSWORD)] {
+        app.add_user(name, password, &[]).await;
+    }
+    app.add_user("bob", PASSWORD, &[]).await;
+    let (carol, _) = common::client();
+    app.sign_in("ann", PASSWORD).await;
+    app.warm_cache().await;
+    assert_eq!(
+        common::json_login(&carol, app.url("/login"), "carol", common::OTHER_PASSWORD)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let carols_profile = || async {
+        carol
+            .get(app.url("/profile"))
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    // Both sessions cached (the first look-up may race the login's own
+    // file events, so ask until both stay).
+    common::within(
+        common::FEED_BOUND,
+        "both cached",
+        StatusCode::OK,
+        StatusCode::CREATED,
+        || async {
+            assert_eq!(app.profile_status().await, StatusCode::OK);
+            assert_eq!(carols_profile().await, StatusCode::OK);
+            if app.auth.cache().len() == 2 {
+                StatusCode::CREATED
+            } else {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                StatusCode::OK
+            }
+        },
+    )
+    .await;
+    // Sign-ins write to the database; nothing cached changes.
+    for _ in 0..5 {
+        let (bob, _) = common::client();
+        let status = common::json_login(&bob, app.url("/login"), "bob", PASSWORD)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, StatusCode::OK);
+    }
+    // The CLI disables carol: her session leaves the cache, ann's stays.
+    let out = app.cli(&["user", "disable", "carol"], None).await;
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    common::within(
+        common::FEED_BOUND,
+        "carol's session leaves the cache",
+        StatusCode::OK,
+        StatusCode::CREATED,
+        || async {
+            let len = app.auth.cache().len();
+            assert_ne!(len, 0, "the cache was emptied");
+            if len == 1 {
+                StatusCode::CREATED
+            } else {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                StatusCode::OK
+            }
+        },
+    )
+    .await;
+    assert_eq!(app.profile_status().await, StatusCode::OK);
+    assert_eq!(carols_profile().await, StatusCode::UNAUTHORIZED);
+}
