@@ -307,6 +307,34 @@ impl Auth {
         &self.inner.hasher
     }
 
+    /// Adds every password hash scheme in the user store to those each
+    /// login verifies (see [`PasswordHasher::verify`]), so that from the
+    /// first request on no login takes longer or shorter for the scheme
+    /// of the user's hash, or for a name that does not exist. A scheme met
+    /// later (a hash written by another process) is added at its first
+    /// login; one that no user has any more goes at the next start.
+    /// [`crate::startup::open_auth`] calls this; an app that builds its
+    /// [`Auth`] itself should too.
+    ///
+    /// # Errors
+    /// When the store or the hashing fails.
+    pub async fn learn_hash_schemes(&self) -> Result<(), LoginError> {
+        let mut one_of_each = std::collections::BTreeMap::new();
+        self.inner
+            .stores
+            .users
+            .each_password_hash(&mut |hash| {
+                if let Some(scheme) = crate::password::HashScheme::of(hash) {
+                    one_of_each.entry(scheme).or_insert_with(|| hash.to_owned());
+                }
+            })
+            .await?;
+        for hash in one_of_each.values() {
+            self.inner.hasher.learn_scheme(hash).await?;
+        }
+        Ok(())
+    }
+
     /// The CSRF keys (for login forms shown to anonymous visitors).
     #[must_use]
     pub fn csrf_keys(&self) -> &CsrfKeys {
@@ -500,8 +528,9 @@ impl Auth {
     }
 
     /// Signs a user in. Any session the request already had is destroyed and
-    /// a new token issued (no session fixation). Unknown names cost one
-    /// argon2 verification like known ones and fail the same way.
+    /// a new token issued (no session fixation). Unknown names cost what
+    /// known ones cost (one verification per hash scheme in use, see
+    /// [`PasswordHasher::verify`]) and fail the same way.
     ///
     /// # Errors
     /// See [`LoginError`]; every failure is audited.

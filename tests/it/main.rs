@@ -17,3 +17,4 @@ mod pages;
 mod session;
 mod store_conformance;
 mod store_outage;
+mod timing;
