@@ -21,7 +21,7 @@ use crate::session::{
 use crate::store::{
     Attempt, FailurePolicy, Millis, SessionKey, SessionRecord, StoreError, Stores, UserRecord,
 };
-use crate::username::{MAX_USERNAME_BYTES, Username, key_of};
+use crate::username::{MAX_USERNAME_BYTES, key_of};
 use crate::users::Accounts;
 
 /// Audit events go to this tracing target, one event per login attempt,
@@ -608,10 +608,15 @@ impl Auth {
                 retry_after: retry_after(until),
             });
         }
-        let user = match Username::parse(username) {
-            Ok(name) => inner.stores.users.user_by_key(name.key()).await?,
-            Err(_) => None,
-        };
+        // Looked up by the key names have always had, not by today's rules
+        // for new names: a name stored before them still signs in.
+        // Every key is asked, found or not, so that the number of lookups
+        // says nothing of which one found a user.
+        let mut user = None;
+        for key in crate::username::lookup_keys(username) {
+            let found = inner.stores.users.user_by_key(&key).await?;
+            user = user.or(found);
+        }
         let verified = match inner
             .hasher
             .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))

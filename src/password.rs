@@ -603,10 +603,18 @@ pub enum PasswordRejected {
     /// A common, guessable or name-derived password.
     #[error("the password is too easy to guess; use a longer or less common one")]
     TooGuessable,
+    /// Holds a control character (a tab, a line break, an escape…), which
+    /// RFC 8265's OpaqueString does not allow and which is mostly a slip of
+    /// copy and paste that the owner could not type again.
+    #[error("the password may not contain control characters such as tabs or line breaks")]
+    ControlCharacter,
 }
 
-/// Checks a new password against the rules: length, then guessability by
-/// zxcvbn (common passwords, keyboard patterns, dates, the username itself).
+/// Checks a new password against the rules: length, no control characters
+/// (RFC 8265's OpaqueString), then guessability by zxcvbn (common
+/// passwords, keyboard patterns, dates, the username itself). Existing
+/// passwords are never checked against these: verification only
+/// normalises.
 /// CPU-heavy for long input: call off the async threads (see
 /// [`check_new_password_async`]).
 ///
@@ -617,6 +625,9 @@ pub fn check_new_password(password: &Password, username: &str) -> Result<(), Pas
         return Err(PasswordRejected::TooLong);
     }
     let pw = normalised(password.expose());
+    if pw.chars().any(char::is_control) {
+        return Err(PasswordRejected::ControlCharacter);
+    }
     if pw.chars().count() < MIN_PASSWORD_CHARS {
         return Err(PasswordRejected::TooShort);
     }
@@ -882,26 +893,24 @@ mod tests {
 
     #[test]
     fn weak_new_passwords_are_refused() {
-        assert_eq!(
-            check_new_password(&pw("short"), "ann"),
-            Err(PasswordRejected::TooShort)
-        );
-        assert_eq!(
-            check_new_password(&pw("password1"), "ann"),
-            Err(PasswordRejected::TooGuessable)
-        );
-        assert_eq!(
-            check_new_password(&pw("annabelle1"), "annabelle"),
-            Err(PasswordRejected::TooGuessable)
-        );
-        assert_eq!(
-            check_new_password(&pw(&"é".repeat(600)), "ann"),
-            Err(PasswordRejected::TooLong)
-        );
-        assert_eq!(check_new_password(&pw("plover-trombone-91"), "ann"), Ok(()));
-        assert_eq!(
-            check_new_password(&pw("grüne Ölkännchen wandern"), "ann"),
-            Ok(())
-        );
+        use PasswordRejected::{ControlCharacter, TooGuessable, TooLong, TooShort};
+        let long = "é".repeat(600);
+        let cases = [
+            ("short", "ann", Err(TooShort)),
+            ("password1", "ann", Err(TooGuessable)),
+            ("annabelle1", "annabelle", Err(TooGuessable)),
+            (long.as_str(), "ann", Err(TooLong)),
+            ("plover\ttrombone-91", "ann", Err(ControlCharacter)),
+            ("plover-trombone-91\n", "ann", Err(ControlCharacter)),
+            ("plover-trombone-91", "ann", Ok(())),
+            ("grüne Ölkännchen wandern", "ann", Ok(())),
+        ];
+        for (password, username, expected) in cases {
+            assert_eq!(
+                check_new_password(&pw(password), username),
+                expected,
+                "{password:?}"
+            );
+        }
     }
 }

@@ -18,3 +18,4 @@ mod session;
 mod store_conformance;
 mod store_outage;
 mod timing;
+mod usernames;

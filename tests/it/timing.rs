@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use crate::common;
 
 use common::{PASSWORD, TestApp, base_env};
-use latchkey::store::{NewUser, Stores};
 use reqwest::StatusCode;
 
 /// Requests timed per kind of name.
@@ -34,25 +33,6 @@ fn odd_argon2_hash() -> String {
     .hash_password_with_salt(PASSWORD.as_bytes(), b"oddsaltoddsaltod")
     .unwrap()
     .to_string()
-}
-
-/// Plants users with hashes of other schemes straight in the database of
-/// a server that has not started yet (as an import would leave them).
-async fn plant(dir: &tempfile::TempDir, users: &[(&str, String)]) {
-    let url = format!("sqlite://{}", dir.path().join("latchkey.db").display());
-    let stores = Stores::open(&url).await.unwrap();
-    for (name, hash) in users {
-        stores
-            .users
-            .create_user(NewUser {
-                username: (*name).to_owned(),
-                username_key: latchkey::username::key_of(name),
-                password_hash: hash.clone(),
-                roles: vec![],
-            })
-            .await
-            .unwrap();
-    }
 }
 
 fn median(samples: &mut [Duration]) -> Duration {
@@ -86,8 +66,9 @@ async fn median_times(app: &TestApp, names: [&str; 3]) -> [Duration; 3] {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_sign_in_takes_as_long_for_an_unknown_name_as_for_any_stored_hash() {
     let dir = Arc::new(tempfile::tempdir().unwrap());
-    plant(
-        &dir,
+    // Before the server starts: it learns the schemes in use at start-up.
+    common::plant_users(
+        &dir.path().join("latchkey.db"),
         &[
             ("odd", odd_argon2_hash()),
             ("imported", bcrypt::hash(PASSWORD, 4).unwrap()),
