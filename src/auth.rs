@@ -317,8 +317,8 @@ impl Auth {
     /// [`Auth`] itself should too.
     ///
     /// # Errors
-    /// When the store or the hashing fails.
-    pub async fn learn_hash_schemes(&self) -> Result<(), LoginError> {
+    /// When the store fails.
+    pub async fn learn_hash_schemes(&self) -> Result<(), StoreError> {
         let mut one_of_each = std::collections::BTreeMap::new();
         self.inner
             .stores
@@ -329,8 +329,12 @@ impl Auth {
                 }
             })
             .await?;
-        for hash in one_of_each.values() {
-            self.inner.hasher.learn_scheme(hash).await?;
+        for (scheme, hash) in &one_of_each {
+            // One scheme that cannot be added must not stop the server: its
+            // users still sign in, and it is tried again at their login.
+            if let Err(e) = self.inner.hasher.learn_scheme(hash).await {
+                tracing::warn!(%scheme, error = %e, "cannot add a password hash scheme");
+            }
         }
         Ok(())
     }

@@ -128,8 +128,14 @@ impl HashScheme {
         }
         let parsed = PasswordHash::new(stored).ok()?;
         let algorithm = parsed.algorithm.as_str();
-        let known = matches!(algorithm, "argon2id" | "argon2i" | "argon2d" | "scrypt")
-            || algorithm.starts_with("pbkdf2");
+        // Parameters the algorithm refuses make a hash that matches nothing
+        // and costs nothing: no scheme, and no dummy that could not be made.
+        let known = match algorithm {
+            "argon2id" | "argon2i" | "argon2d" => argon2::Params::try_from(&parsed).is_ok(),
+            "scrypt" => scrypt::Params::try_from(&parsed).is_ok(),
+            a if a.starts_with("pbkdf2") => pbkdf2::Params::try_from(&parsed).is_ok(),
+            _ => false,
+        };
         let output = parsed.hash.as_ref()?.len();
         let version = parsed
             .version
@@ -820,6 +826,11 @@ mod tests {
             Some("$scrypt$ln=4,r=8,p=1/16".into())
         );
         assert_eq!(scheme("$md5$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"), None);
+        assert_eq!(
+            scheme("$argon2id$v=19$m=1,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"),
+            None,
+            "argon2 refuses 1 KiB"
+        );
         assert_eq!(scheme("not a hash"), None);
         assert_eq!(scheme("$2b$xx$nonsense"), None);
     }
