@@ -232,7 +232,9 @@ fn millis(d: Duration) -> Millis {
 impl Auth {
     /// Puts the parts together. `hasher` runs argon2 on a bounded pool; see
     /// [`PasswordHasher::new`]. The stores' change feeds start here, so this
-    /// must be called inside a tokio runtime.
+    /// must be called inside a tokio runtime. Before serving, call
+    /// [`Auth::learn_hash_schemes`] (as [`crate::startup::open_auth`]
+    /// does), so that no login can be told from another by its time.
     #[must_use]
     pub fn new(
         settings: AuthSettings,
