@@ -251,7 +251,9 @@ fn millis(d: Duration) -> Millis {
 impl Auth {
     /// Puts the parts together. `hasher` runs argon2 on a bounded pool; see
     /// [`PasswordHasher::new`]. The stores' change feeds start here, so this
-    /// must be called inside a tokio runtime.
+    /// must be called inside a tokio runtime. Before serving, call
+    /// [`Auth::learn_hash_schemes`] (as [`crate::startup::open_auth`]
+    /// does), so that no login can be told from another by its time.
     #[must_use]
     pub fn new(
         settings: AuthSettings,
@@ -325,6 +327,38 @@ impl Auth {
     #[must_use]
     pub fn hasher(&self) -> &Arc<PasswordHasher> {
         &self.inner.hasher
+    }
+
+    /// Adds every password hash scheme in the user store to those each
+    /// login verifies (see [`PasswordHasher::verify`]), so that from the
+    /// first request on no login takes longer or shorter for the scheme
+    /// of the user's hash, or for a name that does not exist. A scheme met
+    /// later (a hash written by another process) is added at its first
+    /// login; one that no user has any more goes at the next start.
+    /// [`crate::startup::open_auth`] calls this; an app that builds its
+    /// [`Auth`] itself should too.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn learn_hash_schemes(&self) -> Result<(), StoreError> {
+        let mut one_of_each = std::collections::BTreeMap::new();
+        self.inner
+            .stores
+            .users
+            .each_password_hash(&mut |hash| {
+                if let Some(scheme) = crate::password::HashScheme::of(hash) {
+                    one_of_each.entry(scheme).or_insert_with(|| hash.to_owned());
+                }
+            })
+            .await?;
+        for (scheme, hash) in &one_of_each {
+            // One scheme that cannot be added must not stop the server: its
+            // users still sign in, and it is tried again at their login.
+            if let Err(e) = self.inner.hasher.learn_scheme(hash).await {
+                tracing::warn!(%scheme, error = %e, "cannot add a password hash scheme");
+            }
+        }
+        Ok(())
     }
 
     /// The CSRF keys (for login forms shown to anonymous visitors).
@@ -548,10 +582,11 @@ impl Auth {
     }
 
     /// Signs a user in. Any session the request already had is destroyed and
-    /// a new token issued (no session fixation). Unknown names cost one
-    /// argon2 verification like known ones and fail the same way. `headers`
-    /// are the request's: a device cookie in them (see [`crate::device`])
-    /// makes failures count against that device instead of against every
+    /// a new token issued (no session fixation). Unknown names cost what
+    /// known ones cost (one verification per hash scheme in use, see
+    /// [`PasswordHasher::verify`]) and fail the same way. `headers` are the
+    /// request's: a device cookie in them (see [`crate::device`]) makes
+    /// failures count against that device instead of against every
     /// untrusted client of the account and the client's address.
     ///
     /// The attempt runs to its end even if the caller stops waiting (the

@@ -88,7 +88,83 @@ pub struct Verified {
 pub struct PasswordHasher {
     params: HashParams,
     jobs: std::sync::mpsc::SyncSender<Job>,
-    dummy_hash: String,
+    /// One dummy hash per scheme in use, the current scheme first. Every
+    /// verification checks the password once per entry (against the
+    /// user's own hash for the entry of its scheme), so that how long it
+    /// takes depends on the schemes in use and never on the user.
+    dummies: std::sync::RwLock<Arc<[Dummy]>>,
+}
+
+/// A hash of a random password in one scheme: what a verification checks
+/// in that scheme when the user's hash is of another (or there is no user).
+#[derive(Debug, Clone)]
+struct Dummy {
+    scheme: HashScheme,
+    hash: String,
+}
+
+/// What makes a stored hash cost what it costs to verify: the algorithm and
+/// every parameter that sets the work (`$argon2id$v=19$m=19456,t=2,p=1`
+/// with a 32-byte output, `$2b$12`). Salts and outputs are not part of it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HashScheme(String);
+
+impl HashScheme {
+    /// The scheme of a stored hash, or `None` for a format latchkey cannot
+    /// verify (such a hash matches no password, at no cost of its own).
+    ///
+    /// ```
+    /// use latchkey::password::HashScheme;
+    /// let bcrypt = "$2y$10$abcdefghijklmnopqrstuu5s2v8.iXieOjg/.AySBTTZIIVFJeBui";
+    /// assert_eq!(HashScheme::of(bcrypt).unwrap().as_str(), "$2b$10");
+    /// assert!(HashScheme::of("plain text").is_none());
+    /// ```
+    #[must_use]
+    pub fn of(stored: &str) -> Option<Self> {
+        if let Some(cost) = bcrypt_cost(stored) {
+            // $2a$, $2b$ and $2y$ differ in how old libraries treated odd
+            // bytes, not in cost.
+            return Some(Self(format!("$2b${cost:02}")));
+        }
+        let parsed = PasswordHash::new(stored).ok()?;
+        let algorithm = parsed.algorithm.as_str();
+        // Parameters the algorithm refuses make a hash that matches nothing
+        // and costs nothing: no scheme, and no dummy that could not be made.
+        let known = match algorithm {
+            "argon2id" | "argon2i" | "argon2d" => argon2::Params::try_from(&parsed).is_ok(),
+            "scrypt" => scrypt::Params::try_from(&parsed).is_ok(),
+            a if a.starts_with("pbkdf2") => pbkdf2::Params::try_from(&parsed).is_ok(),
+            _ => false,
+        };
+        let output = parsed.hash.as_ref()?.len();
+        let version = parsed
+            .version
+            .map(|v| format!("$v={v}"))
+            .unwrap_or_default();
+        known.then(|| Self(format!("${algorithm}{version}${}/{output}", parsed.params)))
+    }
+
+    /// The scheme as text: the PHC prefix (with the output length after a
+    /// `/`) or `$2b$` and the bcrypt cost.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for HashScheme {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The cost of a bcrypt hash (`$2b$12$…`), if it is one.
+fn bcrypt_cost(stored: &str) -> Option<u32> {
+    let rest = ["$2a$", "$2b$", "$2y$"]
+        .iter()
+        .find_map(|prefix| stored.strip_prefix(prefix))?;
+    let (cost, _) = rest.split_once('$')?;
+    cost.parse().ok()
 }
 
 type Job = Box<dyn FnOnce(&mut Worker) + Send>;
@@ -96,10 +172,21 @@ type Job = Box<dyn FnOnce(&mut Worker) + Send>;
 /// A hashing thread's state: its argon2 instance and the memory it hashes
 /// in, allocated once. (Allocating 19 MiB per hash lets glibc keep freed
 /// buffers per thread arena, and a login flood then grows the process by
-/// hundreds of megabytes.)
+/// hundreds of megabytes.) The memory grows, once, to the largest argon2
+/// scheme in use, since every login verifies a hash of each.
 pub(crate) struct Worker {
     argon2: Argon2<'static>,
     memory: Vec<argon2::Block>,
+}
+
+impl Worker {
+    /// The first `blocks` blocks of this thread's buffer, grown to fit.
+    fn memory(&mut self, blocks: usize) -> &mut [argon2::Block] {
+        if self.memory.len() < blocks {
+            self.memory.resize(blocks, argon2::Block::default());
+        }
+        &mut self.memory[..blocks]
+    }
 }
 
 impl std::fmt::Debug for PasswordHasher {
@@ -140,8 +227,9 @@ fn hashing_thread(mut worker: Worker, jobs: Arc<std::sync::Mutex<std::sync::mpsc
 
 impl PasswordHasher {
     /// A hasher with these parameters, hashing on `concurrency` threads
-    /// (normally the number of cores). Computes the dummy hash used for
-    /// unknown usernames.
+    /// (normally the number of cores). Computes the dummy hash of the
+    /// current scheme; the schemes of stored hashes are added with
+    /// [`PasswordHasher::learn_scheme`].
     ///
     /// # Errors
     /// When the parameters are invalid or the threads cannot start.
@@ -170,13 +258,16 @@ impl PasswordHasher {
                 })
                 .map_err(|e| HashError::Failed(e.to_string()))?;
         }
-        let mut hasher = Self {
+        let hasher = Self {
             params,
             jobs: tx,
-            dummy_hash: String::new(),
+            dummies: std::sync::RwLock::new(Arc::from([])),
         };
         let random = Password::new(crate::random::random_base64::<24>());
-        hasher.dummy_hash = hasher.run(move |a| hash_blocking(a, &random)).await?;
+        let hash = hasher.run(move |w| hash_blocking(w, &random)).await?;
+        let scheme = HashScheme::of(&hash)
+            .ok_or_else(|| HashError::Failed("our own hash has no scheme".into()))?;
+        *hasher.dummies_mut() = Arc::from([Dummy { scheme, hash }]);
         Ok(Arc::new(hasher))
     }
 
@@ -219,9 +310,15 @@ impl PasswordHasher {
         self.run(move |w| hash_blocking(w, &password)).await
     }
 
-    /// Checks a password against a stored hash; with `None` (no such user) it
-    /// checks against a dummy hash of the same cost, so that unknown names
-    /// take as long as wrong passwords, and reports no match.
+    /// Checks a password against a stored hash; with `None` (no such user)
+    /// it reports no match. Either way the password is checked once in
+    /// every scheme in use (against the user's hash in its own scheme, a
+    /// dummy hash in the others), so that an unknown name takes exactly as
+    /// long as a known one, whatever algorithm and cost the known user's
+    /// hash has. With every hash at the current parameters that is one
+    /// verification, as it would be without this.
+    ///
+    /// A hash of a scheme not yet in use adds that scheme first.
     ///
     /// # Errors
     /// When the pool is saturated or the task fails.
@@ -231,17 +328,150 @@ impl PasswordHasher {
         password: &Password,
         stored: Option<&str>,
     ) -> Result<Verified, HashError> {
-        let known = stored.is_some();
-        let stored = stored.unwrap_or(&self.dummy_hash).to_owned();
+        // Parsed once here: the job below then does for a known name only
+        // what it does for an unknown one.
+        let scheme = stored.and_then(HashScheme::of);
+        let mut dummies = self.dummies();
+        if let (Some(scheme), Some(stored)) = (&scheme, stored)
+            && !dummies.iter().any(|d| d.scheme == *scheme)
+        {
+            match self.add_scheme(scheme.clone(), stored).await {
+                Ok(_) => dummies = self.dummies(),
+                // Still checked below, just not hidden among the others.
+                Err(e) => tracing::warn!(error = %e, "cannot add a password hash scheme"),
+            }
+        }
+        let stored = stored.map(str::to_owned);
         let password = password.clone();
         let params = self.params;
-        let verified = self
-            .run(move |w| Ok(verify_blocking(w, params, &password, &stored)))
-            .await?;
-        Ok(Verified {
-            matches: verified.matches && known,
-            needs_rehash: verified.needs_rehash && known,
+        self.run(move |w| {
+            Ok(verify_everywhere(
+                w,
+                params,
+                &password,
+                stored.as_deref().map(|s| (s, scheme.as_ref())),
+                &dummies,
+            ))
         })
+        .await
+    }
+
+    /// Adds the scheme of `stored` to those every verification covers,
+    /// with a dummy hash made at its parameters; true if it was new.
+    /// Unreadable hashes add nothing. Call it at start-up for one hash of
+    /// each scheme in the user store, so that even the first login of a
+    /// user with an old hash takes no longer than any other.
+    ///
+    /// # Errors
+    /// When the pool is saturated or the task fails.
+    pub async fn learn_scheme(&self, stored: &str) -> Result<bool, HashError> {
+        match HashScheme::of(stored) {
+            Some(scheme) => self.add_scheme(scheme, stored).await,
+            None => Ok(false),
+        }
+    }
+
+    async fn add_scheme(&self, scheme: HashScheme, stored: &str) -> Result<bool, HashError> {
+        if self.dummies().iter().any(|d| d.scheme == scheme) {
+            return Ok(false);
+        }
+        let like = stored.to_owned();
+        let hash = self.run(move |_| dummy_like(&like)).await?;
+        let mut dummies = self.dummies_mut();
+        if dummies.iter().any(|d| d.scheme == scheme) {
+            return Ok(false);
+        }
+        tracing::info!(scheme = %scheme, "password hash scheme in use; every login now also verifies a hash of it");
+        let mut grown = dummies.to_vec();
+        grown.push(Dummy { scheme, hash });
+        *dummies = Arc::from(grown);
+        Ok(true)
+    }
+
+    /// The schemes every verification covers, the current one first.
+    #[must_use]
+    pub fn schemes(&self) -> Vec<HashScheme> {
+        self.dummies().iter().map(|d| d.scheme.clone()).collect()
+    }
+
+    fn dummies(&self) -> Arc<[Dummy]> {
+        self.dummies
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn dummies_mut(&self) -> std::sync::RwLockWriteGuard<'_, Arc<[Dummy]>> {
+        self.dummies
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A hash of a random password with the algorithm and parameters of
+/// `like`: a dummy that costs what `like` costs to verify.
+fn dummy_like(like: &str) -> Result<String, HashError> {
+    use argon2::password_hash::CustomizedPasswordHasher;
+    fn customized<H>(hasher: &H, parsed: &PasswordHash) -> Result<String, HashError>
+    where
+        H: CustomizedPasswordHasher<PasswordHash>,
+        H::Params: for<'a> TryFrom<&'a PasswordHash, Error = argon2::password_hash::Error>,
+    {
+        let failed = |e: argon2::password_hash::Error| HashError::Failed(e.to_string());
+        let params = H::Params::try_from(parsed).map_err(failed)?;
+        let salt_len = parsed.salt.as_ref().map_or(16, |s| s.as_ref().len());
+        let salt = &crate::random::random_bytes::<64>()[..salt_len.clamp(8, 64)];
+        hasher
+            .hash_password_customized(
+                crate::random::random_base64::<24>().as_bytes(),
+                salt,
+                Some(parsed.algorithm.as_str()),
+                parsed.version,
+                params,
+            )
+            .map(|h| h.to_string())
+            .map_err(failed)
+    }
+    if let Some(cost) = bcrypt_cost(like) {
+        return bcrypt::hash(crate::random::random_base64::<24>(), cost)
+            .map_err(|e| HashError::Failed(e.to_string()));
+    }
+    let parsed = PasswordHash::new(like).map_err(|e| HashError::Failed(e.to_string()))?;
+    match parsed.algorithm.as_str() {
+        "argon2id" | "argon2i" | "argon2d" => customized(&Argon2::default(), &parsed),
+        "scrypt" => customized(&scrypt::Scrypt::default(), &parsed),
+        a if a.starts_with("pbkdf2") => customized(&pbkdf2::Pbkdf2::default(), &parsed),
+        a => Err(HashError::Failed(format!("no dummy for {a} hashes"))),
+    }
+}
+
+/// The body of [`PasswordHasher::verify`]: one check per scheme in use.
+/// `stored` is the user's hash and its scheme (`None` if unreadable).
+fn verify_everywhere(
+    worker: &mut Worker,
+    params: HashParams,
+    password: &Password,
+    stored: Option<(&str, Option<&HashScheme>)>,
+    dummies: &[Dummy],
+) -> Verified {
+    let mut verified = None;
+    for dummy in dummies {
+        match stored {
+            Some((stored, scheme)) if scheme == Some(&dummy.scheme) => {
+                verified = Some(verify_blocking(worker, params, password, stored));
+            }
+            // Only the time this takes matters: the same as the user's own.
+            _ => _ = verify_blocking(worker, params, password, &dummy.hash),
+        }
+    }
+    match (verified, stored) {
+        (Some(verified), _) => verified,
+        // Unreadable, or its scheme could not be added: checked anyway.
+        (None, Some((stored, _))) => verify_blocking(worker, params, password, stored),
+        (None, None) => Verified {
+            matches: false,
+            needs_rehash: false,
+        },
     }
 }
 
@@ -281,8 +511,7 @@ fn hash_blocking(worker: &mut Worker, password: &Password) -> Result<String, Has
     Ok(phc.to_string())
 }
 
-/// Checks an argon2 PHC hash in the worker's memory when it fits (it
-/// always does for hashes made with the current parameters).
+/// Checks an argon2 PHC hash in the worker's memory.
 fn verify_argon2(worker: &mut Worker, pw: &[u8], parsed: &PasswordHash) -> bool {
     let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
         return false;
@@ -300,11 +529,7 @@ fn verify_argon2(worker: &mut Worker, pw: &[u8], parsed: &PasswordHash) -> bool 
     let blocks = params.block_count();
     let argon2 = Argon2::new(algorithm, version, params);
     let mut out = vec![0u8; expected.as_bytes().len()];
-    let done = if blocks <= worker.memory.len() {
-        argon2.hash_password_into_with_memory(pw, salt, &mut out, &mut worker.memory[..blocks])
-    } else {
-        argon2.hash_password_into(pw, salt, &mut out)
-    };
+    let done = argon2.hash_password_into_with_memory(pw, salt, &mut out, worker.memory(blocks));
     done.is_ok() && bool::from(subtle::ConstantTimeEq::ct_eq(&out[..], expected.as_bytes()))
 }
 
@@ -330,7 +555,7 @@ fn verify_blocking(
 }
 
 fn verify_bytes(worker: &mut Worker, params: HashParams, pw: &[u8], stored: &str) -> Verified {
-    if stored.starts_with("$2a$") || stored.starts_with("$2b$") || stored.starts_with("$2y$") {
+    if bcrypt_cost(stored).is_some() {
         return Verified {
             matches: bcrypt::verify(pw, stored).unwrap_or(false),
             needs_rehash: true,
@@ -384,10 +609,18 @@ pub enum PasswordRejected {
     /// A common, guessable or name-derived password.
     #[error("the password is too easy to guess; use a longer or less common one")]
     TooGuessable,
+    /// Holds a control character (a tab, a line break, an escape…), which
+    /// RFC 8265's OpaqueString does not allow and which is mostly a slip of
+    /// copy and paste that the owner could not type again.
+    #[error("the password may not contain control characters such as tabs or line breaks")]
+    ControlCharacter,
 }
 
-/// Checks a new password against the rules: length, then guessability by
-/// zxcvbn (common passwords, keyboard patterns, dates, the username itself).
+/// Checks a new password against the rules: length, no control characters
+/// (RFC 8265's OpaqueString), then guessability by zxcvbn (common
+/// passwords, keyboard patterns, dates, the username itself). Existing
+/// passwords are never checked against these: verification only
+/// normalises.
 /// CPU-heavy for long input: call off the async threads (see
 /// [`check_new_password_async`]).
 ///
@@ -398,6 +631,9 @@ pub fn check_new_password(password: &Password, username: &str) -> Result<(), Pas
         return Err(PasswordRejected::TooLong);
     }
     let pw = normalised(password.expose());
+    if pw.chars().any(char::is_control) {
+        return Err(PasswordRejected::ControlCharacter);
+    }
     if pw.chars().count() < MIN_PASSWORD_CHARS {
         return Err(PasswordRejected::TooShort);
     }
@@ -565,27 +801,127 @@ mod tests {
     }
 
     #[test]
+    fn a_scheme_is_the_algorithm_and_its_cost_without_salt_or_output() {
+        let scheme = |h: &str| HashScheme::of(h).map(|s| s.as_str().to_owned());
+        let bcrypt_a = bcrypt::hash_with_salt("x", 5, [7; 16]).expect("bcrypt");
+        let bcrypt_b = bcrypt::hash("y", 5)
+            .expect("bcrypt")
+            .replacen("$2b$", "$2y$", 1);
+        assert_eq!(
+            scheme(&bcrypt_a.format_for_version(bcrypt::Version::TwoA)),
+            Some("$2b$05".into())
+        );
+        assert_eq!(scheme(&bcrypt_b), Some("$2b$05".into()));
+        assert_eq!(
+            scheme("$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"),
+            Some("$argon2id$v=19$m=64,t=1,p=1/16".into())
+        );
+        assert_eq!(
+            scheme("$argon2id$v=19$m=64,t=1,p=1$b3RoZXJzYWx0$b3RoZXJoYXNob3RoZXJoYQ"),
+            Some("$argon2id$v=19$m=64,t=1,p=1/16".into()),
+            "another salt and output, the same scheme"
+        );
+        assert_eq!(
+            scheme("$scrypt$ln=4,r=8,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"),
+            Some("$scrypt$ln=4,r=8,p=1/16".into())
+        );
+        assert_eq!(scheme("$md5$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"), None);
+        assert_eq!(
+            scheme("$argon2id$v=19$m=1,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"),
+            None,
+            "argon2 refuses 1 KiB"
+        );
+        assert_eq!(scheme("not a hash"), None);
+        assert_eq!(scheme("$2b$xx$nonsense"), None);
+    }
+
+    #[tokio::test]
+    async fn each_scheme_met_is_covered_by_every_later_verification() {
+        let h = PasswordHasher::new(CHEAP, 1).await.expect("hasher");
+        let current = h.hash(&pw("plover-trombone-91")).await.expect("hash");
+        assert_eq!(h.schemes().len(), 1, "all hashes current: one check");
+        assert!(!h.learn_scheme(&current).await.expect("learn"));
+        let bc = bcrypt::hash("old-school-secret", 4).expect("bcrypt");
+        assert!(h.learn_scheme(&bc).await.expect("learn"));
+        assert!(
+            !h.learn_scheme(&bc).await.expect("learn"),
+            "once per scheme"
+        );
+        let costlier = PasswordHasher::new(
+            HashParams {
+                memory_kib: 256,
+                ..CHEAP
+            },
+            1,
+        )
+        .await
+        .expect("hasher")
+        .hash(&pw("velvet-compass-19"))
+        .await
+        .expect("hash");
+        // Met at a login, not learnt before: added, and verified right.
+        let v = h
+            .verify(&pw("velvet-compass-19"), Some(&costlier))
+            .await
+            .expect("verify");
+        assert!(v.matches && v.needs_rehash);
+        let schemes: Vec<String> = h.schemes().iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            schemes,
+            [
+                "$argon2id$v=19$m=64,t=1,p=1/32",
+                "$2b$04",
+                "$argon2id$v=19$m=256,t=1,p=1/32"
+            ]
+        );
+        // Every user's hash is still checked in its own scheme.
+        for (stored, password) in [
+            (&current, "plover-trombone-91"),
+            (&bc, "old-school-secret"),
+            (&costlier, "velvet-compass-19"),
+        ] {
+            let right = h.verify(&pw(password), Some(stored)).await.expect("verify");
+            assert!(right.matches, "{stored}");
+            let wrong = h
+                .verify(&pw("nope-nope-nope"), Some(stored))
+                .await
+                .expect("verify");
+            assert!(!wrong.matches, "{stored}");
+        }
+        // A dummy is a hash of a random password: no password of a user
+        // matches it, and no name without a user.
+        let v = h
+            .verify(&pw("old-school-secret"), None)
+            .await
+            .expect("verify");
+        assert!(!v.matches && !v.needs_rehash);
+        // Hashes latchkey cannot read add no scheme and match nothing.
+        assert!(!h.learn_scheme("$md5$abc$def").await.expect("learn"));
+        let v = h.verify(&pw("x"), Some("garbage")).await.expect("verify");
+        assert!(!v.matches);
+        assert_eq!(h.schemes().len(), 3);
+    }
+
+    #[test]
     fn weak_new_passwords_are_refused() {
-        assert_eq!(
-            check_new_password(&pw("short"), "ann"),
-            Err(PasswordRejected::TooShort)
-        );
-        assert_eq!(
-            check_new_password(&pw("password1"), "ann"),
-            Err(PasswordRejected::TooGuessable)
-        );
-        assert_eq!(
-            check_new_password(&pw("annabelle1"), "annabelle"),
-            Err(PasswordRejected::TooGuessable)
-        );
-        assert_eq!(
-            check_new_password(&pw(&"é".repeat(600)), "ann"),
-            Err(PasswordRejected::TooLong)
-        );
-        assert_eq!(check_new_password(&pw("plover-trombone-91"), "ann"), Ok(()));
-        assert_eq!(
-            check_new_password(&pw("grüne Ölkännchen wandern"), "ann"),
-            Ok(())
-        );
+        use PasswordRejected::{ControlCharacter, TooGuessable, TooLong, TooShort};
+        let long = "é".repeat(600);
+        let cases = [
+            ("short", "ann", Err(TooShort)),
+            ("password1", "ann", Err(TooGuessable)),
+            ("annabelle1", "annabelle", Err(TooGuessable)),
+            (long.as_str(), "ann", Err(TooLong)),
+            ("plover\ttrombone-91", "ann", Err(ControlCharacter)),
+            ("plover-trombone-91\n", "ann", Err(ControlCharacter)),
+            ("plover-trombone-91", "ann", Ok(())),
+            ("grüne Ölkännchen wandern", "ann", Ok(())),
+        ];
+        for (password, username, expected) in cases {
+            assert_eq!(
+                check_new_password(&pw(password), username),
+                expected,
+                "{password:?}"
+            );
+        }
     }
 }

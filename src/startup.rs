@@ -34,7 +34,12 @@ pub async fn open_auth(config: &Config) -> anyhow::Result<Auth> {
 /// # Errors
 /// As [`open_auth`].
 pub async fn open_auth_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Auth> {
-    auth_with(config, open_stores(config).await?, clock).await
+    let auth = auth_with(config, open_stores(config).await?, clock).await?;
+    // Not for administrative commands (open_admin), which sign nobody in.
+    auth.learn_hash_schemes()
+        .await
+        .context("cannot read which password hash schemes are in use")?;
+    Ok(auth)
 }
 
 async fn open_stores(config: &Config) -> anyhow::Result<Stores> {

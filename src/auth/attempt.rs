@@ -9,7 +9,7 @@ use crate::cache::Change;
 use crate::secret::Password;
 use crate::session::SessionToken;
 use crate::store::{Attempt, FailurePolicy, Millis, SessionKey, SessionRecord};
-use crate::username::{Username, key_of};
+use crate::username::key_of;
 
 /// How long an attempt waits for attempts in flight on the same counter
 /// (each is one password check) before it gives up with "busy".
@@ -133,10 +133,15 @@ impl LoginAttempt {
     async fn check(&self) -> Result<LoggedIn, LoginError> {
         let inner = &*self.auth.inner;
         let failures = &inner.stores.failures;
-        let user = match Username::parse(&self.username) {
-            Ok(name) => inner.stores.users.user_by_key(name.key()).await?,
-            Err(_) => None,
-        };
+        // Looked up by the key names have always had, not by today's rules
+        // for new names: a name stored before them still signs in. Every
+        // key is asked, found or not, so that the number of lookups says
+        // nothing of which one found a user.
+        let mut user = None;
+        for key in crate::username::lookup_keys(&self.username) {
+            let found = inner.stores.users.user_by_key(&key).await?;
+            user = user.or(found);
+        }
         let verified = inner
             .hasher
             .verify(

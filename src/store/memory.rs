@@ -102,6 +102,16 @@ impl UserStore for MemoryStore {
         Ok(lock(&self.users).by_id.len() as u64)
     }
 
+    async fn each_password_hash(
+        &self,
+        each: &mut (dyn for<'h> FnMut(&'h str) + Send),
+    ) -> StoreResult<()> {
+        for user in lock(&self.users).by_id.values() {
+            each(&user.password_hash);
+        }
+        Ok(())
+    }
+
     async fn set_password_hash(
         &self,
         id: UserId,

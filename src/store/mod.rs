@@ -168,6 +168,15 @@ pub trait UserStore: Send + Sync + 'static {
     async fn list_users(&self) -> StoreResult<Vec<UserRecord>>;
     /// How many users exist.
     async fn count_users(&self) -> StoreResult<u64>;
+    /// Calls `each` with every stored password hash, in no particular
+    /// order, one row at a time (never all users in memory at once). This
+    /// is how a server learns at start-up which hash schemes are in use,
+    /// so that every login costs the same whichever scheme a user's hash
+    /// has (see [`crate::password::PasswordHasher::learn_scheme`]).
+    async fn each_password_hash(
+        &self,
+        each: &mut (dyn for<'h> FnMut(&'h str) + Send),
+    ) -> StoreResult<()>;
     /// Replaces the password hash. With `end_sessions` the credential epoch is
     /// bumped (a real password change); without, it is kept (a rehash of the
     /// same password to new parameters). Returns false if the user is gone.
@@ -468,6 +477,27 @@ pub fn redact_url(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
+}
+
+/// [`UserStore::each_password_hash`] for the SQL stores: the rows are
+/// streamed, one at a time.
+pub(crate) async fn each_password_hash_in<DB>(
+    pool: &sqlx::Pool<DB>,
+    each: &mut (dyn for<'h> FnMut(&'h str) + Send),
+) -> StoreResult<()>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'r> String: sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+{
+    use futures_util::TryStreamExt as _;
+    let mut rows = sqlx::query_scalar::<DB, String>("SELECT password_hash FROM users").fetch(pool);
+    while let Some(hash) = rows.try_next().await.map_err(StoreError::unavailable)? {
+        each(&hash);
+    }
+    Ok(())
 }
 
 /// Roles as stored in text columns: a JSON array.

@@ -177,6 +177,13 @@ impl UserStore for PostgresStore {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    async fn each_password_hash(
+        &self,
+        each: &mut (dyn for<'h> FnMut(&'h str) + Send),
+    ) -> StoreResult<()> {
+        super::each_password_hash_in(&self.pool, each).await
+    }
+
     async fn set_password_hash(
         &self,
         id: UserId,

@@ -458,7 +458,26 @@ async fn a_revoked_session_meets_a_page_that_says_it_ended() {
     let Some((browser, latchkey)) = ann_signed_in().await else {
         return;
     };
+    let cookie = browser.cookie("latchkey").await.unwrap().value;
     cli(&latchkey, &["session", "revoke", "--user", "ann"]).await;
+    // Reading pages may be answered from the cache until the change feed
+    // has told the server (within its bound); then the browser goes on.
+    common::eventually(
+        common::FEED_BOUND,
+        "revocation reached the server",
+        || async {
+            let status = reqwest::Client::new()
+                .get(latchkey.url("/profile"))
+                .header("accept", "application/json")
+                .header("cookie", format!("latchkey={cookie}"))
+                .send()
+                .await
+                .unwrap()
+                .status();
+            status == reqwest::StatusCode::UNAUTHORIZED
+        },
+    )
+    .await;
     browser.goto(&latchkey.url("/profile")).await;
     browser.wait_for_path("/login").await;
     let text = browser.text().await;

@@ -596,9 +596,6 @@ async fn stored_hash(app: &TestApp, name: &str) -> String {
 #[tokio::test]
 async fn bcrypt_and_older_argon2_hashes_are_upgraded_at_login() {
     let app = TestApp::spawn().await;
-    let stores = latchkey::store::Stores::open(&format!("sqlite://{}", app.db_path().display()))
-        .await
-        .unwrap();
     let legacy = [
         ("bc", bcrypt::hash(PASSWORD, 4).unwrap()),
         (
@@ -606,18 +603,7 @@ async fn bcrypt_and_older_argon2_hashes_are_upgraded_at_login() {
             "$argon2i$v=19$m=512,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$".to_owned() + &argon2_i_hash(),
         ),
     ];
-    for (name, hash) in &legacy {
-        stores
-            .users
-            .create_user(latchkey::store::NewUser {
-                username: (*name).to_owned(),
-                username_key: (*name).to_owned(),
-                password_hash: hash.clone(),
-                roles: vec![],
-            })
-            .await
-            .unwrap();
-    }
+    common::plant_users(&app.db_path(), &legacy).await;
     for (name, hash) in &legacy {
         assert_eq!(
             app.login_json(name, PASSWORD).await.status(),

@@ -20,3 +20,5 @@ mod revocation;
 mod session;
 mod store_conformance;
 mod store_outage;
+mod timing;
+mod usernames;

@@ -597,6 +597,13 @@ async fn pages_say_what_happened_after_sign_out_and_when_a_session_ended() {
     // The session is revoked elsewhere: the next page says so.
     let out = app.cli(&["session", "revoke", "--user", "ann"], None).await;
     assert!(out.status.success());
+    common::within_the_feed_bound(
+        "revoked by the CLI",
+        StatusCode::OK,
+        StatusCode::SEE_OTHER,
+        || async { app.get("/profile").await.status() },
+    )
+    .await;
     let r = app.get("/profile").await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let to = r.headers()[header::LOCATION].to_str().unwrap().to_owned();
@@ -640,13 +647,18 @@ async fn a_sign_out_form_shown_before_a_role_change_still_signs_out() {
     app.sign_in("ann", PASSWORD).await;
     let html = app.get("/profile").await.text().await.unwrap();
     let token = form_csrf(&html, "/logout");
+    let before = app.session_cookie().unwrap();
     assert!(
         app.cli(&["user", "roles", "ann", "--remove", "ops"], None)
             .await
             .status
             .success()
     );
-    assert_eq!(app.profile_status().await, StatusCode::OK, "rotated here");
+    common::eventually(common::FEED_BOUND, "rotated here", || async {
+        assert_eq!(app.profile_status().await, StatusCode::OK);
+        app.session_cookie().unwrap() != before
+    })
+    .await;
     let r = app.post_form("/logout", &[("csrf_token", &token)]).await;
     assert_eq!(
         r.status(),

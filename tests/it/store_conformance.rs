@@ -105,6 +105,34 @@ async fn user_changes_bump_the_right_epochs(s: &Stores) {
     assert!(!s.users.set_password_hash(missing, "x", true).await.unwrap());
 }
 
+async fn every_password_hash_is_visited_once(s: &Stores) {
+    let mut seen = Vec::new();
+    s.users
+        .each_password_hash(&mut |h| seen.push(h.to_owned()))
+        .await
+        .unwrap();
+    assert!(seen.is_empty(), "no users, no hashes: {seen:?}");
+    let hashes = ["$2b$04$one", "$argon2id$v=19$m=64,t=1,p=1$two", "three"];
+    for (i, hash) in hashes.iter().enumerate() {
+        s.users
+            .create_user(NewUser {
+                password_hash: (*hash).to_owned(),
+                ..new_user(&format!("user{i}"))
+            })
+            .await
+            .unwrap();
+    }
+    s.users
+        .each_password_hash(&mut |h| seen.push(h.to_owned()))
+        .await
+        .unwrap();
+    seen.sort();
+    assert_eq!(
+        seen,
+        ["$2b$04$one", "$argon2id$v=19$m=64,t=1,p=1$two", "three"]
+    );
+}
+
 async fn removed_users_are_gone(s: &Stores) {
     let u = s.users.create_user(new_user("ann")).await.unwrap();
     assert!(s.users.remove_user(u.id).await.unwrap());
@@ -561,6 +589,7 @@ macro_rules! conformance {
 conformance!(
     users_are_unique_by_key_and_round_trip,
     user_changes_bump_the_right_epochs,
+    every_password_hash_is_visited_once,
     removed_users_are_gone,
     sessions_round_trip_and_never_duplicate,
     touch_records_activity_but_never_resurrects,

@@ -222,6 +222,27 @@ impl TestApp {
     }
 }
 
+/// Writes users straight into the SQLite database at `db`, each with the
+/// key latchkey has always given its name ([`latchkey::username::key_of`])
+/// and the password hash given: as an import or an older version leaves
+/// them, whatever today's rules for new names and hashes say.
+pub async fn plant_users(db: &std::path::Path, users: &[(&str, String)]) {
+    let url = format!("sqlite://{}", db.display());
+    let stores = latchkey::store::Stores::open(&url).await.unwrap();
+    for (name, hash) in users {
+        stores
+            .users
+            .create_user(latchkey::store::NewUser {
+                username: (*name).to_owned(),
+                username_key: latchkey::username::key_of(name),
+                password_hash: hash.clone(),
+                roles: vec![],
+            })
+            .await
+            .unwrap();
+    }
+}
+
 pub fn cookie_named(jar: &Jar, base: &str, name: &str) -> Option<String> {
     let url = base.parse().unwrap();
     let header = jar.cookies(&url)?;
@@ -269,6 +290,19 @@ pub async fn within<F: Future<Output = StatusCode>>(
             start.elapsed() < bound,
             "{what}: still {before} {bound:?} after the change"
         );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Asks `probe` until it says yes, for at most `bound`.
+pub async fn eventually<F: Future<Output = bool>>(
+    bound: Duration,
+    what: &str,
+    mut probe: impl FnMut() -> F,
+) {
+    let start = std::time::Instant::now();
+    while !probe().await {
+        assert!(start.elapsed() < bound, "{what}: not within {bound:?}");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
