@@ -754,13 +754,33 @@ async fn counters(app: &TestApp) -> i64 {
         .unwrap()
 }
 
-#[tokio::test]
-async fn a_locked_address_flooding_invented_names_writes_nothing() {
-    let app = TestApp::spawn_with(&[
-        ("LATCHKEY_LOGIN_IP_MAX_FAILURES", "3"),
-        ("LATCHKEY_TRUSTED_PROXIES", "127.0.0.1/32"),
-    ])
-    .await;
+/// Where a flood test's failure counters live: the SQLite file, or keys in
+/// Redis under a fresh prefix.
+enum Counters {
+    Sqlite,
+    Redis { url: String, prefix: String },
+}
+
+impl Counters {
+    async fn count(&self, app: &TestApp) -> i64 {
+        match self {
+            Self::Sqlite => counters(app).await,
+            Self::Redis { url, prefix } => crate::support::count_redis_keys(url, prefix).await,
+        }
+    }
+}
+
+async fn a_locked_address_flooding_invented_names_writes_nothing(store: Counters) {
+    let mut env = vec![
+        ("LATCHKEY_LOGIN_IP_MAX_FAILURES", "3".to_owned()),
+        ("LATCHKEY_TRUSTED_PROXIES", "127.0.0.1/32".to_owned()),
+    ];
+    if let Counters::Redis { url, prefix } = &store {
+        env.push(("LATCHKEY_SESSION_STORE_URL", url.clone()));
+        env.push(("LATCHKEY_SESSION_STORE_PREFIX", prefix.clone()));
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let app = TestApp::spawn_with(&env).await;
     app.add_user("ann", PASSWORD, &[]).await;
     let attacker = "203.0.113.9";
     for name in ["u1", "u2", "u3"] {
@@ -769,8 +789,10 @@ async fn a_locked_address_flooding_invented_names_writes_nothing() {
             StatusCode::UNAUTHORIZED
         );
     }
-    let before = counters(&app).await;
-    assert_eq!(before, 4, "three accounts and one address");
+    let before = store.count(&app).await;
+    if matches!(store, Counters::Sqlite) {
+        assert_eq!(before, 4, "three accounts and one address");
+    }
     for i in 0..200 {
         assert_eq!(
             login_from(&app, attacker, &format!("invented{i}"), "whatever-1").await,
@@ -778,7 +800,7 @@ async fn a_locked_address_flooding_invented_names_writes_nothing() {
         );
     }
     assert_eq!(
-        counters(&app).await,
+        store.count(&app).await,
         before,
         "refused attempts leave no counter"
     );
@@ -787,6 +809,23 @@ async fn a_locked_address_flooding_invented_names_writes_nothing() {
         login_from(&app, "198.51.100.7", "ann", PASSWORD).await,
         StatusCode::OK
     );
+    if let Counters::Redis { url, prefix } = &store {
+        crate::support::drop_redis_prefix(url, prefix).await;
+    }
+}
+
+#[tokio::test]
+async fn a_locked_address_flooding_invented_names_writes_no_sqlite_rows() {
+    a_locked_address_flooding_invented_names_writes_nothing(Counters::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_locked_address_flooding_invented_names_writes_no_redis_keys() {
+    let Some(url) = crate::support::redis_url().await else {
+        return;
+    };
+    let prefix = crate::support::fresh_prefix();
+    a_locked_address_flooding_invented_names_writes_nothing(Counters::Redis { url, prefix }).await;
 }
 
 #[tokio::test]
