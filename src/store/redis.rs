@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use fred::prelude::*;
 
-use super::feed::{ChangeFeed, FeedSink, Sending};
+use super::feed::{Change, ChangeFeed, FeedSink, Sending};
 use super::{
     Attempt, FailurePolicy, FailureStore, Millis, SessionKey, SessionRecord, SessionStore,
     StoreError, StoreResult, UserId,
@@ -128,13 +128,16 @@ impl RedisStore {
         (s.last_seen + self.idle).min(s.created_at + self.absolute)
     }
 
-    /// Listens for the deletions the scripts publish.
+    /// Listens for the deletions the scripts publish, and for keys deleted,
+    /// expired or evicted behind latchkey's back.
     #[must_use]
     pub fn change_feed(&self) -> Arc<dyn ChangeFeed> {
         Arc::new(PubSubFeed {
             url: self.url.clone(),
             channel: self.channel(),
             publisher: self.client.clone(),
+            marker: format!("{}:alive", self.prefix),
+            session_keys: format!("{}:s:", self.prefix),
         })
     }
 
@@ -531,7 +534,24 @@ struct PubSubFeed {
     /// messages, from the store's connection through Redis to the
     /// subscription.
     publisher: Client,
+    /// A key every heartbeat makes sure exists: when it has to create it,
+    /// the keys were flushed or deleted by hand (FLUSHDB reports nothing).
+    marker: String,
+    /// What session keys start with, to read keyspace events.
+    session_keys: String,
 }
+
+/// KEYS: the marker. ARGV: channel, heartbeat. A missing marker means the
+/// keys went away behind latchkey's back: every instance hears "anything
+/// may have changed" before the heartbeat.
+const BEAT: &str = r"
+if redis.call('SET', KEYS[1], '1', 'NX') then redis.call('PUBLISH', ARGV[1], '*') end
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return 0";
+
+/// Keyspace events reported for keys that went away: deleted (DEL, UNLINK),
+/// expired, evicted under `maxmemory`.
+const KEY_EVENTS: [&str; 3] = ["del", "expired", "evicted"];
 
 impl ChangeFeed for PubSubFeed {
     fn source(&self) -> &'static str {
@@ -540,7 +560,14 @@ impl ChangeFeed for PubSubFeed {
 
     fn send(self: Arc<Self>, message: String) -> Sending {
         Box::pin(async move {
-            let sent: Result<i64, Error> = self.publisher.publish(&self.channel, message).await;
+            let sent: Result<i64, Error> = self
+                .publisher
+                .eval(
+                    BEAT,
+                    vec![self.marker.clone()],
+                    vec![self.channel.clone(), message],
+                )
+                .await;
             if let Err(e) = sent {
                 tracing::debug!(error = %e, "change feed heartbeat not sent");
             }
@@ -561,6 +588,71 @@ impl ChangeFeed for PubSubFeed {
 }
 
 impl PubSubFeed {
+    /// The channels to follow: latchkey's own, and the keyspace events of
+    /// keys that went away, which this turns on in the server (adding to
+    /// what is on already) when it may; a server that refuses `CONFIG`
+    /// (a managed Redis) must have `notify-keyspace-events` include `Egxe`,
+    /// or keys deleted by hand are noticed only when a session is next
+    /// read from Redis.
+    async fn channels(&self, client: &Client) -> Vec<String> {
+        let mut channels = vec![self.channel.clone()];
+        if self.url.starts_with("redis-cluster") {
+            // Keyspace events are per node; not followed in a Cluster.
+            return channels;
+        }
+        let current: Result<Vec<String>, Error> = client
+            .custom(
+                fred::cmd!("CONFIG"),
+                vec!["GET".to_owned(), "notify-keyspace-events".to_owned()],
+            )
+            .await;
+        let flags = current
+            .ok()
+            .and_then(|pair| pair.get(1).cloned())
+            .unwrap_or_default();
+        let mut wanted = flags.clone();
+        for flag in ['E', 'g', 'x', 'e'] {
+            let implied = flag != 'E' && wanted.contains('A');
+            if !wanted.contains(flag) && !implied {
+                wanted.push(flag);
+            }
+        }
+        if wanted != flags {
+            let set: Result<String, Error> = client
+                .custom(
+                    fred::cmd!("CONFIG"),
+                    vec![
+                        "SET".to_owned(),
+                        "notify-keyspace-events".to_owned(),
+                        wanted.clone(),
+                    ],
+                )
+                .await;
+            if let Err(e) = set {
+                tracing::warn!(error = %describe(&e), "cannot turn on Redis keyspace events \
+                    (notify-keyspace-events Egxe): sessions deleted by hand are noticed only \
+                    at their next read from Redis");
+                return channels;
+            }
+        }
+        let db = Config::from_url(&self.url)
+            .ok()
+            .and_then(|c| c.database)
+            .unwrap_or(0);
+        channels.extend(KEY_EVENTS.map(|event| format!("__keyevent@{db}__:{event}")));
+        channels
+    }
+
+    /// A key that went away: a session's is that session ended; the
+    /// marker's is everything gone.
+    fn key_event(&self, key: &str, sink: &FeedSink) {
+        if let Some(hex_key) = key.strip_prefix(&self.session_keys) {
+            sink.changed(Change::parse(&format!("s{hex_key}")));
+        } else if key == self.marker {
+            sink.changed(Change::Everything);
+        }
+    }
+
     /// One subscription's life: healthy from a confirmed SUBSCRIBE until
     /// the connection reports an error.
     async fn run(&self, sink: &FeedSink) -> Result<(), Error> {
@@ -569,14 +661,21 @@ impl PubSubFeed {
         // followed by a new SUBSCRIBE before the cache is trusted again.
         let mut errors = client.error_rx();
         let mut messages = client.message_rx();
+        let mut key_events = client.keyspace_event_rx();
         let mut reconnects = client.reconnect_rx();
         client.init().await?;
-        client.subscribe(self.channel.clone()).await?;
+        let channels = self.channels(&client).await;
+        client.subscribe(channels.clone()).await?;
         sink.set_healthy(true);
         let result = loop {
             tokio::select! {
                 msg = messages.recv() => match msg {
                     Ok(m) => sink.received(&m.value.as_string().unwrap_or_default()),
+                    Err(_) => break Ok(()),
+                },
+                // fred hands keyspace events to their own receiver.
+                event = key_events.recv() => match event {
+                    Ok(e) => self.key_event(&String::from_utf8_lossy(e.key.as_bytes()), sink),
                     Err(_) => break Ok(()),
                 },
                 err = errors.recv() => {
@@ -585,7 +684,7 @@ impl PubSubFeed {
                 }
                 rec = reconnects.recv() => {
                     if rec.is_err() { break Ok(()); }
-                    client.subscribe(self.channel.clone()).await?;
+                    client.subscribe(channels.clone()).await?;
                     sink.set_healthy(true);
                 }
             }

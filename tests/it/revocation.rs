@@ -209,3 +209,63 @@ async fn sqlite_writes_that_change_nothing_cached_leave_the_cache_alone() {
     assert_eq!(app.profile_status().await, StatusCode::OK);
     assert_eq!(carols_profile().await, StatusCode::UNAUTHORIZED);
 }
+
+/// An in-process server whose sessions live in Redis (database `db`, a
+/// fresh prefix), with ann signed in and her session cached; and a Redis
+/// client on that database.
+async fn ann_cached_on_redis(db: u8) -> Option<(TestApp, fred::clients::Client, String)> {
+    use fred::prelude::*;
+    let base = support::redis_url().await?;
+    let mut url: url::Url = base.parse().unwrap();
+    url.set_path(&format!("/{db}"));
+    let prefix = support::fresh_prefix();
+    let app = TestApp::spawn_with(&[
+        ("LATCHKEY_SESSION_STORE_URL", url.as_str()),
+        ("LATCHKEY_SESSION_STORE_PREFIX", &prefix),
+    ])
+    .await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    app.sign_in("ann", PASSWORD).await;
+    app.warm_cache().await;
+    let client = Builder::from_config(Config::from_url(url.as_str()).unwrap())
+        .build()
+        .unwrap();
+    client.init().await.unwrap();
+    Some((app, client, prefix))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_deleted_by_hand_in_redis_is_refused_within_the_feed_bound() {
+    use fred::prelude::*;
+    let Some((app, redis, prefix)) = ann_cached_on_redis(0).await else {
+        return;
+    };
+    let deleted: i64 = redis
+        .eval(
+            "local n = 0 for _, k in ipairs(redis.call('KEYS', ARGV[1])) do \
+             n = n + redis.call('DEL', k) end return n",
+            Vec::<String>::new(),
+            vec![format!("{{{prefix}}}:s:*")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1, "ann's one session");
+    app.signed_out_within_the_feed_bound("after DEL in Redis")
+        .await;
+    support::drop_redis_prefix(&support::redis_url().await.unwrap(), &prefix).await;
+}
+
+/// FLUSHDB reports no keyspace event: the feed's heartbeat finds its marker
+/// key gone. (Database 9 of the test server, which no other test uses.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flushed_redis_database_is_noticed_within_the_feed_bound() {
+    use fred::prelude::*;
+    let Some((app, redis, _prefix)) = ann_cached_on_redis(9).await else {
+        return;
+    };
+    let _: String = redis
+        .custom(fred::cmd!("FLUSHDB"), Vec::<String>::new())
+        .await
+        .unwrap();
+    app.signed_out_within_the_feed_bound("after FLUSHDB").await;
+}
