@@ -11,6 +11,7 @@ mod binary;
 mod browser;
 mod cli;
 mod connections;
+mod crash;
 mod extractors;
 mod lockout;
 mod login;
