@@ -569,6 +569,17 @@ struct FileFeed {
 /// safety net (see [`FileFeed::follow`]).
 const CHANGES_POLL: Duration = Duration::from_millis(250);
 
+/// After a file event, the table is read at once and again this long after
+/// it: the `write()` that made the event comes before the writer updates
+/// the WAL index in shared memory, which makes no event (and a busy
+/// machine may pause the writer in between).
+const CHANGES_REREAD: [Duration; 4] = [
+    Duration::from_millis(1),
+    Duration::from_millis(4),
+    Duration::from_millis(16),
+    Duration::from_millis(64),
+];
+
 /// Rows kept in `changes`; an instance that falls further behind (it would
 /// have to miss this many changes between two reads) empties its cache.
 const CHANGES_KEPT: i64 = 100_000;
@@ -592,10 +603,8 @@ impl FileFeed {
         Ok(rows.last().map_or(last, |(seq, _)| *seq))
     }
 
-    /// Follows the `changes` table: read at every file event, and again
-    /// shortly after it (a writer updates the WAL index in shared memory
-    /// after the `write()` that woke us, and that update makes no event),
-    /// and every [`CHANGES_POLL`] regardless.
+    /// Follows the `changes` table: read at every file event, again
+    /// [`CHANGES_REREAD`] after it, and every [`CHANGES_POLL`] regardless.
     async fn follow(self: Arc<Self>, sink: FeedSink) {
         let mut last = loop {
             match sqlx::query_scalar::<_, Option<i64>>("SELECT max(seq) FROM changes")
@@ -609,16 +618,30 @@ impl FileFeed {
                 }
             }
         };
+        // Reads due again shortly after a file event (see above); a new
+        // event is read at once, whatever is pending.
+        let mut followups: Vec<tokio::time::Instant> = Vec::new();
         loop {
-            let _ = tokio::time::timeout(CHANGES_POLL, self.wake.notified()).await;
-            for pause in [0, 2, 20] {
-                tokio::time::sleep(Duration::from_millis(pause)).await;
-                match self.read_since(last, &sink).await {
-                    Ok(seq) => last = seq,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot read the changes table");
-                        sink.changed(Change::Everything);
-                    }
+            let now = tokio::time::Instant::now();
+            let next = followups
+                .iter()
+                .copied()
+                .min()
+                .unwrap_or(now + CHANGES_POLL);
+            tokio::select! {
+                () = self.wake.notified() => {
+                    let now = tokio::time::Instant::now();
+                    followups.extend(CHANGES_REREAD.map(|after| now + after));
+                }
+                () = tokio::time::sleep_until(next) => {}
+            }
+            let now = tokio::time::Instant::now();
+            followups.retain(|due| *due > now);
+            match self.read_since(last, &sink).await {
+                Ok(seq) => last = seq,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the changes table");
+                    sink.changed(Change::Everything);
                 }
             }
         }
