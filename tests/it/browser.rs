@@ -246,11 +246,13 @@ async fn the_setup_link_creates_the_first_admin_who_lands_signed_in() {
     browser.fill("#password_confirm", OTHER_PASSWORD).await;
     browser.submit("form[action='/setup']").await;
     assert!(browser.text().await.contains("The two passwords differ."));
-    let focused = browser.script("return document.activeElement.id").await;
-    assert_eq!(
-        focused, "password_confirm",
-        "focus is on the field in error"
-    );
+    // Focus is on the field in error (once Chromium applies `autofocus`).
+    browser
+        .wait_until("the field in error has the focus", async || {
+            let focused = browser.script("return document.activeElement.id").await;
+            (focused == "password_confirm").then_some(())
+        })
+        .await;
     let invalid = browser
         .script("return document.getElementById('password_confirm').getAttribute('aria-invalid')")
         .await;
@@ -319,8 +321,13 @@ async fn a_wrong_password_shows_an_error_on_the_field_and_makes_no_session() {
         "{text}"
     );
     assert!(browser.cookie("latchkey").await.is_none(), "no session");
-    let focused = browser.script("return document.activeElement.id").await;
-    assert_eq!(focused, "password");
+    // Chromium moves the focus (`autofocus`) once the page has loaded.
+    browser
+        .wait_until("the password field has the focus", async || {
+            let focused = browser.script("return document.activeElement.id").await;
+            (focused == "password").then_some(())
+        })
+        .await;
     let described = browser
         .script("return document.getElementById('password').getAttribute('aria-describedby')")
         .await;
