@@ -60,6 +60,8 @@ def factor: "\(.value | fixed(2))×";
 "- POST /login: \(value("login"; .rps) | num(0)) logins/s: \(ratio_named("login"; "cores ÷ one hash") // "n/a") the argon2 capacity of \(value("argon2"; .rps) | num(0))/s (cores ÷ one hash), \(ratio_named("login"; "\($r.argon2.cores // "") hashing threads") // "n/a") the \(value("argon2"; $r.argon2.parallel_per_s) | num(0))/s that \($r.argon2.cores // "all") hashing threads reached",
 "- GET /profile p99 during a login flood: \(value("flood"; .p99_ms) | num(2)) ms, against \(value("flood"; .ratios[0].reference[.median_round - 1]) | num(2)) ms without it on the same server just before: \(first_ratio("flood") // "n/a")",
 "- while a locked address floods invented names: GET /profile \(first_ratio("locked_flood") // "n/a") the throughput without the flood, another user's sign-in p50 \(first_ratio("locked_flood_login") // "n/a") its latency without it (targets: ≥ 0.8×, ≤ 1.2×)",
+(["revocation_sqlite", "revocation_postgres", "revocation_redis"][] as $id | line($id) | select(. != null)
+  | "- \(.name): \(check(.))"),
 "- peak RSS under the login flood: \(value("login"; .rss_mb) | num(1)) MB (GET /profile with one session: \(value("sqlite"; .rss_mb) | num(1)) MB)",
 "- RSS with \(line("sessions_mid").name // "" | capture("(?<n>[0-9,]+) sessions").n // "100,000") sessions in SQLite: \(value("sessions_mid"; .rss_mb) | num(1)) MB",
 "- GET /profile with many vs few sessions in SQLite: \(first_ratio("sessions_many") // "n/a")",

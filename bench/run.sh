@@ -36,6 +36,7 @@
 #                             caches up to 200,000 sessions: go above that to measure the store)
 #   BENCH_POSTGRES=auto       auto: measure if a server answers on 127.0.0.1:5432; off: skip
 #   BENCH_REDIS=auto          auto: measure if Redis answers on 127.0.0.1:6379; off: skip
+#   BENCH_REVOCATION_ROUNDS=300  sign-outs per revocation-window line
 #   BENCH_KEEP=1              keep the temporary directory (server logs, databases)
 #   BENCH_LINES="line_flood line_locked_flood"   run only these parts (names as at the
 #                             end of this file; line_sessions_many needs line_sessions_few)
@@ -798,6 +799,74 @@ line_locked_flood() {
     stop_server $id
 }
 
+# ------------------------------------------------ the revocation window ----
+
+# Two instances on one store. Each round signs in on A, lets B cache the session,
+# signs out on A, and replays the cookie against B in a tight loop from the moment A
+# acknowledged: the window is how long B still accepts it (examples/revocation_window).
+REVOCATION_ROUNDS=${BENCH_REVOCATION_ROUNDS:-300}
+setting_count BENCH_REVOCATION_ROUNDS "$REVOCATION_ROUNDS"
+
+line_revocation() { # id, name, database URL, whether to create the user (yes/no), extra VAR=value...
+    local id=$1 name=$2 db=$3 add=$4
+    shift 4
+    log "line: $name"
+    latchkey_env "${id}_a" "$db" LATCHKEY_LOGIN_RATE=100000000 "$@"
+    if [[ $add == yes ]] && ! create_user; then
+        record "$id" "$name" "" "" failed "user add failed"; return
+    fi
+    if ! start_latchkey "${id}_a"; then
+        record "$id" "$name" "" "" failed "instance A did not start"; return
+    fi
+    local a=$URL
+    latchkey_env "${id}_b" "$db" LATCHKEY_LOGIN_RATE=100000000 "$@"
+    if ! start_latchkey "${id}_b"; then
+        record "$id" "$name" "" "" failed "instance B did not start"; stop_server "${id}_a"; return
+    fi
+    local b=$URL
+    if BENCH_PASSWORD=$PASSWORD "$BIN/examples/revocation_window" "$a" "$b" "$USERNAME" \
+        "$REVOCATION_ROUNDS" >"$WORK/$id.json" 2>"$WORK/$id.log"; then
+        jq -c --arg id "$id" --arg name "$name" '
+            { id: $id, name: $name, status: "ok",
+              note: "window after the sign-out on A, µs: p50 \(.window_us.p50), p90 \(.window_us.p90), p99 \(.window_us.p99), max \(.window_us.max); \(.rounds_with_stale) of \(.rounds) rounds had stale answers (\(.stale_requests) requests in all)",
+              rss_mb: null, rps: null, p50_ms: (.window_us.p50 / 1000), p99_ms: (.window_us.p99 / 1000),
+              median_round: null, ratios: [], rounds: [], wrk: null, window: . }' \
+            "$WORK/$id.json" >>"$LINES"
+        log "$id: $(jq -r .note <<<"$(tail -n 1 "$LINES")")"
+    else
+        record "$id" "$name" "" "" failed "$(tail -n 1 "$WORK/$id.log" | cut -c1-200)"
+    fi
+    stop_server "${id}_a"
+    stop_server "${id}_b"
+}
+
+lines_revocation() {
+    mkdir -p "$WORK/revocation"
+    line_revocation revocation_sqlite "revocation window, two SQLite processes" \
+        "sqlite://$WORK/revocation/latchkey.db" yes
+    if [[ -z ${PG_URL:-} ]]; then
+        PG_SKIP=
+        if postgres_ready; then
+            PG_URL="postgres://$PG_USER@127.0.0.1:5432/$PG_DB"
+            latchkey_env revocation_pg_user "$PG_URL"
+            create_user || PG_URL=
+        fi
+    fi
+    if [[ -z ${PG_URL:-} ]]; then
+        skip revocation_postgres "revocation window, PostgreSQL" "${PG_SKIP:-no PostgreSQL}"
+        skip revocation_redis "revocation window, PostgreSQL + Redis" "${PG_SKIP:-no PostgreSQL}"
+        return
+    fi
+    line_revocation revocation_postgres "revocation window, PostgreSQL" "$PG_URL" no
+    if [[ $USE_REDIS == off ]] || ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
+        skip revocation_redis "revocation window, PostgreSQL + Redis" "no Redis on 127.0.0.1:6379"
+        return
+    fi
+    REDIS_PREFIX=${REDIS_PREFIX:-latchkey-bench-$$}
+    line_revocation revocation_redis "revocation window, PostgreSQL + Redis" "$PG_URL" no \
+        "LATCHKEY_SESSION_STORE_URL=redis://127.0.0.1:6379/" "LATCHKEY_SESSION_STORE_PREFIX=$REDIS_PREFIX"
+}
+
 # ------------------------------------------------ seeded session tables ----
 
 sessions_name() { # count
@@ -924,8 +993,8 @@ wanted() { [[ -z ${BENCH_LINES:-} || " $BENCH_LINES " == *" $1 "* ]]; }
 
 MACHINE=$(machine_json)
 ARGON2=null
-for part in lines_profile lines_login line_flood line_locked_flood line_sessions_few \
-    line_sessions_mid line_sessions_many; do
+for part in lines_profile lines_login line_flood line_locked_flood lines_revocation \
+    line_sessions_few line_sessions_mid line_sessions_many; do
     if wanted "$part"; then "$part"; fi
 done
 
