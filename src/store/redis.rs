@@ -24,6 +24,9 @@ use super::{
 #[derive(Clone)]
 pub struct RedisStore {
     client: Client,
+    /// Replicas that must have a session's creation or deletion before it
+    /// is acknowledged (see [`RedisStore::durable`]).
+    wait_replicas: i64,
     prefix: String,
     idle: Millis,
     absolute: Millis,
@@ -97,6 +100,10 @@ impl RedisStore {
         let millis = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         Ok(Self {
             client,
+            // With Sentinel, a failover promotes a replica; what the old
+            // primary acknowledged but had not yet replicated is lost, and
+            // a lost sign-out would bring a session back.
+            wait_replicas: i64::from(url.starts_with("redis-sentinel")),
             prefix: format!("{{{prefix}}}"),
             idle: millis(idle),
             absolute: millis(absolute),
@@ -122,6 +129,33 @@ impl RedisStore {
 
     fn channel(&self) -> String {
         format!("{}:changes", self.prefix)
+    }
+
+    /// Waits until `wait_replicas` replicas have this connection's writes
+    /// (Redis `WAIT`), for at most a second. When fewer answer (a replica is
+    /// down), the write stands and the log says it could be lost in a
+    /// failover: refusing every sign-out while a replica is down would be
+    /// worse.
+    async fn durable(&self) -> StoreResult<()> {
+        if self.wait_replicas == 0 {
+            return Ok(());
+        }
+        let acknowledged: i64 = self
+            .client
+            .custom(
+                fred::cmd!("WAIT"),
+                vec![self.wait_replicas.to_string(), "1000".to_owned()],
+            )
+            .await
+            .map_err(unavailable)?;
+        if acknowledged < self.wait_replicas {
+            tracing::warn!(
+                acknowledged,
+                wanted = self.wait_replicas,
+                "a session change reached fewer Redis replicas than wanted; a failover now could undo it"
+            );
+        }
+        Ok(())
     }
 
     fn expiry(&self, s: &SessionRecord) -> i64 {
@@ -310,7 +344,7 @@ impl SessionStore for RedisStore {
         if created == 0 {
             return Err(StoreError::Conflict);
         }
-        Ok(())
+        self.durable().await
     }
 
     async fn load(&self, key: &SessionKey) -> StoreResult<Option<SessionRecord>> {
@@ -349,6 +383,7 @@ impl SessionStore for RedisStore {
         args.extend(self.record_args(new));
         args.push(self.channel().into());
         let done: i64 = self.eval(ROTATE, keys, args).await?;
+        self.durable().await?;
         match done {
             -1 => Err(StoreError::Conflict),
             n => Ok(n == 1),
@@ -362,6 +397,7 @@ impl SessionStore for RedisStore {
             self.channel().into(),
         ];
         let done: i64 = self.eval(DELETE, vec![self.session_key(key)], args).await?;
+        self.durable().await?;
         Ok(done == 1)
     }
 
@@ -374,6 +410,7 @@ impl SessionStore for RedisStore {
         let n: i64 = self
             .eval(DELETE_USER, vec![self.user_key(user)], args)
             .await?;
+        self.durable().await?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 

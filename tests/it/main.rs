@@ -17,6 +17,7 @@ mod lockout;
 mod login;
 mod multi_instance;
 mod pages;
+mod redis_failover;
 mod revocation;
 mod session;
 mod store_conformance;
