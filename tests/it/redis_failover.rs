@@ -29,7 +29,17 @@ struct Server {
 impl Server {
     /// Starts `redis-server` with a config file in `dir` holding `config`.
     async fn start(dir: &Path, name: &str, config: &str, sentinel: bool) -> Option<Self> {
-        let port = free_port();
+        Self::start_on(free_port(), dir, name, config, sentinel).await
+    }
+
+    /// [`Server::start`] on a given port (a restart).
+    async fn start_on(
+        port: u16,
+        dir: &Path,
+        name: &str,
+        config: &str,
+        sentinel: bool,
+    ) -> Option<Self> {
         let conf = dir.join(format!("{name}.conf"));
         let text = format!(
             "port {port}\nbind 127.0.0.1\nsave \"\"\nappendonly no\ndir {}\n{config}\n",
@@ -219,4 +229,122 @@ async fn a_sign_out_survives_a_sentinel_failover_and_live_sessions_too() {
     // And it keeps working: a new sign-in on the new primary.
     let (again, _) = sign_in(&app).await;
     assert_eq!(profile(&client, &app, &again).await, StatusCode::OK);
+}
+
+/// A three-primary Cluster (no replicas; each node keeps an append-only
+/// file, so a restarted node comes back with its keys).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_and_counters_work_on_a_cluster_and_survive_a_node_restart() {
+    if !have_redis_server() {
+        return;
+    }
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let config = "cluster-enabled yes\ncluster-config-file nodes.conf\n\
+                  cluster-node-timeout 2000\nappendonly yes\nappendfsync always";
+    let mut nodes = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        let Some(node) = Server::start(dir.path(), &format!("node{i}"), config, false).await else {
+            return;
+        };
+        nodes.push(node);
+    }
+    let addresses: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.port))
+        .collect();
+    let mut create = vec!["--cluster", "create"];
+    create.extend(addresses.iter().map(String::as_str));
+    create.extend(["--cluster-replicas", "0", "--cluster-yes"]);
+    cli(nodes[0].port, &create).await.expect("cluster create");
+    common::eventually(Duration::from_secs(20), "the cluster is up", || async {
+        let mut ok = true;
+        for n in &nodes {
+            let info = cli(n.port, &["cluster", "info"]).await.unwrap_or_default();
+            ok &= info.contains("cluster_state:ok");
+        }
+        ok
+    })
+    .await;
+    let url = format!(
+        "redis-cluster://{}?node={}&node={}",
+        addresses[0], addresses[1], addresses[2]
+    );
+    let app = TestApp::spawn_with(&[
+        ("LATCHKEY_SESSION_STORE_URL", &url),
+        ("LATCHKEY_LOGIN_MAX_FAILURES", "2"),
+    ])
+    .await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    app.add_user("bob", common::OTHER_PASSWORD, &[]).await;
+    let (ann, _) = sign_in(&app).await;
+    let client = Client::new();
+    assert_eq!(profile(&client, &app, &ann).await, StatusCode::OK);
+    // Failure counters live in the cluster too.
+    for _ in 0..2 {
+        assert_eq!(
+            app.login_json("bob", "wrong-password-here").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        app.login_json("bob", common::OTHER_PASSWORD).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+
+    // Restart the node that holds latchkey's keys (one hash tag: one slot).
+    let slot: u16 = cli(nodes[0].port, &["cluster", "keyslot", "{latchkey}"])
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut owner = None;
+    for (i, n) in nodes.iter().enumerate() {
+        let slots = cli(n.port, &["cluster", "myshards"])
+            .await
+            .unwrap_or_default();
+        let _ = slots;
+        let count: u64 = cli(n.port, &["cluster", "countkeysinslot", &slot.to_string()])
+            .await
+            .unwrap_or_default()
+            .parse()
+            .unwrap_or(0);
+        if count > 0 {
+            owner = Some(i);
+        }
+    }
+    let owner = owner.expect("a node holds latchkey's keys");
+    let port = nodes[owner].port;
+    cli(port, &["shutdown"]).await;
+    let _ = nodes[owner].child.wait().await;
+    let status = profile(&client, &app, &ann).await;
+    assert!(
+        status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::OK,
+        "while the node is down: {status}"
+    );
+    nodes[owner] = Server::start_on(
+        port,
+        dirs[owner].path(),
+        &format!("node{owner}"),
+        config,
+        false,
+    )
+    .await
+    .unwrap();
+    common::eventually(
+        Duration::from_secs(30),
+        "ann's session after the restart",
+        || async {
+            match profile(&client, &app, &ann).await {
+                StatusCode::OK => true,
+                StatusCode::SERVICE_UNAVAILABLE => false,
+                other => panic!("ann's session got {other} after the restart"),
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        app.login_json("bob", common::OTHER_PASSWORD).await.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "the lock survived the restart"
+    );
 }
