@@ -25,7 +25,7 @@ use crate::session::{
 use crate::store::{
     FailurePolicy, Millis, SessionKey, SessionRecord, StoreError, Stores, UserRecord,
 };
-use crate::username::{MAX_USERNAME_BYTES, key_of};
+use crate::username::MAX_USERNAME_BYTES;
 use crate::users::Accounts;
 
 /// Audit events go to this tracing target, one event per login attempt,
@@ -232,7 +232,7 @@ impl IntoResponseParts for LoggedOut {
 /// [`DEVICE_SEPARATOR`] and the device id, so that every counter of an
 /// account starts with this key.
 pub(crate) fn account_throttle_key(username: &str) -> String {
-    format!("account:{}", key_of(username))
+    format!("account:{}", crate::username::canonical_key(username))
 }
 
 /// Between an account's counter key and a device id. No user key holds it
@@ -607,6 +607,9 @@ impl Auth {
             tracing::info!(target: AUDIT_TARGET, event = "login", outcome, username = %crate::username::InLog(username),
                 client_ip = %client);
         };
+        // The request share first: past it, nothing is done, not even a
+        // log line per request (a flood must not fill the disk either).
+        self.admit(client)?;
         if username.len() > MAX_USERNAME_BYTES {
             audit("invalid_input");
             return Err(LoginError::InvalidInput("the username is too long"));
@@ -615,13 +618,9 @@ impl Auth {
             audit("invalid_input");
             return Err(LoginError::InvalidInput("the password is too long"));
         }
-        if let Err(e) = self.admit(client) {
-            audit("rate_limited");
-            return Err(e);
-        }
         let account = account_throttle_key(username);
         let cookies = &self.inner.settings.cookies;
-        let user_key = key_of(username);
+        let user_key = crate::username::canonical_key(username);
         let device = crate::session::cookie_values(headers, cookies.device_name())
             .find_map(|v| self.inner.devices.verify(v, &user_key));
         let settings = &self.inner.settings;

@@ -196,6 +196,18 @@ pub fn lookup_keys(raw: &str) -> Vec<String> {
     }
 }
 
+/// The one key that stands for an account in counters and signatures,
+/// whichever way its name was typed: the first of [`lookup_keys`] (so `ΣΑΣ`
+/// typed with a final or a medial sigma is one account, as it is at
+/// sign-in), or [`key_of`] for input no stored name can match.
+#[must_use]
+pub fn canonical_key(raw: &str) -> String {
+    lookup_keys(raw)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| key_of(raw))
+}
+
 fn refused(info: &CodepointInfo) -> UsernameRejected {
     match char::from_u32(info.cp) {
         Some(c) if is_invisible(c) => UsernameRejected::Invisible(c),
@@ -426,12 +438,22 @@ impl std::fmt::Display for InLog<'_> {
                 .0
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@' | '+'));
-        if plain {
+        // A log line per request must not be a way to fill the disk: what
+        // is shown of a name is bounded (names are at most 64 characters;
+        // input can be longer).
+        const SHOWN: usize = 64;
+        let long = self.0.chars().count() > SHOWN;
+        if plain && !long {
             f.write_str(self.0)
         } else {
             // Quoted, and every non-ASCII character as its code point, so that
             // a look-alike (`аdmin` with a Cyrillic а) reads differently too.
-            write!(f, "\"{}\"", self.0.escape_default())
+            let head: String = self.0.chars().take(SHOWN).collect();
+            write!(f, "\"{}", head.escape_default())?;
+            if long {
+                write!(f, "…({} bytes)", self.0.len())?;
+            }
+            f.write_str("\"")
         }
     }
 }
@@ -453,5 +475,17 @@ mod in_log_tests {
         assert_eq!(InLog("").to_string(), "\"\"");
         assert_eq!(InLog("e\u{202e}vil").to_string(), "\"e\\u{202e}vil\"");
         assert_eq!(InLog("\u{430}dmin").to_string(), "\"\\u{430}dmin\"");
+    }
+
+    #[test]
+    fn what_the_log_shows_of_a_name_is_bounded() {
+        let shown = InLog(&"\u{1}".repeat(2600)).to_string();
+        assert!(shown.len() < 64 * 6 + 32, "{} bytes", shown.len());
+        assert!(shown.ends_with("…(2600 bytes)\""), "{shown}");
+        let long = "a".repeat(100);
+        assert_eq!(
+            InLog(&long).to_string(),
+            format!("\"{}…(100 bytes)\"", "a".repeat(64))
+        );
     }
 }

@@ -9,7 +9,7 @@ use crate::cache::Change;
 use crate::secret::Password;
 use crate::session::SessionToken;
 use crate::store::{Attempt, FailurePolicy, Millis, SessionKey, SessionRecord};
-use crate::username::key_of;
+use crate::username::canonical_key;
 
 /// How long an attempt waits for attempts in flight on the same counter
 /// (each is one password check) before it gives up with "busy".
@@ -210,7 +210,7 @@ impl LoginAttempt {
             cookies: [
                 self.auth.session_cookie(&token),
                 cookies.clear(cookies.csrf_name()),
-                cookies.set_device(&inner.devices.issue(&key_of(&self.username))),
+                cookies.set_device(&inner.devices.issue(&canonical_key(&self.username))),
             ],
             session: self.auth.active(&record, &user),
         })

@@ -266,6 +266,9 @@ impl FailureStore for MemoryStore {
         let mut failures = lock(&self.failures);
         if let Some(row) = failures.get_mut(key) {
             *row = forgiven_state(*row, policy);
+            if row.0 <= 0 && row.2.is_none() {
+                failures.remove(key);
+            }
         }
         Ok(())
     }

@@ -297,8 +297,10 @@ const FORGIVE: &str = r"
 local n = tonumber(redis.call('HGET', KEYS[1], 'n'))
 if not n then return 0 end
 n = math.max(n - 1, 0)
-redis.call('HSET', KEYS[1], 'n', n)
 if n < tonumber(ARGV[1]) then redis.call('HDEL', KEYS[1], 'l') end
+-- Nothing counted and no lock: nothing to keep.
+if n == 0 then redis.call('DEL', KEYS[1]) return 1 end
+redis.call('HSET', KEYS[1], 'n', n)
 return 1";
 
 impl RedisStore {

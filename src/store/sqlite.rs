@@ -454,6 +454,12 @@ const FAIL_SQL: &str = "UPDATE login_failures SET locked_until = \
     CASE WHEN locked_until > ?2 THEN locked_until WHEN count >= ?3 THEN ?2 + ?4 END \
     WHERE key = ?1 RETURNING locked_until";
 
+/// A counter with nothing counted and no lock says nothing: dropped, so
+/// that attempts taken back (never checked: the hashing queue was full)
+/// leave no row behind. Parameter: the key.
+const DROP_EMPTY_SQL: &str =
+    "DELETE FROM login_failures WHERE key = ? AND count <= 0 AND locked_until IS NULL";
+
 /// Parameters: 1 key, 2 max.
 const FORGIVE_SQL: &str = "UPDATE login_failures SET count = MAX(count - 1, 0), \
     locked_until = CASE WHEN count - 1 < ?2 THEN NULL ELSE locked_until END WHERE key = ?1";
@@ -509,10 +515,16 @@ impl FailureStore for SqliteStore {
     }
 
     async fn forgive(&self, key: &str, policy: FailurePolicy) -> StoreResult<()> {
+        let mut writer = self.writer().await?;
         sqlx::query(FORGIVE_SQL)
             .bind(key)
             .bind(i64::from(policy.max_failures))
-            .execute(&mut *self.writer().await?)
+            .execute(&mut *writer)
+            .await
+            .map_err(unavailable)?;
+        sqlx::query(DROP_EMPTY_SQL)
+            .bind(key)
+            .execute(&mut *writer)
             .await
             .map_err(unavailable)?;
         Ok(())

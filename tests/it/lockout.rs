@@ -181,3 +181,31 @@ async fn parallel_right_passwords_all_sign_in_and_leave_no_lock_behind() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn every_spelling_of_a_name_counts_against_one_account() {
+    let app = TestApp::spawn_with(&[("LATCHKEY_LOGIN_MAX_FAILURES", "2")]).await;
+    app.add_user("ασ-ασ", PASSWORD, &[]).await;
+    let (attacker, _) = common::client();
+    // A capital sigma ends a word: plain lower-casing makes it a final
+    // sigma, PRECIS a medial one (which finds the account). Every spelling
+    // that finds the account counts against it, once.
+    for spelling in ["ΑΣ-ασ", "ασ-ΑΣ"] {
+        assert_eq!(
+            login(&app, &attacker, spelling, "wrong-password-here").await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let (stranger, _) = common::client();
+    assert_eq!(
+        login(&app, &stranger, "ΑΣ-ΑΣ", PASSWORD).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // And one unlock, whichever spelling the administrator types.
+    let out = app.cli(&["user", "unlock", "ασ-ΑΣ"], None).await;
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert_eq!(
+        login(&app, &stranger, "ΑΣ-ασ", PASSWORD).await,
+        StatusCode::OK
+    );
+}

@@ -475,6 +475,10 @@ async fn a_forgiven_attempt_no_longer_counts(s: &Stores) {
     ));
     f.forgive("ip:unknown", POLICY).await.unwrap();
     assert_eq!(f.fail("ip:unknown", t, POLICY).await.unwrap(), None);
+    // An attempt taken back, with nothing else counted, leaves no counter.
+    assert_eq!(f.begin_attempt("ip:10", t, POLICY).await.unwrap(), Allowed);
+    f.forgive("ip:10", POLICY).await.unwrap();
+    assert_eq!(f.clear_prefix("ip:10").await.unwrap(), 0, "no row is left");
 }
 
 async fn clearing_by_prefix_takes_the_prefix_literally(s: &Stores) {
