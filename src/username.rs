@@ -131,19 +131,31 @@ impl Username {
         &self.key
     }
 
-    /// The UTS #39 skeleton of the key: two names with the same skeleton
-    /// and different keys look alike (`rnary` and `mary`, `paypal` in Latin
-    /// and in Cyrillic letters).
+    /// The UTS #39 skeletons of the name as it may be shown: as written,
+    /// in lower and in upper case. Two names that share one and have
+    /// different keys look alike (`rnary` and `mary`, `aIice` with a
+    /// capital I and `alice`, `b0b` and `BOB`, `paypal` in Latin and in
+    /// Cyrillic letters).
     #[must_use]
-    pub fn skeleton(&self) -> String {
-        skeleton_of(&self.key)
+    pub fn skeletons(&self) -> [String; 3] {
+        skeletons_of(&self.display)
     }
 }
 
-/// The skeleton of a stored key (see [`Username::skeleton`]).
+/// The skeletons of a stored name (see [`Username::skeletons`]).
 #[must_use]
-pub fn skeleton_of(key: &str) -> String {
-    unicode_security::skeleton(key).collect()
+pub fn skeletons_of(name: &str) -> [String; 3] {
+    // UTS #39 maps `rn` to `m` but has no `vv` for `w`, which is as close
+    // in most sans-serif fonts.
+    let skeleton = |s: &str| {
+        let s = s.replace("vv", "w").replace("VV", "W");
+        unicode_security::skeleton(&s).collect::<String>()
+    };
+    [
+        skeleton(name),
+        skeleton(&name.to_lowercase()),
+        skeleton(&name.to_uppercase()),
+    ]
 }
 
 /// The rules every name ever accepted met: trimmed, NFC, not empty, not
@@ -371,12 +383,24 @@ mod tests {
 
     #[test]
     fn look_alike_names_share_a_skeleton() {
-        let skeleton = |n: &str| Username::parse(n).expect(n).skeleton();
-        assert_eq!(skeleton("rnary"), skeleton("mary"));
+        let alike = |a: &str, b: &str| {
+            let (a, b) = (
+                Username::parse(a).expect(a).skeletons(),
+                Username::parse(b).expect(b).skeletons(),
+            );
+            a.iter().any(|s| b.contains(s))
+        };
+        assert!(alike("rnary", "mary"));
         // All Cyrillic, so one script, but the same skeleton as Latin "popa".
-        assert_eq!(skeleton("\u{440}\u{43e}\u{440}\u{430}"), skeleton("popa"));
-        assert_eq!(skeleton("Ann"), skeleton("ann"));
-        assert_ne!(skeleton("ann"), skeleton("anna"));
+        assert!(alike("\u{440}\u{43e}\u{440}\u{430}", "popa"));
+        assert!(alike("Ann", "ann"));
+        // A capital I or a zero among lower-case letters, as shown.
+        assert!(alike("aIice", "alice"));
+        assert!(alike("cIara", "clara"));
+        assert!(alike("b0b", "bob"));
+        assert!(alike("vvill", "will"));
+        assert!(!alike("ann", "anna"));
+        assert!(!alike("bob", "rob"));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::cache::Change;
 use crate::password::{HashError, PasswordRejected, check_new_password_async};
 use crate::secret::Password;
 use crate::store::{NewUser, SessionRecord, StoreError, UserRecord};
-use crate::username::{Username, UsernameRejected, lookup_keys, skeleton_of};
+use crate::username::{Username, UsernameRejected, lookup_keys, skeletons_of};
 
 /// Why an account operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -172,12 +172,13 @@ impl Accounts {
     /// and a skeleton column would need a migration of every store for no
     /// faster answer where it matters.
     async fn refuse_look_alikes(&self, new: &Username) -> Result<(), AccountError> {
-        let skeleton = new.skeleton();
+        let skeletons = new.skeletons();
         for user in self.auth.stores().users.list_users().await? {
             if lookup_keys(&user.username).iter().any(|k| k == new.key()) {
                 return Err(AccountError::Exists(new.display().to_owned()));
             }
-            if skeleton_of(&user.username_key) == skeleton {
+            let theirs = skeletons_of(&user.username);
+            if skeletons.iter().any(|s| theirs.contains(s)) {
                 return Err(UsernameRejected::LooksLike(user.username).into());
             }
         }

@@ -29,8 +29,15 @@ async fn the_cli_refuses_look_alike_invisible_and_bidi_names_and_creates_nothing
     let env = base_env(&dir);
     common::add_user(&env, "mary", PASSWORD, &[]).await;
     common::add_user(&env, "popa", PASSWORD, &[]).await;
+    common::add_user(&env, "alice", PASSWORD, &[]).await;
+    common::add_user(&env, "bob", PASSWORD, &[]).await;
+    common::add_user(&env, "will", PASSWORD, &[]).await;
     let looks_like = [
         ("rnary", "looks too much like the existing user \"mary\""),
+        // A capital I, a zero, two v's: as shown they read as the others.
+        ("aIice", "looks too much like the existing user \"alice\""),
+        ("b0b", "looks too much like the existing user \"bob\""),
+        ("vvill", "looks too much like the existing user \"will\""),
         // All Cyrillic (one script), yet it reads as the existing "popa".
         (
             "\u{440}\u{43e}\u{440}\u{430}",
@@ -59,7 +66,11 @@ async fn the_cli_refuses_look_alike_invisible_and_bidi_names_and_creates_nothing
         .iter()
         .map(|u| u["username"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["mary", "popa"], "nothing was created");
+    assert_eq!(
+        names,
+        ["alice", "bob", "mary", "popa", "will"],
+        "nothing was created"
+    );
     // Names in one script, with ASCII punctuation, are welcome.
     for name in [
         "Zo\u{eb}",
