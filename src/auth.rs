@@ -11,7 +11,7 @@ use ipnet::IpNet;
 
 mod attempt;
 
-use attempt::{Counter, LoginAttempt};
+use attempt::LoginAttempt;
 
 use crate::cache::{CachedSession, Change, SessionCache};
 use crate::clock::Clock;
@@ -618,38 +618,19 @@ impl Auth {
             audit("invalid_input");
             return Err(LoginError::InvalidInput("the password is too long"));
         }
-        let account = account_throttle_key(username);
         let cookies = &self.inner.settings.cookies;
         let user_key = crate::username::canonical_key(username);
+        let now_secs = self.now() / 1000;
         let device = crate::session::cookie_values(headers, cookies.device_name())
-            .find_map(|v| self.inner.devices.verify(v, &user_key));
-        let settings = &self.inner.settings;
-        let counters = match device {
-            Some(id) => vec![Counter {
-                key: format!("{account}{DEVICE_SEPARATOR}{id}"),
-                policy: settings.account_failures,
-                cleared_by_success: true,
-            }],
-            None => vec![
-                Counter {
-                    key: format!("ip:{}", crate::client_ip::throttle_key(client)),
-                    policy: settings.ip_failures,
-                    cleared_by_success: false,
-                },
-                Counter {
-                    key: account,
-                    policy: settings.account_failures,
-                    cleared_by_success: true,
-                },
-            ],
-        };
+            .find_map(|v| self.inner.devices.verify(v, &user_key, now_secs));
         let attempt = LoginAttempt {
             auth: self.clone(),
             username: username.to_owned(),
             password: password.clone(),
             client,
             old_session: current.active().map(|a| a.key),
-            counters,
+            device,
+            counters: Vec::new(),
         };
         let span = tracing::Span::current();
         tokio::spawn(tracing::Instrument::instrument(attempt.run(), span))

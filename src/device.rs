@@ -35,6 +35,17 @@ impl std::fmt::Debug for DeviceKeys {
 
 const PURPOSE: &str = "device cookie";
 
+/// What a valid device cookie says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// The device's random id.
+    pub id: String,
+    /// The account's credential epoch when the cookie was issued: a
+    /// password change (which moves the epoch on) forgets every device,
+    /// so cookies gathered while the password was known buy nothing after.
+    pub epoch: i64,
+}
+
 impl DeviceKeys {
     /// Keys derived from the server secret and any previous ones.
     #[must_use]
@@ -45,30 +56,44 @@ impl DeviceKeys {
         }
     }
 
-    /// A new cookie value for a device that has just signed in to the
-    /// account whose lookup key is `account`.
+    /// A new cookie value for a device that has just signed in, at `now`
+    /// (seconds), to the account whose key is `account` and whose
+    /// credential epoch is `epoch`.
     #[must_use]
-    pub fn issue(&self, account: &str) -> String {
+    pub fn issue(&self, account: &str, epoch: i64, now: i64) -> String {
         let id = crate::random::random_base64::<16>();
-        let mac = mac_b64(&self.current, &signed_data(account, &id));
-        format!("{id}.{mac}")
+        let mac = mac_b64(&self.current, &signed_data(account, &id, now, epoch));
+        format!("{id}.{now}.{epoch}.{mac}")
     }
 
-    /// The device id in `value` if it is a device cookie for `account`.
+    /// What `value` says, if it is a device cookie for `account` issued
+    /// within [`DEVICE_COOKIE_MAX_AGE`] before `now` (seconds): the server
+    /// holds a device to the age the browser was told, whatever the browser
+    /// does.
     #[must_use]
-    pub fn verify<'a>(&self, value: &'a str, account: &str) -> Option<&'a str> {
-        let (id, mac) = value.split_once('.')?;
-        let data = signed_data(account, id);
+    pub fn verify(&self, value: &str, account: &str, now: i64) -> Option<Device> {
+        let mut parts = value.splitn(4, '.');
+        let (id, issued, epoch, mac) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let (issued, epoch): (i64, i64) = (issued.parse().ok()?, epoch.parse().ok()?);
+        let max_age = i64::try_from(DEVICE_COOKIE_MAX_AGE.as_secs()).unwrap_or(i64::MAX);
+        if !(0..=max_age).contains(&(now - issued)) {
+            return None;
+        }
+        let data = signed_data(account, id, issued, epoch);
         std::iter::once(&self.current)
             .chain(&self.previous)
             .any(|key| tokens_match(&mac_b64(key, &data), mac))
-            .then_some(id)
+            .then(|| Device {
+                id: id.to_owned(),
+                epoch,
+            })
     }
 }
 
-/// The account key and the device id, separated by a byte no key holds.
-fn signed_data(account: &str, id: &str) -> Vec<u8> {
-    [account.as_bytes(), b"\0", id.as_bytes()].concat()
+/// The account key, the device id, the issue time and the epoch, separated
+/// by a byte no key holds.
+fn signed_data(account: &str, id: &str, issued: i64, epoch: i64) -> Vec<u8> {
+    format!("{account}\0{id}\0{issued}\0{epoch}").into_bytes()
 }
 
 #[cfg(test)]
@@ -79,30 +104,65 @@ mod tests {
         DeviceKeys::new(&ServerSecret::new(secret).expect("long enough"), &[])
     }
 
+    const NOW: i64 = 1_800_000_000;
+
     #[test]
     fn a_device_cookie_is_good_only_for_its_account_and_secret() {
         let k = keys("0123456789abcdef0123456789abcdef-a");
-        let cookie = k.issue("alice");
-        let id = k.verify(&cookie, "alice").expect("valid for alice");
-        assert!(cookie.starts_with(id));
-        assert_eq!(k.verify(&cookie, "bob"), None);
-        assert_eq!(k.verify(&cookie, "alic"), None);
+        let cookie = k.issue("alice", 3, NOW);
+        let device = k.verify(&cookie, "alice", NOW).expect("valid for alice");
+        assert!(cookie.starts_with(&device.id));
+        assert_eq!(device.epoch, 3);
+        assert_eq!(k.verify(&cookie, "bob", NOW), None);
+        assert_eq!(k.verify(&cookie, "alic", NOW), None);
         assert_eq!(
-            keys("0123456789abcdef0123456789abcdef-b").verify(&cookie, "alice"),
+            keys("0123456789abcdef0123456789abcdef-b").verify(&cookie, "alice", NOW),
             None
         );
-        assert_eq!(k.verify("garbage", "alice"), None);
-        assert_ne!(k.issue("alice"), cookie, "every sign-in gets a new id");
+        assert_eq!(k.verify("garbage", "alice", NOW), None);
+        assert_ne!(
+            k.issue("alice", 3, NOW),
+            cookie,
+            "every sign-in gets a new id"
+        );
+        // Its time and epoch are signed too.
+        let (id, rest) = cookie.split_once('.').expect("id");
+        let (_, rest) = rest.split_once('.').expect("time");
+        assert_eq!(
+            k.verify(&format!("{id}.{NOW}.{rest}"), "alice", NOW)
+                .map(|d| d.id),
+            Some(id.to_owned())
+        );
+        let (_, mac) = rest.split_once('.').expect("epoch");
+        assert_eq!(
+            k.verify(&format!("{id}.{}.3.{mac}", NOW + 1), "alice", NOW + 1),
+            None
+        );
+        assert_eq!(k.verify(&format!("{id}.{NOW}.4.{mac}"), "alice", NOW), None);
+    }
+
+    #[test]
+    fn a_device_cookie_expires_on_the_server_as_in_the_browser() {
+        let k = keys("0123456789abcdef0123456789abcdef-a");
+        let cookie = k.issue("alice", 0, NOW);
+        let max = i64::try_from(DEVICE_COOKIE_MAX_AGE.as_secs()).expect("fits");
+        assert!(k.verify(&cookie, "alice", NOW + max).is_some());
+        assert_eq!(k.verify(&cookie, "alice", NOW + max + 1), None);
+        assert_eq!(
+            k.verify(&cookie, "alice", NOW - 1),
+            None,
+            "not from the future"
+        );
     }
 
     #[test]
     fn devices_are_remembered_across_a_secret_rotation() {
         let old = ServerSecret::new("0123456789abcdef0123456789abcdef-old").expect("long");
         let new = ServerSecret::new("0123456789abcdef0123456789abcdef-new").expect("long");
-        let cookie = DeviceKeys::new(&old, &[]).issue("alice");
+        let cookie = DeviceKeys::new(&old, &[]).issue("alice", 0, NOW);
         assert!(
             DeviceKeys::new(&new, &[old])
-                .verify(&cookie, "alice")
+                .verify(&cookie, "alice", NOW)
                 .is_some()
         );
     }

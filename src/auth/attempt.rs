@@ -4,11 +4,14 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::{AUDIT_TARGET, Auth, LoggedIn, LoginError, wait};
+use super::{
+    AUDIT_TARGET, Auth, DEVICE_SEPARATOR, LoggedIn, LoginError, account_throttle_key, wait,
+};
 use crate::cache::Change;
+use crate::device::Device;
 use crate::secret::Password;
 use crate::session::SessionToken;
-use crate::store::{Attempt, FailurePolicy, Millis, SessionKey, SessionRecord};
+use crate::store::{Attempt, FailurePolicy, Millis, SessionKey, SessionRecord, UserRecord};
 use crate::username::canonical_key;
 
 /// How long an attempt waits for attempts in flight on the same counter
@@ -22,9 +25,10 @@ pub(super) struct LoginAttempt {
     pub(super) password: Password,
     pub(super) client: IpAddr,
     pub(super) old_session: Option<SessionKey>,
-    /// The failure counters this attempt is held against: the device's
-    /// alone, or the client address's and the account's (for untrusted
-    /// clients).
+    /// What the request's device cookie for this account says, if valid.
+    pub(super) device: Option<Device>,
+    /// The failure counters this attempt is held against, chosen once the
+    /// user is known ([`LoginAttempt::choose_counters`]).
     pub(super) counters: Vec<Counter>,
 }
 
@@ -44,7 +48,9 @@ impl LoginAttempt {
             username = %crate::username::InLog(&self.username), client_ip = %self.client);
     }
 
-    pub(super) async fn run(self) -> Result<LoggedIn, LoginError> {
+    pub(super) async fn run(mut self) -> Result<LoggedIn, LoginError> {
+        let user = self.find_user().await?;
+        self.counters = self.choose_counters(user.as_ref());
         if let Err(e) = self.count().await {
             self.audit(if matches!(e, LoginError::Throttled { .. }) {
                 "throttled"
@@ -53,7 +59,7 @@ impl LoginAttempt {
             });
             return Err(e);
         }
-        match self.check().await {
+        match self.check(user).await {
             Ok(logged_in) => Ok(logged_in),
             Err(e) => {
                 if !matches!(
@@ -129,19 +135,54 @@ impl LoginAttempt {
         Ok(())
     }
 
-    /// Checks the password of a counted attempt and settles it.
-    async fn check(&self) -> Result<LoggedIn, LoginError> {
-        let inner = &*self.auth.inner;
-        let failures = &inner.stores.failures;
-        // Looked up by the key names have always had, not by today's rules
-        // for new names: a name stored before them still signs in. Every
-        // key is asked, found or not, so that the number of lookups says
-        // nothing of which one found a user.
+    /// The user the name stands for, if any. Looked up by the key names
+    /// have always had, not by today's rules for new names: a name stored
+    /// before them still signs in. Every key is asked, found or not, so
+    /// that the number of lookups says nothing of which one found a user.
+    async fn find_user(&self) -> Result<Option<UserRecord>, LoginError> {
         let mut user = None;
         for key in crate::username::lookup_keys(&self.username) {
-            let found = inner.stores.users.user_by_key(&key).await?;
+            let found = self.auth.inner.stores.users.user_by_key(&key).await?;
             user = user.or(found);
         }
+        Ok(user)
+    }
+
+    /// A known device of this very account, issued since its password last
+    /// changed, is held to its own counter; anyone else to the address's
+    /// and the account's counters for untrusted clients.
+    fn choose_counters(&self, user: Option<&UserRecord>) -> Vec<Counter> {
+        let settings = &self.auth.inner.settings;
+        let account = account_throttle_key(&self.username);
+        let known = self
+            .device
+            .as_ref()
+            .filter(|d| user.is_some_and(|u| u.credential_epoch == d.epoch));
+        match known {
+            Some(device) => vec![Counter {
+                key: format!("{account}{DEVICE_SEPARATOR}{}", device.id),
+                policy: settings.account_failures,
+                cleared_by_success: true,
+            }],
+            None => vec![
+                Counter {
+                    key: format!("ip:{}", crate::client_ip::throttle_key(self.client)),
+                    policy: settings.ip_failures,
+                    cleared_by_success: false,
+                },
+                Counter {
+                    key: account,
+                    policy: settings.account_failures,
+                    cleared_by_success: true,
+                },
+            ],
+        }
+    }
+
+    /// Checks the password of a counted attempt and settles it.
+    async fn check(&self, user: Option<UserRecord>) -> Result<LoggedIn, LoginError> {
+        let inner = &*self.auth.inner;
+        let failures = &inner.stores.failures;
         let verified = inner
             .hasher
             .verify(
@@ -210,7 +251,11 @@ impl LoginAttempt {
             cookies: [
                 self.auth.session_cookie(&token),
                 cookies.clear(cookies.csrf_name()),
-                cookies.set_device(&inner.devices.issue(&canonical_key(&self.username))),
+                cookies.set_device(&inner.devices.issue(
+                    &canonical_key(&self.username),
+                    user.credential_epoch,
+                    now / 1000,
+                )),
             ],
             session: self.auth.active(&record, &user),
         })
