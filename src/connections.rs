@@ -22,8 +22,11 @@
 //!   connections shut new clients out until timeouts fire; so at the cap the
 //!   connection that has waited longest without a request in progress (idle, or
 //!   still sending its head) is closed to make room, and a new client is
-//!   answered at once. Requests in progress are never cut; when every
-//!   connection is busy, new ones wait in the kernel's backlog.
+//!   answered at once. A request whose body has not all arrived is treated
+//!   alike, by how long since its last bytes (a slow upload holds a connection
+//!   as an unfinished head does); a connection younger than a quarter second
+//!   is spared. Requests being worked on are never cut; when every connection
+//!   is, new ones wait in the kernel's backlog.
 //! - At most `max_connections_per_address` come from one client address (an
 //!   IPv6 /64), by the same rule within that address, so one address cannot
 //!   hold the whole pool with requests in progress; trusted proxies are exempt.
@@ -127,6 +130,10 @@ impl Clock {
     }
 }
 
+/// How long a newly accepted connection is safe from being closed to make
+/// room, in milliseconds: long enough for a client to send its request.
+const NEW_CONNECTION_GRACE_MS: u64 = 250;
+
 /// Not set (for [`Conn::head_since`]).
 const NONE: u64 = u64::MAX;
 
@@ -135,12 +142,19 @@ const NONE: u64 = u64::MAX;
 /// at the cap, so the fields are hints that are checked again before acting.
 struct Conn {
     id: u64,
+    /// When it was accepted.
+    accepted: AtomicU64,
     /// The client network counted against the per-address cap; `None` for
     /// an exempt (trusted proxy) peer.
     network: Option<IpAddr>,
     clock: Clock,
     /// Requests being answered.
     busy: AtomicU32,
+    /// Of those, the ones whose body has not all arrived yet: the client,
+    /// not the server, holds them up, like an unfinished head.
+    uploading: AtomicU32,
+    /// When bytes last arrived.
+    last_bytes: AtomicU64,
     /// When it last became idle (accepted, or its last answer was made).
     idle_since: AtomicU64,
     /// When the first byte of a request head arrived, while the head is
@@ -152,8 +166,32 @@ struct Conn {
 }
 
 impl Conn {
+    /// Whether it may be closed to make room: nothing in progress, or only
+    /// a request still waiting for its body (a slow upload holds a
+    /// connection as an unfinished head does, and is treated alike).
     fn evictable(&self) -> bool {
-        self.busy.load(Ordering::Relaxed) == 0 && !self.evicting.load(Ordering::Relaxed)
+        !self.evicting.load(Ordering::Relaxed)
+            && (self.busy.load(Ordering::Relaxed) == 0
+                || self.uploading.load(Ordering::Relaxed) > 0)
+    }
+
+    /// Whether it was accepted too recently to have sent anything.
+    fn is_new(&self) -> bool {
+        self.clock
+            .now()
+            .saturating_sub(self.accepted.load(Ordering::Relaxed))
+            < NEW_CONNECTION_GRACE_MS
+    }
+
+    /// Since when it has waited on its client: since its last answer (or
+    /// its accept), or, while a body is uploading, since the last bytes
+    /// arrived. The one that has waited longest is closed first.
+    fn waiting_since(&self) -> u64 {
+        if self.busy.load(Ordering::Relaxed) > 0 {
+            self.last_bytes.load(Ordering::Relaxed)
+        } else {
+            self.idle_since.load(Ordering::Relaxed)
+        }
     }
 
     /// When this connection is to be closed, unless something happens
@@ -172,9 +210,11 @@ impl Conn {
 
     /// Bytes arrived: an idle connection is now reading a request head.
     fn bytes_arrived(&self) {
+        let now = self.clock.now();
+        self.last_bytes.store(now, Ordering::Relaxed);
         if self.busy.load(Ordering::Relaxed) == 0 && self.head_since.load(Ordering::Relaxed) == NONE
         {
-            self.head_since.store(self.clock.now(), Ordering::Relaxed);
+            self.head_since.store(now, Ordering::Relaxed);
         }
     }
 
@@ -184,11 +224,18 @@ impl Conn {
     }
 }
 
-/// The oldest of `conns` that may be closed to make room.
-fn oldest_evictable<'a>(conns: impl Iterator<Item = &'a Arc<Conn>>) -> Option<&'a Arc<Conn>> {
+/// The oldest of `conns` that may be closed to make room; with `spare_new`,
+/// not one just accepted (at the global cap a new connection is the likely
+/// victim of the next accept, and closing it would shut out the very client
+/// room is made for; within one address, the newcomer is that address's
+/// own).
+fn oldest_evictable<'a>(
+    conns: impl Iterator<Item = &'a Arc<Conn>>,
+    spare_new: bool,
+) -> Option<&'a Arc<Conn>> {
     conns
-        .filter(|c| c.evictable())
-        .min_by_key(|c| c.idle_since.load(Ordering::Relaxed))
+        .filter(|c| c.evictable() && !(spare_new && c.is_new()))
+        .min_by_key(|c| c.waiting_since())
 }
 
 /// Every open connection, by id and by client network.
@@ -229,7 +276,7 @@ impl Registry {
                 .count()
                 >= self.per_address
         {
-            let victim = oldest_evictable(same.iter())?;
+            let victim = oldest_evictable(same.iter(), false)?;
             tracing::debug!(%network, "connections per address at the cap: closing the longest idle");
             victim.ask_to_close();
         }
@@ -237,9 +284,12 @@ impl Registry {
         let now = self.clock.now();
         let conn = Arc::new(Conn {
             id: inner.next_id,
+            accepted: AtomicU64::new(now),
             network,
             clock: self.clock,
             busy: AtomicU32::new(0),
+            uploading: AtomicU32::new(0),
+            last_bytes: AtomicU64::new(now),
             idle_since: AtomicU64::new(now),
             head_since: AtomicU64::new(NONE),
             evicting: AtomicBool::new(false),
@@ -273,7 +323,7 @@ impl Registry {
     /// progress to close; false when every connection is busy.
     fn evict_oldest(&self) -> bool {
         let inner = self.lock();
-        let Some(victim) = oldest_evictable(inner.all.values()) else {
+        let Some(victim) = oldest_evictable(inner.all.values(), true) else {
             return false;
         };
         victim.ask_to_close();
@@ -353,6 +403,57 @@ impl Drop for Busy {
     }
 }
 
+/// Marks its connection as waiting for a request body until it has all
+/// arrived (or the request is dropped).
+struct Uploading(Arc<Conn>);
+
+impl Uploading {
+    fn start(conn: Arc<Conn>) -> Self {
+        conn.uploading.fetch_add(1, Ordering::Relaxed);
+        Self(conn)
+    }
+}
+
+impl Drop for Uploading {
+    fn drop(&mut self) {
+        self.0.uploading.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request body on its way in.
+    struct Upload {
+        #[pin]
+        inner: Incoming,
+        guard: Option<Uploading>,
+    }
+}
+
+impl hyper::body::Body for Upload {
+    type Data = hyper::body::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = this.inner.poll_frame(cx);
+        if matches!(frame, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
+            this.guard.take();
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// One connection's service for hyper: the routes with the peer's address,
 /// the connection marked busy while a request is answered.
 #[derive(Clone)]
@@ -367,9 +468,20 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ConnService {
     type Future = InRequest;
 
     fn call(&self, req: hyper::Request<Incoming>) -> Self::Future {
+        let busy = Busy::start(self.conn.clone());
+        let req = req.map(|body| {
+            if hyper::body::Body::is_end_stream(&body) {
+                Body::new(body)
+            } else {
+                Body::new(Upload {
+                    inner: body,
+                    guard: Some(Uploading::start(self.conn.clone())),
+                })
+            }
+        });
         InRequest {
-            busy: Busy::start(self.conn.clone()),
-            inner: self.routes.clone().oneshot(req.map(Body::new)),
+            busy,
+            inner: self.routes.clone().oneshot(req),
         }
     }
 }
@@ -551,8 +663,11 @@ async fn connection(
             }
             () = tokio::time::sleep_until(wake) => {}
             () = conn.evict.notified() => {
-                // A request may have begun since the accept loop looked.
-                if conn.busy.load(Ordering::Relaxed) == 0 {
+                // A request may have begun (or its body arrived) since the
+                // accept loop looked.
+                if conn.busy.load(Ordering::Relaxed) == 0
+                    || conn.uploading.load(Ordering::Relaxed) > 0
+                {
                     break;
                 }
                 conn.evicting.store(false, Ordering::Relaxed);
@@ -585,11 +700,21 @@ mod tests {
 
     fn registry(per_address: usize, trusted: &[&str]) -> Registry {
         Registry {
-            clock: Clock(Instant::now()),
+            // Started a while ago, so that connections can be made older
+            // than the grace of new ones (see `admit`).
+            clock: Clock(Instant::now() - Duration::from_secs(10)),
             per_address,
             trusted_proxies: trusted.iter().map(|t| t.parse().expect("net")).collect(),
             inner: Mutex::new(Inner::default()),
         }
+    }
+
+    /// Admits a connection from `peer` and makes it older than the grace
+    /// of new connections.
+    fn admitted(r: &Registry, peer: SocketAddr) -> Option<Arc<Conn>> {
+        let conn = r.admit(peer)?;
+        conn.accepted.store(0, Ordering::Relaxed);
+        Some(conn)
     }
 
     fn peer(ip: &str) -> SocketAddr {
@@ -599,12 +724,12 @@ mod tests {
     #[test]
     fn an_address_at_its_cap_loses_its_longest_idle_connection() {
         let r = registry(2, &[]);
-        let first = r.admit(peer("192.0.2.1")).expect("first");
+        let first = admitted(&r, peer("192.0.2.1")).expect("first");
         first.idle_since.store(0, Ordering::Relaxed);
-        let second = r.admit(peer("192.0.2.1")).expect("second");
+        let second = admitted(&r, peer("192.0.2.1")).expect("second");
         second.idle_since.store(5, Ordering::Relaxed);
-        let other = r.admit(peer("192.0.2.2")).expect("another address");
-        let _third = r.admit(peer("192.0.2.1")).expect("third");
+        let other = admitted(&r, peer("192.0.2.2")).expect("another address");
+        let _third = admitted(&r, peer("192.0.2.1")).expect("third");
         assert!(first.evicting.load(Ordering::Relaxed));
         assert!(!second.evicting.load(Ordering::Relaxed));
         assert!(!other.evicting.load(Ordering::Relaxed));
@@ -613,10 +738,10 @@ mod tests {
     #[test]
     fn requests_in_progress_are_never_cut_to_make_room() {
         let r = registry(1, &[]);
-        let busy = r.admit(peer("2001:db8:1:2::1")).expect("first");
+        let busy = admitted(&r, peer("2001:db8:1:2::1")).expect("first");
         let _request = Busy::start(busy.clone());
         assert!(
-            r.admit(peer("2001:db8:1:2::99")).is_none(),
+            admitted(&r, peer("2001:db8:1:2::99")).is_none(),
             "same /64, its only connection busy: refused"
         );
         assert!(!r.evict_oldest(), "nothing idle to close");
@@ -627,10 +752,42 @@ mod tests {
     }
 
     #[test]
+    fn a_stalled_upload_makes_room_like_an_idle_connection_by_how_long_it_waited() {
+        let r = registry(10, &[]);
+        let uploading = admitted(&r, peer("192.0.2.1")).expect("first");
+        let _request = Busy::start(uploading.clone());
+        let body = Uploading::start(uploading.clone());
+        let idle = admitted(&r, peer("192.0.2.2")).expect("second");
+        // Its last bytes came before the other's last answer: it goes first.
+        uploading.last_bytes.store(100, Ordering::Relaxed);
+        idle.idle_since.store(200, Ordering::Relaxed);
+        assert!(r.evict_oldest());
+        assert!(uploading.evicting.load(Ordering::Relaxed));
+        assert!(!idle.evicting.load(Ordering::Relaxed));
+        // Bytes keep coming: then the idle one goes first.
+        uploading.evicting.store(false, Ordering::Relaxed);
+        uploading.last_bytes.store(300, Ordering::Relaxed);
+        assert!(r.evict_oldest());
+        assert!(idle.evicting.load(Ordering::Relaxed));
+        // Once its body is in, the request is worked on: never cut.
+        drop(body);
+        assert!(!r.evict_oldest());
+        assert!(!uploading.evicting.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn a_connection_just_accepted_is_not_closed_to_make_room() {
+        let r = registry(10, &[]);
+        let new = r.admit(peer("192.0.2.1")).expect("admitted");
+        assert!(!r.evict_oldest(), "nothing else to close, and it is new");
+        assert!(!new.evicting.load(Ordering::Relaxed));
+    }
+
+    #[test]
     fn trusted_proxies_are_not_capped_per_address() {
         let r = registry(1, &["10.0.0.0/8"]);
         let conns: Vec<_> = (0..5)
-            .map(|_| r.admit(peer("10.1.2.3")).expect("proxy"))
+            .map(|_| admitted(&r, peer("10.1.2.3")).expect("proxy"))
             .collect();
         assert!(conns.iter().all(|c| !c.evicting.load(Ordering::Relaxed)));
         for c in &conns {
@@ -649,7 +806,7 @@ mod tests {
             max_connections_per_address: 10,
         };
         let r = registry(10, &[]);
-        let c = r.admit(peer("192.0.2.1")).expect("admitted");
+        let c = admitted(&r, peer("192.0.2.1")).expect("admitted");
         let idle = c.deadline(&limits).expect("idle");
         assert_eq!(
             idle,

@@ -173,12 +173,13 @@ async fn large_cookies_are_refused_by_the_session_layer_and_larger_heads_by_the_
 #[tokio::test]
 async fn at_the_cap_the_longest_idle_connection_makes_room_and_requests_in_progress_stay() {
     let app = with_timeouts("10m", "10m", "10m", &[("LATCHKEY_MAX_CONNECTIONS", "8")]).await;
-    let mut busy = login_in_progress(app.addr).await;
-    // Twenty idle connections through eight slots.
+    // Twenty idle connections through eight slots, then a request whose
+    // body is on its way: it has waited on its client less than they have.
     let mut idle = Vec::new();
     for _ in 0..20 {
         idle.push(TcpStream::connect(app.addr).await.unwrap());
     }
+    let mut busy = login_in_progress(app.addr).await;
     // A new client is answered at once.
     let started = Instant::now();
     let r = common::client()
@@ -194,6 +195,36 @@ async fn at_the_cap_the_longest_idle_connection_makes_room_and_requests_in_progr
     let (_, _) = until_closed(&mut idle[0]).await;
     // ... but the request in progress goes on and is answered.
     finish_login(&mut busy).await;
+}
+
+/// Slow uploads (whole heads, then a body that never comes) fill every slot:
+/// a new client is still answered at once, the stalled upload that waited
+/// longest making room, and requests whose body is in are not cut.
+#[tokio::test]
+async fn stalled_uploads_in_every_slot_do_not_shut_out_a_new_client() {
+    let app = with_timeouts("10m", "10m", "10m", &[("LATCHKEY_MAX_CONNECTIONS", "8")]).await;
+    let mut stalled = Vec::new();
+    for _ in 0..8 {
+        stalled.push(login_in_progress(app.addr).await);
+    }
+    for _ in 0..3 {
+        let started = Instant::now();
+        let r = common::client()
+            .0
+            .get(app.url("/healthz"))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "answered after {:?}",
+            started.elapsed()
+        );
+    }
+    // The first stalled upload was closed to make room.
+    let _ = until_closed(&mut stalled[0]).await;
 }
 
 const LOGIN_BODY: &[u8] = br#"{"username":"nobody","password":"wrong-password-1"}"#;

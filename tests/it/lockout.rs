@@ -209,3 +209,28 @@ async fn every_spelling_of_a_name_counts_against_one_account() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn a_password_change_forgets_every_known_device() {
+    let app = TestApp::spawn().await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    let (laptop, _) = common::client();
+    assert_eq!(login(&app, &laptop, "ann", PASSWORD).await, StatusCode::OK);
+    let out = app
+        .cli(
+            &["user", "passwd", "ann", "--password-stdin"],
+            Some(OTHER_PASSWORD),
+        )
+        .await;
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    // Untrusted clients get locked out again…
+    let (attacker, _) = common::client();
+    fail(&app, &attacker, "ann", 5).await;
+    // …and the laptop's cookie, from before the change, no longer sets it
+    // apart: whoever gathered device cookies while they knew the old
+    // password gains nothing from them now.
+    assert_eq!(
+        login(&app, &laptop, "ann", OTHER_PASSWORD).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
