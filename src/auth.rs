@@ -631,6 +631,7 @@ impl Auth {
             old_session: current.active().map(|a| a.key),
             device,
             counters: Vec::new(),
+            known_device: false,
         };
         let span = tracing::Span::current();
         tokio::spawn(tracing::Instrument::instrument(attempt.run(), span))

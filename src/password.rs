@@ -87,7 +87,7 @@ pub struct Verified {
 /// thread however many logins wait.
 pub struct PasswordHasher {
     params: HashParams,
-    jobs: std::sync::mpsc::SyncSender<Job>,
+    jobs: Arc<Lanes>,
     /// One dummy hash per scheme in use, the current scheme first. Every
     /// verification checks the password once per entry (against the
     /// user's own hash for the entry of its scheme), so that how long it
@@ -197,7 +197,80 @@ impl std::fmt::Debug for PasswordHasher {
     }
 }
 
-fn hashing_thread(mut worker: Worker, jobs: Arc<std::sync::Mutex<std::sync::mpsc::Receiver<Job>>>) {
+/// The hashing threads' work: a bounded queue for everybody and a smaller
+/// one that is served first, for sign-ins from a known device (see
+/// `crate::device`). A flood of guesses fills the first; the owner on her
+/// own browser waits behind at most the hashes already being computed.
+struct Lanes {
+    queues: std::sync::Mutex<LaneQueues>,
+    ready: std::sync::Condvar,
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct LaneQueues {
+    first: std::collections::VecDeque<Job>,
+    rest: std::collections::VecDeque<Job>,
+    closed: bool,
+}
+
+impl Lanes {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LaneQueues> {
+        self.queues
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Queues a job; `Busy` when its lane is full.
+    fn push(&self, job: Job, first: bool) -> Result<(), HashError> {
+        let mut queues = self.lock();
+        let lane = if first {
+            &mut queues.first
+        } else {
+            &mut queues.rest
+        };
+        // The priority lane is smaller: a device's own lock limits how many
+        // attempts it can send, so it never needs much room.
+        let capacity = if first {
+            self.capacity / 4
+        } else {
+            self.capacity
+        };
+        if lane.len() >= capacity.max(1) {
+            return Err(HashError::Busy);
+        }
+        lane.push_back(job);
+        drop(queues);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// The next job, the priority lane first; `None` once closed.
+    fn pop(&self) -> Option<Job> {
+        let mut queues = self.lock();
+        loop {
+            if let Some(job) = queues.first.pop_front().or_else(|| queues.rest.pop_front()) {
+                return Some(job);
+            }
+            if queues.closed {
+                return None;
+            }
+            queues = self
+                .ready
+                .wait(queues)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+}
+
+impl Drop for PasswordHasher {
+    fn drop(&mut self) {
+        self.jobs.lock().closed = true;
+        self.jobs.ready.notify_all();
+    }
+}
+
+fn hashing_thread(mut worker: Worker, jobs: Arc<Lanes>) {
     use thread_priority::{
         NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
         set_thread_priority_and_policy, thread_native_id,
@@ -210,18 +283,9 @@ fn hashing_thread(mut worker: Worker, jobs: Arc<std::sync::Mutex<std::sync::mpsc
     if let Err(e) = lowered {
         tracing::debug!(error = ?e, "cannot lower the hashing thread's priority");
     }
-    loop {
-        let job = {
-            let rx = jobs
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            rx.recv()
-        };
-        match job {
-            Ok(job) => job(&mut worker),
-            // The hasher is gone.
-            Err(_) => return,
-        }
+    // Until the hasher is gone.
+    while let Some(job) = jobs.pop() {
+        job(&mut worker);
     }
 }
 
@@ -238,8 +302,11 @@ impl PasswordHasher {
             .argon2()
             .map_err(|e| HashError::Failed(e.to_string()))?;
         let concurrency = concurrency.max(1);
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(256 * concurrency);
-        let rx = Arc::new(std::sync::Mutex::new(rx));
+        let lanes = Arc::new(Lanes {
+            queues: std::sync::Mutex::new(LaneQueues::default()),
+            ready: std::sync::Condvar::new(),
+            capacity: 256 * concurrency,
+        });
         let blocks = argon2::Params::new(
             params.memory_kib,
             params.iterations,
@@ -249,7 +316,7 @@ impl PasswordHasher {
         .map_err(|e| HashError::Failed(e.to_string()))?
         .block_count();
         for i in 0..concurrency {
-            let (argon2, rx) = (argon2.clone(), rx.clone());
+            let (argon2, rx) = (argon2.clone(), lanes.clone());
             std::thread::Builder::new()
                 .name(format!("latchkey-hash-{i}"))
                 .spawn(move || {
@@ -260,7 +327,7 @@ impl PasswordHasher {
         }
         let hasher = Self {
             params,
-            jobs: tx,
+            jobs: lanes,
             dummies: std::sync::RwLock::new(Arc::from([])),
         };
         let random = Password::new(crate::random::random_base64::<24>());
@@ -282,6 +349,14 @@ impl PasswordHasher {
         F: FnOnce(&mut Worker) -> Result<T, HashError> + Send + 'static,
         T: Send + 'static,
     {
+        self.run_in(work, false).await
+    }
+
+    async fn run_in<T, F>(&self, work: F, first: bool) -> Result<T, HashError>
+    where
+        F: FnOnce(&mut Worker) -> Result<T, HashError> + Send + 'static,
+        T: Send + 'static,
+    {
         let (done, result) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |worker| {
             // A client that gave up (its request was dropped) costs no hash.
@@ -289,12 +364,7 @@ impl PasswordHasher {
                 let _ = done.send(work(worker));
             }
         });
-        self.jobs.try_send(job).map_err(|e| match e {
-            std::sync::mpsc::TrySendError::Full(_) => HashError::Busy,
-            std::sync::mpsc::TrySendError::Disconnected(_) => {
-                HashError::Failed("the hashing threads have stopped".into())
-            }
-        })?;
+        self.jobs.push(job, first)?;
         result
             .await
             .map_err(|_| HashError::Failed("a hashing thread panicked".into()))?
@@ -328,6 +398,30 @@ impl PasswordHasher {
         password: &Password,
         stored: Option<&str>,
     ) -> Result<Verified, HashError> {
+        self.verify_in(password, stored, false).await
+    }
+
+    /// [`PasswordHasher::verify`] ahead of every other waiting job: for a
+    /// sign-in from a known device, so that a flood of guesses elsewhere
+    /// does not make its owner wait.
+    ///
+    /// # Errors
+    /// As [`PasswordHasher::verify`].
+    #[tracing::instrument(skip_all)]
+    pub async fn verify_first(
+        &self,
+        password: &Password,
+        stored: Option<&str>,
+    ) -> Result<Verified, HashError> {
+        self.verify_in(password, stored, true).await
+    }
+
+    async fn verify_in(
+        &self,
+        password: &Password,
+        stored: Option<&str>,
+        first: bool,
+    ) -> Result<Verified, HashError> {
         // Parsed once here: the job below then does for a known name only
         // what it does for an unknown one.
         let scheme = stored.and_then(HashScheme::of);
@@ -344,15 +438,18 @@ impl PasswordHasher {
         let stored = stored.map(str::to_owned);
         let password = password.clone();
         let params = self.params;
-        self.run(move |w| {
-            Ok(verify_everywhere(
-                w,
-                params,
-                &password,
-                stored.as_deref().map(|s| (s, scheme.as_ref())),
-                &dummies,
-            ))
-        })
+        self.run_in(
+            move |w| {
+                Ok(verify_everywhere(
+                    w,
+                    params,
+                    &password,
+                    stored.as_deref().map(|s| (s, scheme.as_ref())),
+                    &dummies,
+                ))
+            },
+            first,
+        )
         .await
     }
 
@@ -665,6 +762,64 @@ pub async fn check_new_password_async(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn lanes(capacity: usize) -> Lanes {
+        Lanes {
+            queues: std::sync::Mutex::new(LaneQueues::default()),
+            ready: std::sync::Condvar::new(),
+            capacity,
+        }
+    }
+
+    #[test]
+    fn a_known_device_is_served_before_sign_ins_already_waiting() {
+        let lanes = lanes(8);
+        let (tx, rx) = std::sync::mpsc::channel();
+        for name in ["guess 1", "guess 2", "guess 3"] {
+            let tx = tx.clone();
+            lanes
+                .push(Box::new(move |_| tx.send(name).expect("open")), false)
+                .expect("room");
+        }
+        let first = tx.clone();
+        lanes
+            .push(Box::new(move |_| first.send("owner").expect("open")), true)
+            .expect("room");
+        let argon2 = HashParams::default().argon2().expect("params");
+        let mut worker = Worker {
+            argon2,
+            memory: Vec::new(),
+        };
+        for _ in 0..4 {
+            lanes.pop().expect("a job")(&mut worker);
+        }
+        let order: Vec<_> = rx.try_iter().collect();
+        assert_eq!(order, ["owner", "guess 1", "guess 2", "guess 3"]);
+    }
+
+    #[test]
+    fn each_lane_is_bounded_and_a_full_one_says_busy() {
+        let lanes = lanes(8);
+        for _ in 0..8 {
+            lanes.push(Box::new(|_| {}), false).expect("room");
+        }
+        assert!(matches!(
+            lanes.push(Box::new(|_| {}), false),
+            Err(HashError::Busy)
+        ));
+        for _ in 0..2 {
+            lanes.push(Box::new(|_| {}), true).expect("room first");
+        }
+        assert!(matches!(
+            lanes.push(Box::new(|_| {}), true),
+            Err(HashError::Busy)
+        ));
+        lanes.lock().closed = true;
+        for _ in 0..10 {
+            assert!(lanes.pop().is_some(), "queued jobs still run");
+        }
+        assert!(lanes.pop().is_none(), "closed and empty");
+    }
 
     fn pw(s: &str) -> Password {
         Password::new(s.to_owned())

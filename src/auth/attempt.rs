@@ -30,6 +30,9 @@ pub(super) struct LoginAttempt {
     /// The failure counters this attempt is held against, chosen once the
     /// user is known ([`LoginAttempt::choose_counters`]).
     pub(super) counters: Vec<Counter>,
+    /// Whether it comes from a known device of the account: its password
+    /// is then checked ahead of other sign-ins waiting for the hasher.
+    pub(super) known_device: bool,
 }
 
 /// A failure counter an attempt is held against.
@@ -50,7 +53,7 @@ impl LoginAttempt {
 
     pub(super) async fn run(mut self) -> Result<LoggedIn, LoginError> {
         let user = self.find_user().await?;
-        self.counters = self.choose_counters(user.as_ref());
+        (self.counters, self.known_device) = self.choose_counters(user.as_ref());
         if let Err(e) = self.count().await {
             self.audit(if matches!(e, LoginError::Throttled { .. }) {
                 "throttled"
@@ -151,7 +154,7 @@ impl LoginAttempt {
     /// A known device of this very account, issued since its password last
     /// changed, is held to its own counter; anyone else to the address's
     /// and the account's counters for untrusted clients.
-    fn choose_counters(&self, user: Option<&UserRecord>) -> Vec<Counter> {
+    fn choose_counters(&self, user: Option<&UserRecord>) -> (Vec<Counter>, bool) {
         let settings = &self.auth.inner.settings;
         let account = account_throttle_key(&self.username);
         let known = self
@@ -159,23 +162,29 @@ impl LoginAttempt {
             .as_ref()
             .filter(|d| user.is_some_and(|u| u.credential_epoch == d.epoch));
         match known {
-            Some(device) => vec![Counter {
-                key: format!("{account}{DEVICE_SEPARATOR}{}", device.id),
-                policy: settings.account_failures,
-                cleared_by_success: true,
-            }],
-            None => vec![
-                Counter {
-                    key: format!("ip:{}", crate::client_ip::throttle_key(self.client)),
-                    policy: settings.ip_failures,
-                    cleared_by_success: false,
-                },
-                Counter {
-                    key: account,
+            Some(device) => (
+                vec![Counter {
+                    key: format!("{account}{DEVICE_SEPARATOR}{}", device.id),
                     policy: settings.account_failures,
                     cleared_by_success: true,
-                },
-            ],
+                }],
+                true,
+            ),
+            None => (
+                vec![
+                    Counter {
+                        key: format!("ip:{}", crate::client_ip::throttle_key(self.client)),
+                        policy: settings.ip_failures,
+                        cleared_by_success: false,
+                    },
+                    Counter {
+                        key: account,
+                        policy: settings.account_failures,
+                        cleared_by_success: true,
+                    },
+                ],
+                false,
+            ),
         }
     }
 
@@ -183,13 +192,12 @@ impl LoginAttempt {
     async fn check(&self, user: Option<UserRecord>) -> Result<LoggedIn, LoginError> {
         let inner = &*self.auth.inner;
         let failures = &inner.stores.failures;
-        let verified = inner
-            .hasher
-            .verify(
-                &self.password,
-                user.as_ref().map(|u| u.password_hash.as_str()),
-            )
-            .await?;
+        let stored = user.as_ref().map(|u| u.password_hash.as_str());
+        let verified = if self.known_device {
+            inner.hasher.verify_first(&self.password, stored).await?
+        } else {
+            inner.hasher.verify(&self.password, stored).await?
+        };
         let user = match user {
             Some(u) if verified.matches && !u.disabled => u,
             _ => {
