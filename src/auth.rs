@@ -139,6 +139,13 @@ pub enum LoginError {
         /// How long until the lock ends.
         retry_after: Duration,
     },
+    /// Too many sign-in requests from the client address this minute
+    /// (refused before any store access).
+    #[error("too many sign-in requests")]
+    RateLimited {
+        /// How long until the address's share is renewed.
+        retry_after: Duration,
+    },
     /// The hashing pool is saturated.
     #[error("password hashing is saturated")]
     Busy,
@@ -167,6 +174,9 @@ impl From<LoginError> for AppError {
             }
             LoginError::InvalidInput(msg) => Self::Unprocessable(msg.into()),
             LoginError::Throttled { retry_after } => Self::Throttled {
+                retry_after_secs: retry_after.as_secs().max(1),
+            },
+            LoginError::RateLimited { retry_after } => Self::RateLimited {
                 retry_after_secs: retry_after.as_secs().max(1),
             },
             LoginError::Busy => Self::Busy,
@@ -570,13 +580,13 @@ impl Auth {
     /// per-minute share; [`Auth::login`] does this itself.
     ///
     /// # Errors
-    /// [`LoginError::Throttled`] when the share is used up.
+    /// [`LoginError::RateLimited`] when the share is used up.
     pub fn admit(&self, client: IpAddr) -> Result<(), LoginError> {
         let now = self.now();
         self.inner
             .rate
             .admit(crate::client_ip::throttle_key(client), now)
-            .map_err(|until| LoginError::Throttled {
+            .map_err(|until| LoginError::RateLimited {
                 retry_after: wait(now, until),
             })
     }

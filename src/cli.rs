@@ -1,6 +1,20 @@
 //! The `latchkey` command line: `serve`, and user and session administration
 //! that works beside a running server on the same database.
 
+/// Prints a line on standard output. A reader that went away (`latchkey
+/// user list | head`) ends the program quietly, as other tools do, instead
+/// of the panic `println!` gives.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
 use std::io::{BufRead as _, IsTerminal as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -259,7 +273,7 @@ async fn user(accounts: &Accounts, cmd: UserCommand) -> anyhow::Result<()> {
         UserCommand::Add { name, roles, input } => {
             let password = read_password(&input)?;
             let user = accounts.create_user(&name, &password, &roles).await?;
-            println!(
+            say!(
                 "created user {} (roles: {})",
                 user.username,
                 roles_text(&user.roles)
@@ -268,12 +282,12 @@ async fn user(accounts: &Accounts, cmd: UserCommand) -> anyhow::Result<()> {
         UserCommand::List { json } => {
             let users = accounts.list_users().await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&users)?);
+                say!("{}", serde_json::to_string_pretty(&users)?);
             } else {
-                println!("{:<24} {:<24} {:<9} CREATED", "USERNAME", "ROLES", "STATUS");
+                say!("{:<24} {:<24} {:<9} CREATED", "USERNAME", "ROLES", "STATUS");
                 for u in users {
                     let status = if u.disabled { "disabled" } else { "active" };
-                    println!(
+                    say!(
                         "{:<24} {:<24} {:<9} {}",
                         u.username,
                         roles_text(&u.roles),
@@ -286,30 +300,30 @@ async fn user(accounts: &Accounts, cmd: UserCommand) -> anyhow::Result<()> {
         UserCommand::Passwd { name, input } => {
             let password = read_password(&input)?;
             accounts.change_password(&name, &password).await?;
-            println!("password changed for {name}; their sessions have ended");
+            say!("password changed for {name}; their sessions have ended");
         }
         UserCommand::Roles { name, add, remove } => {
             if add.is_empty() && remove.is_empty() {
                 bail!("nothing to change: give --add ROLE or --remove ROLE");
             }
             let roles = accounts.change_roles(&name, &add, &remove).await?;
-            println!("roles of {name}: {}", roles_text(&roles));
+            say!("roles of {name}: {}", roles_text(&roles));
         }
         UserCommand::Disable { name } => {
             accounts.set_disabled(&name, true).await?;
-            println!("disabled {name}; their sessions have ended");
+            say!("disabled {name}; their sessions have ended");
         }
         UserCommand::Enable { name } => {
             accounts.set_disabled(&name, false).await?;
-            println!("enabled {name}");
+            say!("enabled {name}");
         }
         UserCommand::Unlock { name } => {
             accounts.unlock(&name).await?;
-            println!("unlocked {name}; they can sign in now");
+            say!("unlocked {name}; they can sign in now");
         }
         UserCommand::Remove { name } => {
             accounts.remove_user(&name).await?;
-            println!("removed {name}");
+            say!("removed {name}");
         }
     }
     Ok(())
@@ -324,20 +338,25 @@ async fn session(accounts: &Accounts, cmd: SessionCommand) -> anyhow::Result<()>
     match cmd {
         SessionCommand::List { user } => {
             let sessions = accounts.list_sessions(user.as_deref()).await?;
-            println!(
+            say!(
                 "{:<10} {:<24} {:<22} LAST SEEN",
-                "SESSION", "USERNAME", "SIGNED IN"
+                "SESSION",
+                "USERNAME",
+                "SIGNED IN"
             );
             for s in sessions {
-                println!(
+                say!(
                     "{:<10} {:<24} {:<22} {}",
-                    s.id, s.username, s.created_at, s.last_seen
+                    s.id,
+                    s.username,
+                    s.created_at,
+                    s.last_seen
                 );
             }
         }
         SessionCommand::Revoke { user } => {
             let n = accounts.revoke_sessions(&user).await?;
-            println!("revoked {n} session(s) of {user}");
+            say!("revoked {n} session(s) of {user}");
         }
     }
     Ok(())

@@ -676,7 +676,8 @@ fn checked_secret(text: &str, setting: &'static str) -> Result<ServerSecret, Con
         return Err(invalid(
             setting,
             format!(
-                "the secret has only {distinct} different characters: use a random one, such as {}",
+                "the secret has only {distinct} different character{}: use a random one, such as {}",
+                if distinct == 1 { "" } else { "s" },
                 ServerSecret::generate()
             ),
         ));

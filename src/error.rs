@@ -34,6 +34,12 @@ pub enum AppError {
         /// Seconds until the lock ends.
         retry_after_secs: u64,
     },
+    /// Too many sign-in (or setup) requests from one client address.
+    #[error("too many sign-in requests from your address; try again later")]
+    RateLimited {
+        /// Seconds until the address's share is renewed.
+        retry_after_secs: u64,
+    },
     /// No valid session. Browsers are sent to the login page, coming back to `next`.
     #[error("sign-in required")]
     NotAuthenticated {
@@ -100,7 +106,7 @@ impl AppError {
             Self::CookiesTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::InvalidCredentials | Self::NotAuthenticated { .. } => StatusCode::UNAUTHORIZED,
-            Self::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Throttled { .. } | Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Forbidden | Self::Csrf(_) => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -122,6 +128,7 @@ impl AppError {
             Self::Unprocessable(_) => "invalid_input",
             Self::InvalidCredentials => "invalid_credentials",
             Self::Throttled { .. } => "too_many_attempts",
+            Self::RateLimited { .. } => "too_many_requests",
             Self::NotAuthenticated { .. } => "not_authenticated",
             Self::Forbidden => "forbidden",
             Self::Csrf(_) => "csrf_failed",
@@ -160,6 +167,9 @@ impl AppError {
             Self::InvalidCredentials => Cow::Borrowed("invalid username or password"),
             Self::Throttled { .. } => {
                 Cow::Borrowed("too many failed login attempts; try again later")
+            }
+            Self::RateLimited { .. } => {
+                Cow::Borrowed("too many sign-in requests from your address; try again later")
             }
             Self::NotAuthenticated { .. } => Cow::Borrowed("sign-in required"),
             Self::Forbidden => Cow::Borrowed("you do not have access to this page"),
@@ -217,7 +227,7 @@ impl IntoResponse for AppError {
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         match &self {
-            Self::Throttled { retry_after_secs } => {
+            Self::Throttled { retry_after_secs } | Self::RateLimited { retry_after_secs } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
             Self::Busy | Self::StoreUnavailable(_) => {

@@ -139,6 +139,10 @@ fn page_message(error: &AppError) -> String {
              Sign-in is locked: try again in {}.",
             wait_in_words(*retry_after_secs)
         ),
+        AppError::RateLimited { retry_after_secs } => format!(
+            "Too many sign-in requests from your address. Try again in {}.",
+            wait_in_words(*retry_after_secs)
+        ),
         AppError::InvalidCredentials => {
             "The username or password is not right. Check them and try again.".to_owned()
         }
@@ -217,6 +221,7 @@ pub(crate) async fn submit(
             Err(
                 e @ (LoginError::InvalidCredentials
                 | LoginError::Throttled { .. }
+                | LoginError::RateLimited { .. }
                 | LoginError::InvalidCredentialsNowLocked { .. }),
             ),
             Format::Html,
@@ -230,7 +235,8 @@ pub(crate) async fn submit(
             };
             let status = error.status();
             let retry = match &error {
-                AppError::Throttled { retry_after_secs } => Some(*retry_after_secs),
+                AppError::Throttled { retry_after_secs }
+                | AppError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
                 _ => None,
             };
             let message = page_message(&error);
@@ -257,6 +263,17 @@ pub(crate) async fn submit(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rate_limit_is_not_called_a_failure() {
+        let m = page_message(&AppError::RateLimited {
+            retry_after_secs: 48,
+        });
+        assert_eq!(
+            m,
+            "Too many sign-in requests from your address. Try again in 48 seconds."
+        );
+    }
 
     #[test]
     fn query_parameters_are_decoded() {

@@ -856,6 +856,12 @@ async fn one_address_gets_its_share_of_sign_in_requests_per_minute_before_any_st
         .parse()
         .unwrap();
     assert!((1..=60).contains(&retry), "{retry}");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "too_many_requests", "not a failure count");
+    assert_eq!(
+        body["message"],
+        "too many sign-in requests from your address; try again later"
+    );
     assert_eq!(counters(&app).await, before, "refused before the store");
     // Other addresses are not held back, and the next minute is a new share.
     assert_eq!(
