@@ -74,6 +74,9 @@ struct Inner {
     signer: CookieSigner,
     csrf: CsrfKeys,
     devices: crate::device::DeviceKeys,
+    /// Users with a sign-in from a known device in the hasher's priority
+    /// lane: one each, so that an account holder cannot fill the lane.
+    first_in_line: std::sync::Mutex<std::collections::HashSet<i64>>,
     cache: Arc<SessionCache>,
     rate: crate::rate::RateLimit,
     idle: Millis,
@@ -237,12 +240,20 @@ impl IntoResponseParts for LoggedOut {
     }
 }
 
-/// The failure counter of the account a login names (existing or not),
-/// for untrusted clients; a device's counter is this followed by
+/// The failure counter, for untrusted clients, of the account whose lookup
+/// key is `key`: the stored `username_key` of a user that exists (so that
+/// every spelling that finds the user is one account), the canonical key
+/// of the name typed otherwise. A device's counter is this followed by
 /// [`DEVICE_SEPARATOR`] and the device id, so that every counter of an
 /// account starts with this key.
-pub(crate) fn account_throttle_key(username: &str) -> String {
-    format!("account:{}", crate::username::canonical_key(username))
+pub(crate) fn account_counter(key: &str) -> String {
+    format!("account:{key}")
+}
+
+/// What a device cookie is bound to: the user itself (its id: a name
+/// removed and made again is another account) and its key.
+pub(crate) fn device_account(user: &UserRecord) -> String {
+    format!("{}:{}", user.id.0, user.username_key)
 }
 
 /// Between an account's counter key and a device id. No user key holds it
@@ -294,6 +305,7 @@ impl Auth {
                 signer: CookieSigner::with_previous(secret, previous),
                 csrf: CsrfKeys::with_previous(secret, previous),
                 devices: crate::device::DeviceKeys::new(secret, previous),
+                first_in_line: std::sync::Mutex::default(),
                 // Recording activity on every request would make every read a
                 // write. Once per tenth of the idle timeout (at most a minute)
                 // bounds the writes; a session may then end up to that much
@@ -629,17 +641,18 @@ impl Auth {
             return Err(LoginError::InvalidInput("the password is too long"));
         }
         let cookies = &self.inner.settings.cookies;
-        let user_key = crate::username::canonical_key(username);
-        let now_secs = self.now() / 1000;
-        let device = crate::session::cookie_values(headers, cookies.device_name())
-            .find_map(|v| self.inner.devices.verify(v, &user_key, now_secs));
+        // Checked once the user is known (a cookie is bound to the user).
+        let device_cookies = crate::session::cookie_values(headers, cookies.device_name())
+            .take(4)
+            .map(str::to_owned)
+            .collect();
         let attempt = LoginAttempt {
             auth: self.clone(),
             username: username.to_owned(),
             password: password.clone(),
             client,
             old_session: current.active().map(|a| a.key),
-            device,
+            device_cookies,
             counters: Vec::new(),
             known_device: false,
         };

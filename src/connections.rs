@@ -421,11 +421,17 @@ impl Drop for Uploading {
 }
 
 pin_project_lite::pin_project! {
-    /// A request body on its way in.
+    /// A request body on its way in. The connection waits on its client
+    /// from the moment the handler first asks for the body (not before:
+    /// until then the server, say a store look-up, is what holds the
+    /// request up, and `Expect: 100-continue` clients send nothing until
+    /// asked) until its end.
     struct Upload {
         #[pin]
         inner: Incoming,
+        conn: Arc<Conn>,
         guard: Option<Uploading>,
+        done: bool,
     }
 }
 
@@ -438,8 +444,12 @@ impl hyper::body::Body for Upload {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
+        if this.guard.is_none() && !*this.done {
+            *this.guard = Some(Uploading::start(this.conn.clone()));
+        }
         let frame = this.inner.poll_frame(cx);
         if matches!(frame, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
+            *this.done = true;
             this.guard.take();
         }
         frame
@@ -475,7 +485,9 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ConnService {
             } else {
                 Body::new(Upload {
                     inner: body,
-                    guard: Some(Uploading::start(self.conn.clone())),
+                    conn: self.conn.clone(),
+                    guard: None,
+                    done: false,
                 })
             }
         });

@@ -240,7 +240,7 @@ impl Accounts {
             .await?;
         self.auth.invalidate(&Change::User(user.id));
         // The owner has a new password: earlier failures no longer count.
-        self.clear_failures(&user.username).await?;
+        self.clear_failures(&user.username_key).await?;
         tracing::info!(target: AUDIT_TARGET, event = "password_changed", username = %crate::username::InLog(&user.username), sessions_ended = ended);
         Ok(())
     }
@@ -299,7 +299,7 @@ impl Accounts {
             self.auth.invalidate(&Change::User(user.id));
         } else {
             // Enabling gives the owner a clean start.
-            self.clear_failures(&user.username).await?;
+            self.clear_failures(&user.username_key).await?;
         }
         let event = if disabled {
             "user_disabled"
@@ -318,14 +318,14 @@ impl Accounts {
     /// [`AccountError::NotFound`], or when the store fails.
     pub async fn unlock(&self, name: &str) -> Result<(), AccountError> {
         let user = self.find(name).await?;
-        self.clear_failures(&user.username).await?;
+        self.clear_failures(&user.username_key).await?;
         tracing::info!(target: AUDIT_TARGET, event = "account_unlocked", username = %crate::username::InLog(&user.username));
         Ok(())
     }
 
-    async fn clear_failures(&self, username: &str) -> Result<(), AccountError> {
+    async fn clear_failures(&self, username_key: &str) -> Result<(), AccountError> {
         // The account's counter for untrusted clients and its devices'.
-        let key = crate::auth::account_throttle_key(username);
+        let key = crate::auth::account_counter(username_key);
         let failures = &self.auth.stores().failures;
         failures.clear(&key).await?;
         failures

@@ -5,10 +5,10 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::{
-    AUDIT_TARGET, Auth, DEVICE_SEPARATOR, LoggedIn, LoginError, account_throttle_key, wait,
+    AUDIT_TARGET, Auth, DEVICE_SEPARATOR, LoggedIn, LoginError, account_counter, device_account,
+    wait,
 };
 use crate::cache::Change;
-use crate::device::Device;
 use crate::secret::Password;
 use crate::session::SessionToken;
 use crate::store::{Attempt, FailurePolicy, Millis, SessionKey, SessionRecord, UserRecord};
@@ -25,14 +25,41 @@ pub(super) struct LoginAttempt {
     pub(super) password: Password,
     pub(super) client: IpAddr,
     pub(super) old_session: Option<SessionKey>,
-    /// What the request's device cookie for this account says, if valid.
-    pub(super) device: Option<Device>,
+    /// The request's device cookies (a few at most), checked once the user
+    /// is known.
+    pub(super) device_cookies: Vec<String>,
     /// The failure counters this attempt is held against, chosen once the
     /// user is known ([`LoginAttempt::choose_counters`]).
     pub(super) counters: Vec<Counter>,
     /// Whether it comes from a known device of the account: its password
     /// is then checked ahead of other sign-ins waiting for the hasher.
     pub(super) known_device: bool,
+}
+
+/// A user's one place in the hasher's priority lane, given back on drop.
+struct FirstInLine<'a>(&'a Auth, i64);
+
+impl<'a> FirstInLine<'a> {
+    /// The place, unless the user already has a sign-in there.
+    fn take(auth: &'a Auth, user: i64) -> Option<Self> {
+        let mut waiting = auth
+            .inner
+            .first_in_line
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        waiting.insert(user).then_some(Self(auth, user))
+    }
+}
+
+impl Drop for FirstInLine<'_> {
+    fn drop(&mut self) {
+        self.0
+            .inner
+            .first_in_line
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.1);
+    }
 }
 
 /// A failure counter an attempt is held against.
@@ -156,11 +183,20 @@ impl LoginAttempt {
     /// and the account's counters for untrusted clients.
     fn choose_counters(&self, user: Option<&UserRecord>) -> (Vec<Counter>, bool) {
         let settings = &self.auth.inner.settings;
-        let account = account_throttle_key(&self.username);
-        let known = self
-            .device
-            .as_ref()
-            .filter(|d| user.is_some_and(|u| u.credential_epoch == d.epoch));
+        let account = account_counter(
+            &user.map_or_else(|| canonical_key(&self.username), |u| u.username_key.clone()),
+        );
+        let now = self.auth.now() / 1000;
+        let known = user.and_then(|u| {
+            let bound_to = device_account(u);
+            self.device_cookies.iter().find_map(|v| {
+                self.auth
+                    .inner
+                    .devices
+                    .verify(v, &bound_to, now)
+                    .filter(|d| d.epoch == u.credential_epoch)
+            })
+        });
         match known {
             Some(device) => (
                 vec![Counter {
@@ -193,11 +229,19 @@ impl LoginAttempt {
         let inner = &*self.auth.inner;
         let failures = &inner.stores.failures;
         let stored = user.as_ref().map(|u| u.password_hash.as_str());
-        let verified = if self.known_device {
+        let first = self
+            .known_device
+            .then(|| {
+                user.as_ref()
+                    .and_then(|u| FirstInLine::take(&self.auth, u.id.0))
+            })
+            .flatten();
+        let verified = if first.is_some() {
             inner.hasher.verify_first(&self.password, stored).await?
         } else {
             inner.hasher.verify(&self.password, stored).await?
         };
+        drop(first);
         let user = match user {
             Some(u) if verified.matches && !u.disabled => u,
             _ => {
@@ -260,7 +304,7 @@ impl LoginAttempt {
                 self.auth.session_cookie(&token),
                 cookies.clear(cookies.csrf_name()),
                 cookies.set_device(&inner.devices.issue(
-                    &canonical_key(&self.username),
+                    &device_account(&user),
                     user.credential_epoch,
                     now / 1000,
                 )),

@@ -234,3 +234,44 @@ async fn a_password_change_forgets_every_known_device() {
         StatusCode::TOO_MANY_REQUESTS
     );
 }
+
+#[tokio::test]
+async fn a_name_with_a_final_sigma_is_one_account_however_it_is_typed() {
+    let app = TestApp::spawn_with(&[("LATCHKEY_LOGIN_MAX_FAILURES", "2")]).await;
+    app.add_user("Νίκος", PASSWORD, &[]).await;
+    let (attacker, _) = common::client();
+    // Typed in capitals, the last sigma is a medial one to PRECIS and a
+    // final one to plain lower-casing: both find Νίκος, and count for him.
+    for spelling in ["Νίκος", "ΝΊΚΟΣ"] {
+        assert_eq!(
+            login(&app, &attacker, spelling, "wrong-password-here").await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let (stranger, _) = common::client();
+    for spelling in ["νίκος", "ΝΊΚΟΣ"] {
+        assert_eq!(
+            login(&app, &stranger, spelling, PASSWORD).await,
+            StatusCode::TOO_MANY_REQUESTS,
+            "{spelling}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_device_of_a_removed_user_is_no_device_of_a_new_one_with_the_same_name() {
+    let app = TestApp::spawn().await;
+    app.add_user("bob", PASSWORD, &[]).await;
+    let (laptop, _) = common::client();
+    assert_eq!(login(&app, &laptop, "bob", PASSWORD).await, StatusCode::OK);
+    let out = app.cli(&["user", "remove", "bob"], None).await;
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    app.add_user("bob", OTHER_PASSWORD, &[]).await;
+    let (attacker, _) = common::client();
+    fail(&app, &attacker, "bob", 5).await;
+    assert_eq!(
+        login(&app, &laptop, "bob", OTHER_PASSWORD).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the old bob's device cookie counts for nothing"
+    );
+}
