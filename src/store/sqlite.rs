@@ -104,8 +104,14 @@ impl SqliteStore {
             dir: path.parent()?.to_path_buf(),
             name: path.file_name()?.to_string_lossy().into_owned(),
             watcher: Mutex::new(None),
-            pool: self.pool.clone(),
+            // A connection of its own: with the readers' pool busy serving
+            // requests, the feed would wait its turn while it looks healthy.
+            pool: sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .connect_lazy_with((*self.pool.connect_options()).clone()),
             wake: Arc::new(tokio::sync::Notify::new()),
+            beat: Arc::default(),
         }))
     }
 
@@ -575,6 +581,9 @@ struct FileFeed {
     watcher: Mutex<Option<notify::RecommendedWatcher>>,
     pool: SqlitePool,
     wake: Arc<tokio::sync::Notify>,
+    /// The last heartbeat the watcher saw, reported once the changes table
+    /// has been read after it.
+    beat: Arc<Mutex<Option<String>>>,
 }
 
 /// How often the `changes` table is read even without a file event: a
@@ -650,7 +659,18 @@ impl FileFeed {
             let now = tokio::time::Instant::now();
             followups.retain(|due| *due > now);
             match self.read_since(last, &sink).await {
-                Ok(seq) => last = seq,
+                Ok(seq) => {
+                    last = seq;
+                    // Alive only once the table has been read after it.
+                    let beat = self
+                        .beat
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .take();
+                    if let Some(text) = beat {
+                        sink.heartbeat_received(&text);
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the changes table");
                     sink.changed(Change::Everything);
@@ -686,15 +706,21 @@ impl ChangeFeed for FileFeed {
         let heartbeat_file = self.dir.join(self.heartbeat_file());
         let events = sink.clone();
         let wake = self.wake.clone();
+        let beats = self.beat.clone();
         let handler = move |event: notify::Result<notify::Event>| match event {
             Ok(event) => {
                 if event.paths.contains(&heartbeat_file) {
                     // Written by any instance on this database (they share
-                    // the file): what matters is that the watcher delivers.
+                    // the file): what matters is that the watcher delivers,
+                    // and that the changes table is read (the heartbeat is
+                    // reported after the next read, see `follow`).
                     if matches!(event.kind, notify::EventKind::Modify(_))
                         && let Ok(text) = std::fs::read_to_string(&heartbeat_file)
                     {
-                        events.heartbeat_received(&text);
+                        *beats
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(text);
+                        wake.notify_one();
                     }
                     return;
                 }
