@@ -2,7 +2,7 @@
 # latchkey's throughput, latency and memory next to a bare axum server (the
 # ceiling), in one command:
 #
-#     bench/run.sh                                   # about 7 minutes
+#     bench/run.sh                                   # about 10 minutes
 #     BENCH_ROUNDS=2 BENCH_ROUND_DURATION=2s BENCH_DURATION=2s \
 #         BENCH_SESSIONS_MANY=100000 bench/run.sh    # smoke run, about 2 minutes
 #
