@@ -49,6 +49,11 @@ pub struct AuthSettings {
     pub ip_failures: FailurePolicy,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// How long a refused sign-in waits before it is answered: a client
+    /// that keeps trying a lock (or its address's share) gets at most one
+    /// answer per connection this often, so a flood of refusals costs the
+    /// server little more than idle connections, which are capped.
+    pub refusal_delay: Duration,
     /// How long a change feed may stay silent before this instance stops
     /// trusting its session cache (see [`crate::store::feed::FeedSink`]).
     pub feed_liveness: Duration,
@@ -631,7 +636,10 @@ impl Auth {
         };
         // The request share first: past it, nothing is done, not even a
         // log line per request (a flood must not fill the disk either).
-        self.admit(client)?;
+        if let Err(e) = self.admit(client) {
+            tokio::time::sleep(self.inner.settings.refusal_delay).await;
+            return Err(e);
+        }
         if username.len() > MAX_USERNAME_BYTES {
             audit("invalid_input");
             return Err(LoginError::InvalidInput("the username is too long"));

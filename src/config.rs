@@ -40,6 +40,7 @@ struct Raw {
     login_window: String,
     login_ip_max_failures: u32,
     login_rate: u32,
+    refusal_delay: String,
     change_feed_timeout: String,
     #[serde(deserialize_with = "string_or_list")]
     trusted_proxies: Vec<String>,
@@ -76,6 +77,7 @@ impl Default for Raw {
             login_window: "15m".into(),
             login_ip_max_failures: 50,
             login_rate: 120,
+            refusal_delay: "1s".into(),
             change_feed_timeout: "1s".into(),
             trusted_proxies: Vec::new(),
             same_site: "lax".into(),
@@ -163,6 +165,9 @@ pub struct Config {
     pub login_window: Duration,
     /// Failed logins per client address within `login_window` that lock it.
     pub login_ip_max_failures: u32,
+    /// How long a refused sign-in (throttled or over the per-address
+    /// share) waits before it is answered.
+    pub refusal_delay: Duration,
     /// How long a change feed may stay silent (its heartbeats not coming
     /// back) before the session cache is bypassed.
     pub change_feed_timeout: Duration,
@@ -279,6 +284,7 @@ const KNOWN_ENV: &[&str] = &[
     "LOGIN_IP_MAX_FAILURES",
     "LOGIN_RATE",
     "CHANGE_FEED_TIMEOUT",
+    "REFUSAL_DELAY",
     "TRUSTED_PROXIES",
     "SAME_SITE",
     "ARGON2_MEMORY_KIB",
@@ -477,6 +483,20 @@ impl Config {
         let login_lockout = duration("login_lockout", &raw.login_lockout)?;
         let login_window = duration("login_window", &raw.login_window)?;
         let change_feed_timeout = duration("change_feed_timeout", &raw.change_feed_timeout)?;
+        // Zero is allowed here (no delay), unlike the timeouts.
+        let refusal_delay = if raw.refusal_delay.trim() == "0" {
+            Duration::ZERO
+        } else {
+            humantime::parse_duration(raw.refusal_delay.trim()).map_err(|e| {
+                invalid(
+                    "refusal_delay",
+                    format!(
+                        "{:?} is not a duration like 1s or 500ms ({e})",
+                        raw.refusal_delay
+                    ),
+                )
+            })?
+        };
         if change_feed_timeout < Duration::from_millis(40) {
             return Err(invalid(
                 "change_feed_timeout",
@@ -562,6 +582,7 @@ impl Config {
             login_window,
             login_ip_max_failures: raw.login_ip_max_failures,
             change_feed_timeout,
+            refusal_delay,
             login_rate: raw.login_rate,
             trusted_proxies,
             same_site,

@@ -96,6 +96,7 @@ async fn auth_with(config: &Config, stores: Stores, clock: Arc<dyn Clock>) -> an
         trusted_proxies: config.trusted_proxies.clone(),
         login_rate: config.login_rate,
         feed_liveness: config.change_feed_timeout,
+        refusal_delay: config.refusal_delay,
         clock,
     };
     let previous = config.load_previous_secrets()?;

@@ -145,11 +145,11 @@ impl Username {
 /// The skeletons of a stored name (see [`Username::skeletons`]).
 #[must_use]
 pub fn skeletons_of(name: &str) -> [String; 3] {
-    // UTS #39 maps `rn` to `m` but has no `vv` for `w`, which is as close
-    // in most sans-serif fonts.
+    // UTS #39 maps `rn` to `m` but has no `vv` for `w` or `cl` for `d`,
+    // which are as close in most sans-serif fonts.
     let skeleton = |s: &str| {
-        let s = s.replace("vv", "w").replace("VV", "W");
-        unicode_security::skeleton(&s).collect::<String>()
+        let s: String = unicode_security::skeleton(s).collect();
+        s.replace("vv", "w").replace("VV", "W").replace("cl", "d")
     };
     [
         skeleton(name),
@@ -399,6 +399,7 @@ mod tests {
         assert!(alike("cIara", "clara"));
         assert!(alike("b0b", "bob"));
         assert!(alike("vvill", "will"));
+        assert!(alike("clave", "dave"));
         assert!(!alike("ann", "anna"));
         assert!(!alike("bob", "rob"));
     }

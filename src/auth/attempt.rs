@@ -82,11 +82,12 @@ impl LoginAttempt {
         let user = self.find_user().await?;
         (self.counters, self.known_device) = self.choose_counters(user.as_ref());
         if let Err(e) = self.count().await {
-            self.audit(if matches!(e, LoginError::Throttled { .. }) {
-                "throttled"
-            } else {
-                "busy"
-            });
+            let throttled = matches!(e, LoginError::Throttled { .. });
+            self.audit(if throttled { "throttled" } else { "busy" });
+            if throttled {
+                // See `AuthSettings::refusal_delay`.
+                tokio::time::sleep(self.auth.inner.settings.refusal_delay).await;
+            }
             return Err(e);
         }
         match self.check(user).await {

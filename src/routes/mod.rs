@@ -135,10 +135,35 @@ pub(crate) fn security_headers(
 }
 
 /// Logs a refused cross-site request check: one line at `warn` with the
-/// route and the reason (never the token).
+/// route and the reason (never the token). Refusals come before any
+/// per-address share is counted (a cross-site page must not use up a
+/// visitor's), so the lines are what is bounded: at most
+/// [`REFUSALS_LOGGED_PER_SECOND`] a second, and then one line saying how
+/// many were left out.
 fn log_refusal(route: &'static str, refusal: &CsrfRefusal) {
-    tracing::warn!(route, reason = %refusal, "request refused by the cross-site request check");
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static WINDOW: AtomicU64 = AtomicU64::new(0);
+    static IN_WINDOW: AtomicU64 = AtomicU64::new(0);
+    let second = u64::try_from(crate::clock::now_millis() / 1000).unwrap_or(0);
+    let previous = WINDOW.swap(second, Ordering::Relaxed);
+    if previous != second {
+        let left_out = IN_WINDOW
+            .swap(0, Ordering::Relaxed)
+            .saturating_sub(REFUSALS_LOGGED_PER_SECOND);
+        if left_out > 0 {
+            tracing::warn!(
+                left_out,
+                "more cross-site request refusals, not logged one by one"
+            );
+        }
+    }
+    if IN_WINDOW.fetch_add(1, Ordering::Relaxed) < REFUSALS_LOGGED_PER_SECOND {
+        tracing::warn!(route, reason = %refusal, "request refused by the cross-site request check");
+    }
 }
+
+/// See [`log_refusal`].
+const REFUSALS_LOGGED_PER_SECOND: u64 = 20;
 
 /// What a form handler does after its cross-site request check, every
 /// refusal logged: `Ok(false)` when the check passed; `Ok(true)` when one of

@@ -34,6 +34,7 @@ async fn with_stores(stores: Stores) -> Auth {
         trusted_proxies: vec![],
         login_rate: 1000,
         feed_liveness: latchkey::store::feed::DEFAULT_LIVENESS,
+        refusal_delay: Duration::ZERO,
         clock: std::sync::Arc::new(latchkey::clock::SystemClock),
     };
     let hasher = PasswordHasher::new(

@@ -275,3 +275,24 @@ async fn a_device_of_a_removed_user_is_no_device_of_a_new_one_with_the_same_name
         "the old bob's device cookie counts for nothing"
     );
 }
+
+#[tokio::test]
+async fn a_refused_sign_in_is_answered_only_after_the_refusal_delay() {
+    let app = TestApp::spawn_with(&[
+        ("LATCHKEY_LOGIN_MAX_FAILURES", "1"),
+        ("LATCHKEY_REFUSAL_DELAY", "300ms"),
+    ])
+    .await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    let (attacker, _) = common::client();
+    fail(&app, &attacker, "ann", 1).await;
+    let started = std::time::Instant::now();
+    assert_eq!(
+        login(&app, &attacker, "ann", PASSWORD).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(300),
+        "a flood of refusals is slowed to one per connection per delay"
+    );
+}

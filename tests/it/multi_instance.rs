@@ -38,6 +38,7 @@ impl Pair {
             ("LATCHKEY_SECRET".into(), common::SECRET.into()),
             ("LATCHKEY_ARGON2_MEMORY_KIB".into(), "1024".into()),
             ("LATCHKEY_ARGON2_ITERATIONS".into(), "1".into()),
+            ("LATCHKEY_REFUSAL_DELAY".into(), "0".into()),
         ];
         if let Some((url, prefix)) = &redis {
             env.push(("LATCHKEY_SESSION_STORE_URL".into(), url.clone()));

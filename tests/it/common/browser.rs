@@ -529,6 +529,20 @@ impl Driver {
     /// answers. It gets a process group of its own, which the Chromium it
     /// starts inherits, so that `Drop` can stop them together.
     async fn start(path: &str) -> Self {
+        // chromedriver picks its port and now and then fails to bind it on
+        // IPv4 ("IPv4 port not available. Exiting..."), when another test's
+        // socket took it first: a new try picks another.
+        let mut failures = Vec::new();
+        for _ in 0..5 {
+            match Self::try_start(path).await {
+                Ok(driver) => return driver,
+                Err(seen) => failures.push(seen),
+            }
+        }
+        panic!("chromedriver exited five times: {failures:#?}");
+    }
+
+    async fn try_start(path: &str) -> Result<Self, Vec<String>> {
         let mut child = Command::new(path)
             .arg("--port=0")
             .process_group(0)
@@ -547,15 +561,17 @@ impl Driver {
                     .split_once("started successfully on port ")
                     .and_then(|(_, rest)| rest.trim_end_matches('.').parse::<u16>().ok())
                 {
-                    return port;
+                    return Ok(port);
                 }
                 seen.push(line);
             }
-            panic!("chromedriver exited: {seen:#?}");
+            Err(seen)
         })
         .await;
-        let Ok(port) = started else {
-            panic!("chromedriver did not start within {TIMEOUT:?}");
+        let port = match started {
+            Ok(Ok(port)) => port,
+            Ok(Err(seen)) => return Err(seen),
+            Err(_) => panic!("chromedriver did not start within {TIMEOUT:?}"),
         };
         // Keep reading, so that a chatty driver never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
@@ -571,7 +587,7 @@ impl Driver {
                 && let Ok(v) = r.json::<Value>().await
                 && v["value"]["ready"] == Value::Bool(true)
             {
-                return driver;
+                return Ok(driver);
             }
             assert!(
                 tokio::time::Instant::now() < deadline,

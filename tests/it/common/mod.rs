@@ -68,6 +68,9 @@ pub fn base_env(dir: &TempDir) -> Vec<(String, String)> {
         ("LATCHKEY_SECRET", SECRET.to_owned()),
         ("LATCHKEY_ARGON2_MEMORY_KIB", "1024".to_owned()),
         ("LATCHKEY_ARGON2_ITERATIONS", "1".to_owned()),
+        // Refused sign-ins are answered at once here; the delay has its own
+        // test.
+        ("LATCHKEY_REFUSAL_DELAY", "0".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
