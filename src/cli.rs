@@ -209,9 +209,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Serve => serve(config).await,
-        Command::User(cmd) => user(&open_admin(&config).await?.accounts(), cmd).await,
-        Command::Session(cmd) => session(&open_admin(&config).await?.accounts(), cmd).await,
+        Command::User(cmd) => {
+            if !matches!(cmd, UserCommand::Add { .. }) {
+                database_must_exist(&config)?;
+            }
+            user(&open_admin(&config).await?.accounts(), cmd).await
+        }
+        Command::Session(cmd) => {
+            database_must_exist(&config)?;
+            session(&open_admin(&config).await?.accounts(), cmd).await
+        }
     }
+}
+
+/// Only `serve` and `user add` may start a new SQLite database: any other
+/// command run in the wrong directory would otherwise leave an empty one
+/// there, and then report that the user it was asked about does not exist.
+fn database_must_exist(config: &Config) -> anyhow::Result<()> {
+    if let Some(path) = crate::store::sqlite_path(&config.database_url)
+        && !path.exists()
+    {
+        bail!(
+            "no database at {} (LATCHKEY_DATABASE_URL): run this where `latchkey serve` runs, \
+             or create the first user with `latchkey user add`",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

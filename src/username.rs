@@ -147,8 +147,12 @@ impl Username {
 pub fn skeletons_of(name: &str) -> [String; 3] {
     // UTS #39 maps `rn` to `m` but has no `vv` for `w` or `cl` for `d`,
     // which are as close in most sans-serif fonts.
+    // Punctuation is easy to miss in a list of names (`alice.`, `_alice`,
+    // `john.doe` and `john_doe`): it is left out of the comparison.
     let skeleton = |s: &str| {
-        let s: String = unicode_security::skeleton(s).collect();
+        let s: String = unicode_security::skeleton(s)
+            .filter(|c| !c.is_ascii_punctuation())
+            .collect();
         s.replace("vv", "w").replace("VV", "W").replace("cl", "d")
     };
     [
@@ -400,6 +404,8 @@ mod tests {
         assert!(alike("b0b", "bob"));
         assert!(alike("vvill", "will"));
         assert!(alike("clave", "dave"));
+        assert!(alike("alice.", "alice"));
+        assert!(alike("john.doe", "john_doe"));
         assert!(!alike("ann", "anna"));
         assert!(!alike("bob", "rob"));
     }

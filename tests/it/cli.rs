@@ -448,7 +448,14 @@ async fn a_dozen_bad_configurations_each_get_one_line_naming_the_setting_and_the
             k != name && !(*name == "LATCHKEY_SECRET_FILE" && k == "LATCHKEY_SECRET")
         });
         env.push(((*name).to_owned(), (*value).to_owned()));
-        let out = run_cli(&env, &["user", "list"], None).await;
+        // `user add`: the one command besides `serve` that opens (and
+        // would create) the database.
+        let out = run_cli(
+            &env,
+            &["user", "add", "someone", "--password-stdin"],
+            Some(PASSWORD),
+        )
+        .await;
         let err = stderr(&out);
         assert!(!out.status.success(), "{name}={value}");
         assert_eq!(
@@ -468,4 +475,25 @@ async fn a_dozen_bad_configurations_each_get_one_line_naming_the_setting_and_the
             "{name}={value}: no Debug dump: {err}"
         );
     }
+}
+
+#[tokio::test]
+async fn commands_other_than_user_add_do_not_create_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = base_env(&dir);
+    for args in [
+        &["user", "list"][..],
+        &["user", "unlock", "alice"],
+        &["session", "list"],
+    ] {
+        let out = run_cli(&env, args, None).await;
+        assert!(!out.status.success(), "{args:?}");
+        let err = stderr(&out);
+        assert!(err.contains("no database at"), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+    assert!(
+        !dir.path().join("latchkey.db").exists(),
+        "nothing was created"
+    );
 }
