@@ -703,7 +703,7 @@ impl PubSubFeed {
         let mut key_events = client.keyspace_event_rx();
         let mut reconnects = client.reconnect_rx();
         client.init().await?;
-        let channels = self.channels(&client).await;
+        let mut channels = self.channels(&client).await;
         client.subscribe(channels.clone()).await?;
         sink.set_healthy(true);
         let result = loop {
@@ -723,6 +723,9 @@ impl PubSubFeed {
                 }
                 rec = reconnects.recv() => {
                     if rec.is_err() { break Ok(()); }
+                    // A restarted server, or a new primary after a failover,
+                    // may not have keyspace events on.
+                    channels = self.channels(&client).await;
                     client.subscribe(channels.clone()).await?;
                     sink.set_healthy(true);
                 }

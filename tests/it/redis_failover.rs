@@ -229,6 +229,28 @@ async fn a_sign_out_survives_a_sentinel_failover_and_live_sessions_too() {
     // And it keeps working: a new sign-in on the new primary.
     let (again, _) = sign_in(&app).await;
     assert_eq!(profile(&client, &app, &again).await, StatusCode::OK);
+    // Sessions deleted by hand on the new primary are noticed too: its
+    // keyspace events were turned on when latchkey reconnected to it.
+    let deleted = cli(
+        replica.port,
+        &[
+            "eval",
+            "local n = 0 for _, k in ipairs(redis.call('KEYS', ARGV[1])) do \
+             n = n + redis.call('DEL', k) end return n",
+            "0",
+            "{latchkey}:s:*",
+        ],
+    )
+    .await
+    .unwrap();
+    assert_ne!(deleted, "0", "sessions were deleted");
+    common::within_the_feed_bound(
+        "deleted on the new primary",
+        StatusCode::OK,
+        StatusCode::UNAUTHORIZED,
+        || profile(&client, &app, &again),
+    )
+    .await;
 }
 
 /// A three-primary Cluster (no replicas; each node keeps an append-only
