@@ -82,11 +82,7 @@ async fn failures_on_a_known_device_lock_that_device_only() {
         .await
         .unwrap();
     assert_eq!(locked.status(), StatusCode::TOO_MANY_REQUESTS);
-    let retry: u64 = locked.headers()[header::RETRY_AFTER]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry = common::retry_after(&locked);
     assert!((890..=900).contains(&retry), "retry after {retry}");
     // Her phone and untrusted clients are not affected by the laptop's lock.
     assert_eq!(login(&app, &phone, "ann", PASSWORD).await, StatusCode::OK);

@@ -12,14 +12,6 @@ use common::{PASSWORD, TestApp};
 use reqwest::{Client, StatusCode, header};
 use tokio::process::{Child, Command};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A `redis-server` process; killed when dropped.
 struct Server {
     port: u16,
@@ -29,7 +21,7 @@ struct Server {
 impl Server {
     /// Starts `redis-server` with a config file in `dir` holding `config`.
     async fn start(dir: &Path, name: &str, config: &str, sentinel: bool) -> Option<Self> {
-        Self::start_on(free_port(), dir, name, config, sentinel).await
+        Self::start_on(support::free_port(), dir, name, config, sentinel).await
     }
 
     /// [`Server::start`] on a given port (a restart).

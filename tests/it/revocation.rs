@@ -10,13 +10,6 @@ use common::{PASSWORD, TestApp};
 use reqwest::StatusCode;
 use sqlx::Connection as _;
 
-fn is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0"))
-}
-
 /// An in-process server on a fresh PostgreSQL database, with ann signed in
 /// and her session cached; and an administrator's connection to it.
 async fn ann_cached_on_postgres(
@@ -62,7 +55,7 @@ impl Drop for Stopped {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_change_feed_is_distrusted_within_its_timeout() {
     use sqlx::Connection as _;
-    if !is_root() {
+    if !support::is_root() {
         support::skip(
             "frozen change feed",
             "needs root to stop a PostgreSQL backend",

@@ -14,21 +14,6 @@ use common::process::ServerProcess;
 use reqwest::{Client, StatusCode, header};
 use serde_json::{Value, json};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0"))
-}
-
 struct PrivateRedis {
     port: u16,
     dir: tempfile::TempDir,
@@ -38,7 +23,7 @@ struct PrivateRedis {
 impl PrivateRedis {
     async fn start() -> Option<Self> {
         let mut redis = Self {
-            port: free_port(),
+            port: support::free_port(),
             dir: tempfile::tempdir().unwrap(),
             child: None,
         };
@@ -130,9 +115,9 @@ impl PrivatePostgres {
         let pg = Self {
             bin,
             dir: tempfile::tempdir().unwrap(),
-            port: free_port(),
+            port: support::free_port(),
         };
-        if is_root() {
+        if support::is_root() {
             let ok = std::process::Command::new("chown")
                 .arg("postgres:postgres")
                 .arg(pg.dir.path())
@@ -158,7 +143,7 @@ impl PrivatePostgres {
 
     async fn run(&self, tool: &str, args: &[&str]) -> bool {
         let program = self.bin.join(tool);
-        let mut cmd = if is_root() {
+        let mut cmd = if support::is_root() {
             let mut c = tokio::process::Command::new("runuser");
             c.args(["-u", "postgres", "--"]).arg(&program);
             c
@@ -212,7 +197,7 @@ impl Drop for PrivatePostgres {
     fn drop(&mut self) {
         let program = self.bin.join("pg_ctl");
         let data = self.data();
-        let mut cmd = if is_root() {
+        let mut cmd = if support::is_root() {
             let mut c = std::process::Command::new("runuser");
             c.args(["-u", "postgres", "--"]).arg(&program);
             c

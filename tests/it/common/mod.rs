@@ -310,6 +310,15 @@ pub async fn eventually<F: Future<Output = bool>>(
     }
 }
 
+/// The seconds of a response's `Retry-After` header.
+pub fn retry_after(r: &Response) -> u64 {
+    r.headers()[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 /// A JSON sign-in request to `url` from `client`, ready to send (or to
 /// take more headers).
 pub fn json_login(client: &Client, url: String, name: &str, password: &str) -> RequestBuilder {
