@@ -57,7 +57,7 @@ def factor: "\(.value | fixed(2))×";
 "## In short",
 "",
 "- GET /profile on SQLite: \(value("sqlite"; .rps) | num(0)) req/s, \(first_ratio("sqlite") // null | if . == null then "no ratio" else . + " the bare axum ceiling" end)",
-"- POST /login: \(value("login"; .rps) | num(0)) logins/s: \(ratio_named("login"; "cores ÷ one hash") // "n/a") the argon2 capacity of \(value("argon2"; .rps) | num(0))/s (cores ÷ one hash), \(ratio_named("login"; "\($r.argon2.cores // "") hashing threads") // "n/a") the \(value("argon2"; $r.argon2.parallel_per_s) | num(0))/s that \($r.argon2.cores // "all") hashing threads reached",
+"- POST /login: \(value("login"; .rps) | num(0)) logins/s: \(ratio_named("login"; "\($r.argon2.cores // "") concurrent hashes") // "n/a") the \(value("argon2"; $r.argon2.parallel_per_s) | num(0))/s that \($r.argon2.cores // "all") raw argon2 hashes running concurrently reached (the target's reference), \(ratio_named("login"; "cores ÷ one hash") // "n/a") cores ÷ one hash (\(value("argon2"; .rps) | num(0))/s, not reachable: concurrent hashes share the CPU cache)",
 "- GET /profile p99 during a login flood: \(value("flood"; .p99_ms) | num(2)) ms, against \(value("flood"; .ratios[0].reference[.median_round - 1]) | num(2)) ms without it on the same server just before: \(first_ratio("flood") // "n/a")",
 "- while a locked address floods invented names: GET /profile \(first_ratio("locked_flood") // "n/a") the throughput without the flood, another user's sign-in p50 \(first_ratio("locked_flood_login") // "n/a") its latency without it (targets: ≥ 0.8×, ≤ 1.2×)",
 (["revocation_sqlite", "revocation_postgres", "revocation_redis"][] as $id | line($id) | select(. != null)

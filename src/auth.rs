@@ -496,6 +496,9 @@ impl Auth {
         fresh: bool,
     ) -> Result<Resolution, StoreError> {
         let inner = &*self.inner;
+        if !fresh {
+            inner.cache.missed();
+        }
         let seq = inner.cache.seq();
         let Some(record) = inner.stores.sessions.load(&key).await? else {
             // Ended elsewhere, and maybe still cached here (a fresh check

@@ -123,6 +123,9 @@ pub struct SessionCache {
     enabled: bool,
     feed_health: Vec<AtomicBool>,
     unhealthy_feeds: AtomicUsize,
+    /// Session look-ups that the cache could not answer. Counted on the miss
+    /// path only, so the hit path writes no shared cache line.
+    misses: AtomicU64,
 }
 
 impl std::fmt::Debug for SessionCache {
@@ -151,6 +154,7 @@ impl SessionCache {
             enabled: feeds.is_some(),
             feed_health: (0..n).map(|_| AtomicBool::new(false)).collect(),
             unhealthy_feeds: AtomicUsize::new(n),
+            misses: AtomicU64::new(0),
         });
         for (index, feed) in feeds.unwrap_or_default().iter().enumerate() {
             let sink: Arc<dyn ChangeSink> = cache.clone();
@@ -225,6 +229,20 @@ impl SessionCache {
         // first bump and the removal could otherwise have used the entry just
         // removed and still insert what it built from it.
         self.seq.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Counts a session look-up that went to the store although it could
+    /// have been answered from the cache.
+    pub(crate) fn missed(&self) {
+        self.misses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many session look-ups went to the store since start (requests
+    /// that must decide on fresh data are not counted): a measure of how
+    /// well the cache serves, logged at shutdown.
+    #[must_use]
+    pub fn misses(&self) -> u64 {
+        self.misses.load(Ordering::Relaxed)
     }
 
     /// How many sessions are cached.

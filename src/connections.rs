@@ -12,8 +12,10 @@
 //!   answered). An idle one is closed after the keep-alive timeout, one
 //!   reading a head after the header-read timeout; a busy one is bounded by the
 //!   request timeout (408, in `crate::routes`' outer layer). hyper's own
-//!   header-read timer starts when a connection begins to wait, so it could
-//!   not tell the first two apart; it stays on only as a backstop at their sum.
+//!   header-read timer is off: it starts when a connection begins to wait,
+//!   so it could not tell the first two apart, and it would cost every
+//!   request a timer registered and cancelled (a boxed sleep and the timer
+//!   wheel's lock), which the connection task's own deadline does not.
 //! - hyper's read buffer is at most [`MAX_HEAD_BYTES`], so an unfinished head
 //!   pins at most that much; a longer head is answered 431 by hyper.
 //! - At most `max_connections` are open, and that many always fit in the
@@ -45,7 +47,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use ipnet::IpNet;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -540,9 +542,9 @@ pub(crate) async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> io::Result<()> {
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout + limits.keep_alive_timeout)
-        .max_buf_size(MAX_HEAD_BYTES);
+    // `None`, not left unset: hyper's default would warn on every connection
+    // that it has no timer.
+    http.header_read_timeout(None).max_buf_size(MAX_HEAD_BYTES);
     let shared = Arc::new(Shared {
         routes,
         http,

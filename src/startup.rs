@@ -280,6 +280,7 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let cleanup = self.auth.spawn_cleanup();
+        let auth = self.auth.clone();
         if self.setup_link.is_some() {
             tracing::info!(address = %self.addr,
                 "latchkey listening; open the one-time setup link above to create the first administrator");
@@ -296,6 +297,10 @@ impl Application {
         )
         .await;
         cleanup.abort();
+        tracing::info!(
+            "stopped; session look-ups that went to the store since start: {}",
+            auth.cache().misses()
+        );
         result
     }
 

@@ -85,7 +85,8 @@ pub(crate) fn page(status: StatusCode, template: &impl Template) -> Response {
 /// in, or work that hangs; its work is dropped, and hyper closes the
 /// connection when the body was not read to its end). The timeout is here,
 /// outside everything else, so that its answer is rendered like any other.
-/// A plain tower layer with its own future: it costs no allocation per request.
+/// A plain tower layer with its own future: a request answered at its first
+/// poll costs it no allocation and no timer.
 #[derive(Debug, Clone, Copy)]
 pub struct PageLayer {
     /// Send `Strict-Transport-Security` (the site is served over https).
@@ -136,9 +137,8 @@ where
             accept,
             content_type,
             hsts: self.hsts,
-            // The timer is registered only if the answer is not ready at
-            // the first poll.
-            deadline: tokio::time::sleep(self.request_timeout),
+            request_timeout: self.request_timeout,
+            deadline: None,
         }
     }
 }
@@ -151,8 +151,11 @@ pin_project_lite::pin_project! {
         accept: Option<HeaderValue>,
         content_type: Option<HeaderValue>,
         hsts: bool,
-        #[pin]
-        deadline: tokio::time::Sleep,
+        request_timeout: Duration,
+        // Made only when the answer is not ready at the first poll: most
+        // answers are (a cached session), and a `Sleep` made up front costs
+        // each of them the runtime handle's shared reference count.
+        deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     }
 }
 
@@ -166,7 +169,12 @@ where
         let this = self.project();
         let response = match this.inner.poll(cx) {
             Poll::Ready(Ok(response)) => response,
-            Poll::Pending => match this.deadline.poll(cx) {
+            Poll::Pending => match this
+                .deadline
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(*this.request_timeout)))
+                .as_mut()
+                .poll(cx)
+            {
                 Poll::Ready(()) => {
                     tracing::info!("request not answered within the request timeout: 408");
                     AppError::RequestTimeout.into_response()
