@@ -694,8 +694,8 @@ lines_login() {
 line_flood() {
     local id=flood name="latchkey GET /profile during a login flood"
     log "GET /profile without, then with a login flood, $PAIR_ROUNDS rounds"
-    latchkey_env flood "sqlite://$WORK/sqlite/latchkey.db" "${FLOOD_LIMITS[@]}"
-    if ! start_latchkey $id; then
+    latchkey_env flood "sqlite://$WORK/flood/latchkey.db" "${FLOOD_LIMITS[@]}"
+    if ! create_user || ! start_latchkey $id; then
         record $id "$name" "" "" failed "server did not start"; stop_server $id; return
     fi
     if ! sign_in || ! check_profile "$COOKIE" 200 || ! check_login; then
@@ -1008,7 +1008,7 @@ line_soak() {
             def commas: tostring | if length <= 3 then . else (.[:-3] | commas) + "," + .[-3:] end;
             def mb: . * 10 | round / 10;
             { id: $id, name: $name, status: (if .errors == 0 then "ok" else "failed" end),
-              note: "\(.errors) errors\(if .errors > 0 then " (" + (.error_examples | join("; ")) + ")" else "" end); \(.logins | commas) sign-ins, \(.profiles | commas) GET /profile, \(.logouts | commas) sign-outs, \(.revocations) CLI revocations (\(.revoked_seen) seen by their users); RSS after the first minute \(.rss_mb.start | mb) MB, at the end \(.rss_mb.end | mb) MB (\(.rss_mb.change * 1000 | round / 10)%), max \(.rss_mb.max | mb) MB",
+              note: "\(.errors) errors\(if .errors > 0 then " (" + (.error_examples | join("; ")) + ")" else "" end); \(.logins | commas) sign-ins, \(.profiles | commas) GET /profile, \(.logouts | commas) sign-outs, \(.revocations) CLI revocations (\(.revoked_seen) refused their session at a read, the latest read still accepted \(.latest_stale_read_us) µs after the CLI returned); RSS after the first minute \(.rss_mb.start | mb) MB, at the end \(.rss_mb.end | mb) MB (\(.rss_mb.change * 1000 | round / 10)%), max \(.rss_mb.max | mb) MB",
               rss_mb: .rss_mb.max, rps: ((.logins + .profiles + .logouts) / .seconds),
               p50_ms: null, p99_ms: null, median_round: null, ratios: [], rounds: [], wrk: null,
               soak: . }' "$WORK/$id.json" >>"$LINES"

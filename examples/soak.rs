@@ -8,13 +8,17 @@
 //!
 //! One worker per user `{USER_PREFIX}{i}` (all with the password in
 //! `BENCH_PASSWORD`), each in its own cookie jar (so it keeps its device
-//! cookie, as a browser does), loops: sign in, read `/profile` 20 times, sign
-//! out. Every two seconds the latchkey CLI (run with this process's
-//! environment, so with the server's settings) ends every session of one of
-//! the first `VICTIMS` users, in turn; those users' workers take a 401 as
-//! that revocation and sign in again. Anything else is an error: a status
-//! not expected, a failed connection, a CLI command that fails, and a
-//! victim's 401 more often than revocations could explain.
+//! cookie, as a browser does). The first `VICTIMS` users' workers sign in and
+//! read `/profile` every few milliseconds until their session is refused
+//! (or ten seconds pass, then they sign out); every two seconds the latchkey
+//! CLI (run with this process's environment, so with the server's settings)
+//! ends every session of one of them, in turn. The other workers loop: sign
+//! in, read `/profile` 20 times, sign out.
+//!
+//! Anything unexpected is an error: a status not expected, a failed
+//! connection, a CLI command that fails, a victim's session refused although
+//! no revocation of it was made, and a victim's session still accepted by a
+//! read sent after a revocation made after its sign-in had returned.
 //!
 //! Memory is the server's resident set (`VmRSS`), read every second: "start"
 //! is taken after the first minute (caches and allocator arenas have
@@ -32,6 +36,14 @@ use tokio::sync::Mutex;
 
 /// Profile reads between a sign-in and its sign-out.
 const READS_PER_SESSION: usize = 20;
+/// A victim's pause between reads, and how long it keeps a session that is
+/// not revoked.
+const VICTIM_PAUSE: Duration = Duration::from_millis(5);
+const VICTIM_SESSION: Duration = Duration::from_secs(10);
+/// The README's bound for a change made by another process (the CLI) to
+/// reach a read answered from the cache: the change feed's liveness timeout
+/// (1 s) and the quarter of it within which a silent feed is noticed.
+const STATED_BOUND_US: u64 = 1_250_000;
 /// How often the CLI revokes a victim's sessions.
 const REVOKE_EVERY: Duration = Duration::from_secs(2);
 /// Memory before this is the warm-up.
@@ -43,6 +55,9 @@ struct Counts {
     profiles: AtomicU64,
     logouts: AtomicU64,
     revoked_seen: AtomicU64,
+    /// The latest read still answered 200 after a revocation had returned,
+    /// in microseconds after it returned.
+    stale: AtomicU64,
     revocations: AtomicU64,
     errors: AtomicU64,
     examples: Mutex<Vec<String>>,
@@ -58,11 +73,31 @@ impl Counts {
     }
 }
 
+/// The last revocation of one victim: when the CLI was started and when it
+/// returned, in microseconds since the soak started (0: none yet).
+#[derive(Default)]
+struct Revoked {
+    started: AtomicU64,
+    returned: AtomicU64,
+}
+
+/// The soak's own clock, in microseconds: what [`Revoked`] holds.
+#[derive(Clone, Copy)]
+struct Clock(Instant);
+
+impl Clock {
+    fn now(self) -> u64 {
+        u64::try_from(self.0.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+}
+
 struct Worker {
     base: String,
     user: String,
     password: String,
-    victim: bool,
+    /// A victim's revocations; `None` for the others.
+    victim: Option<Arc<Revoked>>,
+    clock: Clock,
     counts: Arc<Counts>,
 }
 
@@ -86,7 +121,7 @@ impl Worker {
             Err(e) => return self.counts.error(format!("client: {e:#}")).await,
         };
         while Instant::now() < until {
-            match self.session(&client).await {
+            match self.session(&client, until).await {
                 Ok(Step::Done) => {}
                 Ok(Step::Revoked) => {
                     self.counts.revoked_seen.fetch_add(1, Ordering::Relaxed);
@@ -101,7 +136,8 @@ impl Worker {
     }
 
     /// One session, from sign-in to sign-out (or to its revocation).
-    async fn session(&self, client: &Client) -> anyhow::Result<Step> {
+    async fn session(&self, client: &Client, soak_ends: Instant) -> anyhow::Result<Step> {
+        let login_sent = self.clock.now();
         let r = client
             .post(format!("{}/login", self.base))
             .header(header::ACCEPT, "application/json")
@@ -116,20 +152,54 @@ impl Worker {
             .as_str()
             .context("no CSRF token")?
             .to_owned();
+        let signed_in = self.clock.now();
         self.counts.logins.fetch_add(1, Ordering::Relaxed);
-        for _ in 0..READS_PER_SESSION {
-            let status = client
-                .get(format!("{}/profile", self.base))
-                .header(header::ACCEPT, "application/json")
-                .send()
-                .await?
-                .status();
-            match status {
-                StatusCode::OK => {
-                    self.counts.profiles.fetch_add(1, Ordering::Relaxed);
+        if let Some(revoked) = &self.victim {
+            let until = soak_ends.min(Instant::now() + VICTIM_SESSION);
+            while Instant::now() < until {
+                let sent = self.clock.now();
+                match self.profile(client).await? {
+                    StatusCode::OK => {
+                        let (started, returned) = (
+                            revoked.started.load(Ordering::SeqCst),
+                            revoked.returned.load(Ordering::SeqCst),
+                        );
+                        // Only a revocation that has returned (while the CLI
+                        // runs, `started` is newer than `returned`).
+                        if returned >= started && started > signed_in && sent > returned {
+                            let late = sent - returned;
+                            self.counts.stale.fetch_max(late, Ordering::Relaxed);
+                            if late > STATED_BOUND_US {
+                                bail!(
+                                    "a read sent {late} µs after a revocation returned was answered 200"
+                                );
+                            }
+                        }
+                    }
+                    StatusCode::UNAUTHORIZED => {
+                        // A revocation that was running while this session
+                        // existed: still running, or returned after the
+                        // sign-in was sent.
+                        let (started, returned) = (
+                            revoked.started.load(Ordering::SeqCst),
+                            revoked.returned.load(Ordering::SeqCst),
+                        );
+                        let running = started != 0 && returned < started;
+                        if !running && returned <= login_sent {
+                            bail!("GET /profile answered 401, but no revocation was made");
+                        }
+                        return Ok(Step::Revoked);
+                    }
+                    other => bail!("GET /profile answered {other}"),
                 }
-                StatusCode::UNAUTHORIZED if self.victim => return Ok(Step::Revoked),
-                other => bail!("GET /profile answered {other}"),
+                tokio::time::sleep(VICTIM_PAUSE).await;
+            }
+        } else {
+            for _ in 0..READS_PER_SESSION {
+                match self.profile(client).await? {
+                    StatusCode::OK => {}
+                    other => bail!("GET /profile answered {other}"),
+                }
             }
         }
         let status = client
@@ -140,15 +210,26 @@ impl Worker {
             .send()
             .await?
             .status();
-        if !(status.is_success() || status == StatusCode::SEE_OTHER) {
-            // A victim's session may have been revoked between its last
-            // read and the sign-out: the sign-out then has nobody to sign out.
-            if !self.victim {
-                bail!("sign-out answered {status}");
-            }
+        // A victim's session may have been revoked between its last read and
+        // the sign-out, which then has nobody to sign out.
+        if !(status.is_success() || status == StatusCode::SEE_OTHER || self.victim.is_some()) {
+            bail!("sign-out answered {status}");
         }
         self.counts.logouts.fetch_add(1, Ordering::Relaxed);
         Ok(Step::Done)
+    }
+
+    async fn profile(&self, client: &Client) -> anyhow::Result<StatusCode> {
+        let status = client
+            .get(format!("{}/profile", self.base))
+            .header(header::ACCEPT, "application/json")
+            .send()
+            .await?
+            .status();
+        if status == StatusCode::OK {
+            self.counts.profiles.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(status)
     }
 }
 
@@ -197,8 +278,10 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let started = Instant::now();
+    let clock = Clock(started);
     let until = started + Duration::from_secs(seconds);
     let counts = Arc::new(Counts::default());
+    let revoked: Vec<Arc<Revoked>> = (0..victims).map(|_| Arc::default()).collect();
     let workers: Vec<_> = (0..users)
         .map(|i| {
             tokio::spawn(
@@ -206,7 +289,8 @@ async fn main() -> anyhow::Result<()> {
                     base: base.clone(),
                     user: format!("{prefix}{i}"),
                     password: password.clone(),
-                    victim: i < victims,
+                    victim: revoked.get(i).cloned(),
+                    clock,
                     counts: counts.clone(),
                 }
                 .run(until),
@@ -232,9 +316,12 @@ async fn main() -> anyhow::Result<()> {
         if victims > 0 && Instant::now() >= next_revocation {
             next_revocation += REVOKE_EVERY;
             let user = format!("{prefix}{victim}");
+            let record = &revoked[victim];
             victim = (victim + 1) % victims;
+            record.started.store(clock.now(), Ordering::SeqCst);
             match revoke(binary, &user).await {
                 Ok(()) => {
+                    record.returned.store(clock.now(), Ordering::SeqCst);
                     counts.revocations.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => counts.error(format!("{e:#}")).await,
@@ -268,6 +355,7 @@ async fn main() -> anyhow::Result<()> {
             "logouts": counts.logouts.load(Ordering::Relaxed),
             "revocations": revocations,
             "revoked_seen": seen,
+            "latest_stale_read_us": counts.stale.load(Ordering::Relaxed),
             "errors": counts.errors.load(Ordering::Relaxed),
             "error_examples": examples,
             "rss_mb": {
