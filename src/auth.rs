@@ -19,14 +19,11 @@ use crate::csrf::{self, CsrfKeys, CsrfRefusal};
 use crate::error::AppError;
 use crate::password::{HashError, MAX_PASSWORD_BYTES, PasswordHasher};
 use crate::secret::{Password, ServerSecret};
-use crate::session::{
-    ActiveSession, CookieSettings, CookieSigner, Session, SessionLayer, SessionToken, Signed,
-};
+use crate::session::{ActiveSession, CookieSettings, CookieSigner, Session, SessionToken, Signed};
 use crate::store::{
     FailurePolicy, Millis, SessionKey, SessionRecord, StoreError, Stores, UserRecord,
 };
 use crate::username::MAX_USERNAME_BYTES;
-use crate::users::Accounts;
 
 /// Audit events go to this tracing target, one event per login attempt,
 /// logout or revocation, with username, client address and outcome.
@@ -325,13 +322,6 @@ impl Auth {
         }
     }
 
-    /// The tower layer that recognises sessions; add it around every route
-    /// that uses [`Session`] or [`crate::AuthUser`].
-    #[must_use]
-    pub fn layer(&self) -> SessionLayer {
-        SessionLayer::new(self.clone())
-    }
-
     /// The time now, by the configured clock.
     #[inline]
     fn now(&self) -> Millis {
@@ -392,12 +382,6 @@ impl Auth {
     #[must_use]
     pub fn csrf_keys(&self) -> &CsrfKeys {
         &self.inner.csrf
-    }
-
-    /// User and session administration.
-    #[must_use]
-    pub fn accounts(&self) -> Accounts {
-        Accounts::new(self.clone())
     }
 
     /// The client's address: the peer, or what a trusted proxy reports.
@@ -586,7 +570,7 @@ impl Auth {
             roles: user.roles.clone(),
             csrf_token: self.inner.csrf.session_token(&record.key),
             created_at: record.created_at,
-            signed_in_at: crate::users::rfc3339(record.created_at),
+            signed_in_at: crate::clock::rfc3339(record.created_at),
             key: record.key,
         })
     }

@@ -17,6 +17,14 @@ pub fn now_millis() -> Millis {
     i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// RFC 3339 text of a time in milliseconds, to the second.
+#[must_use]
+pub fn rfc3339(ms: Millis) -> String {
+    let t =
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
 /// A source of the current time.
 pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
     /// Milliseconds since the Unix epoch.

@@ -31,6 +31,7 @@ mod connections;
 pub mod csrf;
 pub mod device;
 pub mod error;
+pub mod layer;
 pub mod negotiate;
 pub mod password;
 pub(crate) mod random;
@@ -48,6 +49,7 @@ pub use auth::{AUDIT_TARGET, Auth, AuthSettings, LoggedIn, LoggedOut, LoginError
 pub use client_ip::client_ip;
 pub use config::Config;
 pub use error::AppError;
+pub use layer::{AuthUser, SessionLayer};
 pub use secret::{MIN_SECRET_LEN, Password, SecretTooShort, ServerSecret};
-pub use session::{ActiveSession, AuthUser, Session, SessionLayer};
+pub use session::{ActiveSession, Session};
 pub use startup::Application;

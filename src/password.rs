@@ -200,7 +200,10 @@ impl std::fmt::Debug for PasswordHasher {
 /// The hashing threads' work: a bounded queue for everybody and a smaller
 /// one that is served first, for sign-ins from a known device (see
 /// `crate::device`). A flood of guesses fills the first; the owner on her
-/// own browser waits behind at most the hashes already being computed.
+/// own browser waits behind at most the hashes already being computed and
+/// one more. While both have work they take turns: served strictly first,
+/// steady sign-ins from known devices kept every new device waiting (a
+/// soak of 16 users timed out new-device sign-ins after 30 s).
 struct Lanes {
     queues: std::sync::Mutex<LaneQueues>,
     ready: std::sync::Condvar,
@@ -211,6 +214,9 @@ struct Lanes {
 struct LaneQueues {
     first: std::collections::VecDeque<Job>,
     rest: std::collections::VecDeque<Job>,
+    /// Whether the last job taken while both lanes had work was the first
+    /// lane's.
+    took_first: bool,
     closed: bool,
 }
 
@@ -245,11 +251,23 @@ impl Lanes {
         Ok(())
     }
 
-    /// The next job, the priority lane first; `None` once closed.
+    /// The next job, the priority lane first, but in turns with the other
+    /// while both have work; `None` once closed.
     fn pop(&self) -> Option<Job> {
         let mut queues = self.lock();
         loop {
-            if let Some(job) = queues.first.pop_front().or_else(|| queues.rest.pop_front()) {
+            let both = !queues.first.is_empty() && !queues.rest.is_empty();
+            let job = if both {
+                queues.took_first = !queues.took_first;
+                if queues.took_first {
+                    queues.first.pop_front()
+                } else {
+                    queues.rest.pop_front()
+                }
+            } else {
+                queues.first.pop_front().or_else(|| queues.rest.pop_front())
+            };
+            if let Some(job) = job {
                 return Some(job);
             }
             if queues.closed {
@@ -795,6 +813,31 @@ mod tests {
         }
         let order: Vec<_> = rx.try_iter().collect();
         assert_eq!(order, ["owner", "guess 1", "guess 2", "guess 3"]);
+    }
+
+    #[test]
+    fn new_devices_take_turns_with_known_ones_rather_than_wait_for_them_all() {
+        let lanes = lanes(16);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let job = |name: &'static str| {
+            let tx = tx.clone();
+            Box::new(move |_: &mut Worker| tx.send(name).expect("open")) as Job
+        };
+        lanes.push(job("new 1"), false).expect("room");
+        lanes.push(job("new 2"), false).expect("room");
+        for name in ["known 1", "known 2", "known 3"] {
+            lanes.push(job(name), true).expect("room");
+        }
+        let argon2 = HashParams::default().argon2().expect("params");
+        let mut worker = Worker {
+            argon2,
+            memory: Vec::new(),
+        };
+        for _ in 0..5 {
+            lanes.pop().expect("a job")(&mut worker);
+        }
+        let order: Vec<_> = rx.try_iter().collect();
+        assert_eq!(order, ["known 1", "new 1", "known 2", "new 2", "known 3"]);
     }
 
     #[test]

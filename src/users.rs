@@ -64,13 +64,7 @@ pub struct SessionSummary {
     pub last_seen: String,
 }
 
-/// RFC 3339 text of a time in milliseconds.
-#[must_use]
-pub fn rfc3339(ms: i64) -> String {
-    let t =
-        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_seconds(t).to_string()
-}
+pub use crate::clock::rfc3339;
 
 fn summary(u: &UserRecord) -> UserSummary {
     UserSummary {
@@ -113,6 +107,14 @@ where
 #[derive(Debug, Clone)]
 pub struct Accounts {
     auth: Auth,
+}
+
+impl Auth {
+    /// User and session administration.
+    #[must_use]
+    pub fn accounts(&self) -> Accounts {
+        Accounts::new(self.clone())
+    }
 }
 
 impl Accounts {

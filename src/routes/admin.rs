@@ -9,8 +9,8 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use super::errors::page;
 use crate::error::AppError;
+use crate::layer::AuthUser;
 use crate::negotiate::Format;
-use crate::session::AuthUser;
 use crate::users::{AccountError, UserSummary};
 
 /// The role that opens `/admin`.

@@ -50,7 +50,7 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 /// The whole service: every route, inside the two layers every request
 /// passes (error pages, security headers and the request timeout outside,
 /// the session inside).
-pub type Service = errors::PageService<crate::session::SessionService<Router>>;
+pub type Service = errors::PageService<crate::layer::SessionService<Router>>;
 
 /// The service's router with every route and layer; a request that takes
 /// longer than `request_timeout` is answered 408. The layers wrap the

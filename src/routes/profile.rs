@@ -6,8 +6,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::errors::page;
+use crate::layer::AuthUser;
 use crate::negotiate::Format;
-use crate::session::AuthUser;
 
 #[derive(Template)]
 #[template(path = "profile.html")]

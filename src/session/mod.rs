@@ -1,11 +1,13 @@
-//! Sessions: the token and its signed cookie, the tower layer that recognises
-//! them on every request, and the extractors handlers use.
+//! Sessions: the token, its signed cookie, and the signed-in session a
+//! request carries. The tower layer that recognises them on every request,
+//! and the extractors handlers use, are in [`crate::layer`].
 
+mod active;
 mod cookie;
-mod layer;
 mod token;
+
+pub use active::{ActiveSession, Session};
 
 pub(crate) use cookie::cookie_values;
 pub use cookie::{CookieSettings, SameSite};
-pub use layer::{ActiveSession, AuthUser, Session, SessionLayer, SessionService};
 pub use token::{CookieSigner, SessionToken, Signed};

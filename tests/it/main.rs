@@ -13,6 +13,7 @@ mod cli;
 mod connections;
 mod crash;
 mod extractors;
+mod layers;
 mod lockout;
 mod login;
 mod multi_instance;

@@ -16,92 +16,7 @@ use tower::{Layer, Service};
 
 use crate::auth::{Auth, Quick, Resolution};
 use crate::error::AppError;
-use crate::store::{Millis, SessionKey, UserId};
-
-/// A signed-in user's session, as seen by one request.
-#[derive(Clone)]
-pub struct ActiveSession {
-    /// The user's id.
-    pub user_id: UserId,
-    /// The user's name (display form).
-    pub username: String,
-    /// The user's roles, current as of this request.
-    pub roles: Vec<String>,
-    /// The token that state-changing requests must carry.
-    pub csrf_token: String,
-    /// When the user signed in.
-    pub created_at: Millis,
-    /// The same, as RFC 3339 text (formatted once, not per request).
-    pub signed_in_at: String,
-    pub(crate) key: SessionKey,
-}
-
-impl std::fmt::Debug for ActiveSession {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ActiveSession")
-            .field("user_id", &self.user_id)
-            .field("username", &self.username)
-            .field("roles", &self.roles)
-            .field("csrf_token", &"[redacted]")
-            .field("session", &self.key)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ActiveSession {
-    /// Whether the user has the role.
-    #[must_use]
-    pub fn has_role(&self, role: &str) -> bool {
-        self.roles.iter().any(|r| r == role)
-    }
-
-    /// A short, non-secret label of the session (for listings and logs).
-    #[must_use]
-    pub fn label(&self) -> String {
-        self.key.short()
-    }
-}
-
-/// The request's session, signed in or not. Always available behind
-/// [`SessionLayer`].
-#[derive(Debug, Clone, Default)]
-pub struct Session {
-    active: Option<Arc<ActiveSession>>,
-    rotated_from: Option<SessionKey>,
-    ended: bool,
-}
-
-impl Session {
-    /// The signed-in session, if any.
-    #[must_use]
-    pub fn active(&self) -> Option<&Arc<ActiveSession>> {
-        self.active.as_ref()
-    }
-
-    /// Whether the request carried a genuine session cookie whose session
-    /// has ended (signed out elsewhere, revoked, expired, or replaced):
-    /// the visitor was signed in and is no longer.
-    #[must_use]
-    pub fn ended(&self) -> bool {
-        self.ended
-    }
-
-    /// The key this request's session had before this request rotated it.
-    pub(crate) fn rotated_from(&self) -> Option<&SessionKey> {
-        self.rotated_from.as_ref()
-    }
-
-    fn anonymous() -> Self {
-        Self::default()
-    }
-
-    fn signed_in(active: Arc<ActiveSession>) -> Self {
-        Self {
-            active: Some(active),
-            ..Self::default()
-        }
-    }
-}
+use crate::session::{ActiveSession, Session};
 
 tokio::task_local! {
     /// The request's session, set by [`SessionLayer`] around the inner
@@ -169,6 +84,15 @@ const MAX_COOKIE_BYTES: usize = 16 * 1024;
 #[derive(Debug, Clone)]
 pub struct SessionLayer {
     auth: Auth,
+}
+
+impl Auth {
+    /// The tower layer that recognises sessions; add it around every route
+    /// that uses [`Session`] or [`crate::AuthUser`].
+    #[must_use]
+    pub fn layer(&self) -> SessionLayer {
+        SessionLayer::new(self.clone())
+    }
 }
 
 impl SessionLayer {
