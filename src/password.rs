@@ -789,6 +789,22 @@ mod tests {
         }
     }
 
+    /// Runs the next `n` jobs on one worker; the names they sent, in order.
+    fn run(
+        lanes: &Lanes,
+        n: usize,
+        sent: &std::sync::mpsc::Receiver<&'static str>,
+    ) -> Vec<&'static str> {
+        let mut worker = Worker {
+            argon2: HashParams::default().argon2().expect("params"),
+            memory: Vec::new(),
+        };
+        for _ in 0..n {
+            lanes.pop().expect("a job")(&mut worker);
+        }
+        sent.try_iter().collect()
+    }
+
     #[test]
     fn a_known_device_is_served_before_sign_ins_already_waiting() {
         let lanes = lanes(8);
@@ -803,16 +819,10 @@ mod tests {
         lanes
             .push(Box::new(move |_| first.send("owner").expect("open")), true)
             .expect("room");
-        let argon2 = HashParams::default().argon2().expect("params");
-        let mut worker = Worker {
-            argon2,
-            memory: Vec::new(),
-        };
-        for _ in 0..4 {
-            lanes.pop().expect("a job")(&mut worker);
-        }
-        let order: Vec<_> = rx.try_iter().collect();
-        assert_eq!(order, ["owner", "guess 1", "guess 2", "guess 3"]);
+        assert_eq!(
+            run(&lanes, 4, &rx),
+            ["owner", "guess 1", "guess 2", "guess 3"]
+        );
     }
 
     #[test]
@@ -828,16 +838,10 @@ mod tests {
         for name in ["known 1", "known 2", "known 3"] {
             lanes.push(job(name), true).expect("room");
         }
-        let argon2 = HashParams::default().argon2().expect("params");
-        let mut worker = Worker {
-            argon2,
-            memory: Vec::new(),
-        };
-        for _ in 0..5 {
-            lanes.pop().expect("a job")(&mut worker);
-        }
-        let order: Vec<_> = rx.try_iter().collect();
-        assert_eq!(order, ["known 1", "new 1", "known 2", "new 2", "known 3"]);
+        assert_eq!(
+            run(&lanes, 5, &rx),
+            ["known 1", "new 1", "known 2", "new 2", "known 3"]
+        );
     }
 
     #[test]
