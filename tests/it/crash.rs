@@ -23,6 +23,8 @@ struct Acknowledged {
     sessions: HashMap<String, Option<bool>>,
     /// Users whose `user add` succeeded.
     users: Vec<String>,
+    /// Sessions acknowledged that will not be signed out.
+    kept: usize,
 }
 
 const CLIENTS: usize = 6;
@@ -59,11 +61,11 @@ async fn client_loop(base: String, name: String, acked: Arc<Mutex<Acknowledged>>
             return;
         };
         let token = body["csrf_token"].as_str().unwrap_or_default().to_owned();
-        acked
-            .lock()
-            .unwrap()
-            .sessions
-            .insert(cookie.clone(), Some(false));
+        {
+            let mut acked = acked.lock().unwrap();
+            acked.sessions.insert(cookie.clone(), Some(false));
+            acked.kept += round % 2;
+        }
         let profile = client
             .get(format!("{base}/profile"))
             .header(header::ACCEPT, "application/json")
@@ -120,8 +122,23 @@ async fn load_and_kill(server: &mut ServerProcess, round: usize, acked: &Arc<Mut
             }
         }
     });
-    // Long enough for many requests and a few users to be acknowledged.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Killed once this round has had work of every kind acknowledged (not
+    // after a guessed time: a loaded machine may acknowledge nothing in it).
+    let before = acked.lock().unwrap().clone();
+    let signed_out = |a: &Acknowledged| a.sessions.values().filter(|v| **v == Some(true)).count();
+    let progressed = |now: &Acknowledged| {
+        now.kept > before.kept
+            && signed_out(now) > signed_out(&before)
+            && now.users.len() > before.users.len()
+    };
+    let waited = tokio::time::Instant::now();
+    while !progressed(&acked.lock().unwrap()) {
+        assert!(
+            waited.elapsed() < Duration::from_secs(120),
+            "the load had sessions, sign-outs and a new user acknowledged within two minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     server.child.start_kill().unwrap();
     server.child.wait().await.unwrap();
     // The clients stop at their first refused connection; the CLI task is
