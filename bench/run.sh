@@ -16,8 +16,9 @@
 # ratios are measured in pairs, close together in time:
 #   - the five GET /profile lines compared with the ceiling (bare, SQLite,
 #     PostgreSQL, PostgreSQL + Redis, forged cookie) have their servers up side
-#     by side and are loaded in turn, round after round; each ratio is the
-#     median over rounds of (line ÷ ceiling in the same round);
+#     by side and are loaded in turn, round after round, each round starting
+#     one line later; each ratio is the median over rounds of (line ÷ ceiling
+#     in the same round);
 #   - the argon2 capacity and the login flood alternate, round after round;
 #   - the flood line measures GET /profile without the flood on the same server
 #     right before each flood;
@@ -573,9 +574,16 @@ lines_profile() {
     setup_postgres
     setup_forged
     local id r
+    local n=${#PROFILE_LINES[@]} k
     for r in $(seq 1 "$ROUNDS"); do
         log "round $r of $ROUNDS: GET /profile, $ROUND_DURATION per line"
-        for id in "${PROFILE_LINES[@]}"; do
+        # Each round starts one line later, so that every line is loaded as
+        # often right after the ceiling as long after it: the machine's drift
+        # within a round (tens of seconds) then favours none of them. (In a
+        # fixed order the last line, the forged cookie, measured below SQLite
+        # although it costs fewer instructions per request.)
+        for k in $(seq 0 $(( n - 1 ))); do
+            id=${PROFILE_LINES[$(( (k + r - 1) % n ))]}
             [[ -n ${TARGET[$id]:-} ]] || continue
             local settings=()
             if [[ -n ${COOKIE_OF[$id]:-} ]]; then settings+=("BENCH_COOKIE=${COOKIE_OF[$id]}"); fi
