@@ -92,8 +92,7 @@ async fn failures_on_a_known_device_lock_that_device_only() {
         StatusCode::OK
     );
     // An administrator's unlock lifts the device's lock too.
-    let out = app.cli(&["user", "unlock", "ann"], None).await;
-    assert!(out.status.success(), "{}", common::stderr(&out));
+    app.cli_ok(&["user", "unlock", "ann"], None).await;
     assert_eq!(login(&app, &laptop, "ann", PASSWORD).await, StatusCode::OK);
 }
 
@@ -198,8 +197,7 @@ async fn every_spelling_of_a_name_counts_against_one_account() {
         StatusCode::TOO_MANY_REQUESTS
     );
     // And one unlock, whichever spelling the administrator types.
-    let out = app.cli(&["user", "unlock", "ασ-ΑΣ"], None).await;
-    assert!(out.status.success(), "{}", common::stderr(&out));
+    app.cli_ok(&["user", "unlock", "ασ-ΑΣ"], None).await;
     assert_eq!(
         login(&app, &stranger, "ΑΣ-ασ", PASSWORD).await,
         StatusCode::OK
@@ -212,13 +210,11 @@ async fn a_password_change_forgets_every_known_device() {
     app.add_user("ann", PASSWORD, &[]).await;
     let (laptop, _) = common::client();
     assert_eq!(login(&app, &laptop, "ann", PASSWORD).await, StatusCode::OK);
-    let out = app
-        .cli(
-            &["user", "passwd", "ann", "--password-stdin"],
-            Some(OTHER_PASSWORD),
-        )
-        .await;
-    assert!(out.status.success(), "{}", common::stderr(&out));
+    app.cli_ok(
+        &["user", "passwd", "ann", "--password-stdin"],
+        Some(OTHER_PASSWORD),
+    )
+    .await;
     // Untrusted clients get locked out again…
     let (attacker, _) = common::client();
     fail(&app, &attacker, "ann", 5).await;
@@ -260,8 +256,7 @@ async fn a_device_of_a_removed_user_is_no_device_of_a_new_one_with_the_same_name
     app.add_user("bob", PASSWORD, &[]).await;
     let (laptop, _) = common::client();
     assert_eq!(login(&app, &laptop, "bob", PASSWORD).await, StatusCode::OK);
-    let out = app.cli(&["user", "remove", "bob"], None).await;
-    assert!(out.status.success(), "{}", common::stderr(&out));
+    app.cli_ok(&["user", "remove", "bob"], None).await;
     app.add_user("bob", OTHER_PASSWORD, &[]).await;
     let (attacker, _) = common::client();
     fail(&app, &attacker, "bob", 5).await;

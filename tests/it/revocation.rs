@@ -85,8 +85,7 @@ async fn a_frozen_change_feed_is_distrusted_within_its_timeout() {
     .await
     .unwrap();
     let frozen = Stopped::stop(listener);
-    let out = app.cli(&["user", "disable", "ann"], None).await;
-    assert!(out.status.success(), "{}", common::stderr(&out));
+    app.cli_ok(&["user", "disable", "ann"], None).await;
     assert!(
         !app.auth.cache().is_empty(),
         "the frozen feed did not deliver the change"
@@ -187,8 +186,7 @@ async fn sqlite_writes_that_change_nothing_cached_leave_the_cache_alone() {
         assert_eq!(status, StatusCode::OK);
     }
     // The CLI disables carol: her session leaves the cache, ann's stays.
-    let out = app.cli(&["user", "disable", "carol"], None).await;
-    assert!(out.status.success(), "{}", common::stderr(&out));
+    app.cli_ok(&["user", "disable", "carol"], None).await;
     common::eventually(
         common::FEED_BOUND,
         "carol's session leaves the cache",

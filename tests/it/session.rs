@@ -254,13 +254,11 @@ async fn a_password_change_from_the_cli_ends_sessions_at_once() {
     let app = TestApp::spawn().await;
     app.add_user("ann", PASSWORD, &[]).await;
     app.sign_in("ann", PASSWORD).await;
-    let out = app
-        .cli(
-            &["user", "passwd", "ann", "--password-stdin"],
-            Some(OTHER_PASSWORD),
-        )
-        .await;
-    assert!(out.status.success(), "{}", common::stderr(&out));
+    app.cli_ok(
+        &["user", "passwd", "ann", "--password-stdin"],
+        Some(OTHER_PASSWORD),
+    )
+    .await;
     app.signed_out_within_the_feed_bound("after passwd").await;
     assert_eq!(
         app.login_json("ann", PASSWORD).await.status(),

@@ -168,6 +168,18 @@ impl TestApp {
         run_cli(&self.env, args, stdin).await
     }
 
+    /// [`TestApp::cli`], which must succeed.
+    pub async fn cli_ok(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let out = self.cli(args, stdin).await;
+        assert!(
+            out.status.success(),
+            "latchkey {}: {}",
+            args.join(" "),
+            stderr(&out)
+        );
+        out
+    }
+
     /// Creates a user through the CLI (as an administrator would).
     pub async fn add_user(&self, name: &str, password: &str, roles: &[&str]) {
         add_user(&self.env, name, password, roles).await;
