@@ -60,6 +60,8 @@ pub struct AuthSettings {
     /// What every decision by time asks: [`crate::clock::SystemClock`]
     /// outside tests.
     pub clock: Arc<dyn Clock>,
+    /// Where the login pages are: browsers that must sign in are sent there.
+    pub paths: crate::paths::Paths,
 }
 
 /// A handle on the login: cheap to clone, shared by the layer, the routes

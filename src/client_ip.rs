@@ -67,6 +67,7 @@ pub fn throttle_key(ip: IpAddr) -> String {
 
 /// The unit that connections are counted against, as [`throttle_key`]
 /// counts failures: the address itself for IPv4, its /64 for IPv6.
+#[cfg(feature = "server")]
 pub(crate) fn network_of(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V4(v4) => IpAddr::V4(v4),

@@ -12,7 +12,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::password::HashParams;
-use crate::secret::{SecretTooShort, ServerSecret};
+use crate::secret::ServerSecret;
 use crate::session::SameSite;
 
 /// Prefix of every environment variable latchkey reads.
@@ -461,7 +461,7 @@ impl Config {
             (Some(s), _) => SecretSource::Given(checked_secret(s, "secret")?),
             (None, Some(path)) => SecretSource::File(path.clone()),
             (None, None) => match crate::store::sqlite_path(&database_url) {
-                Some(db) => SecretSource::Generated(secret_path_beside(&db)),
+                Some(db) => SecretSource::Generated(crate::secret::path_beside(&db)),
                 None if database_url.starts_with("memory:") => SecretSource::Given(
                     ServerSecret::new(&ServerSecret::generate())
                         .map_err(|e| invalid("secret", e.to_string()))?,
@@ -629,24 +629,13 @@ impl Config {
                 checked_secret(&text, "secret_file")
             }
             SecretSource::Generated(path) => {
-                if path.exists() {
-                    let text = std::fs::read_to_string(path).map_err(|source| {
-                        ConfigError::SecretFile {
-                            path: path.clone(),
-                            source,
-                        }
-                    })?;
-                    return checked_secret(&text, "secret_file");
-                }
-                let secret = ServerSecret::generate();
-                write_private(path, &secret).map_err(|source| ConfigError::SecretFile {
-                    path: path.clone(),
-                    source,
-                })?;
-                tracing::warn!(file = %path.display(),
-                    "no secret configured: generated a new one into this file (mode 0600); keep it, \
-                     or set LATCHKEY_SECRET / LATCHKEY_SECRET_FILE");
-                ServerSecret::new(&secret).map_err(|e| invalid("secret", e.to_string()))
+                crate::secret::read_or_create(path).map_err(|e| match e {
+                    crate::secret::FileError::Io(source) => ConfigError::SecretFile {
+                        path: path.clone(),
+                        source,
+                    },
+                    crate::secret::FileError::Weak(reason) => invalid("secret_file", reason),
+                })
             }
         }
     }
@@ -682,55 +671,9 @@ fn has_loopback_host(url: &url::Url) -> bool {
     }
 }
 
-/// A configured secret, refused when too short or obviously guessable:
-/// fewer than 10 different characters (`aaaa…`, `abcabc…`), which no random
-/// secret of 32 bytes or more has.
+/// A configured secret; see [`crate::secret::checked`].
 fn checked_secret(text: &str, setting: &'static str) -> Result<ServerSecret, ConfigError> {
-    let secret =
-        ServerSecret::new(text).map_err(|e: SecretTooShort| invalid(setting, e.to_string()))?;
-    let distinct = text
-        .trim()
-        .chars()
-        .collect::<std::collections::HashSet<_>>()
-        .len();
-    if distinct < 10 {
-        return Err(invalid(
-            setting,
-            format!(
-                "the secret has only {distinct} different character{}: use a random one, such as {}",
-                if distinct == 1 { "" } else { "s" },
-                ServerSecret::generate()
-            ),
-        ));
-    }
-    Ok(secret)
-}
-
-fn secret_path_beside(db: &Path) -> PathBuf {
-    let mut name = db
-        .file_name()
-        .map(std::ffi::OsStr::to_os_string)
-        .unwrap_or_default();
-    name.push(".secret");
-    db.with_file_name(name)
-}
-
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut file = options.open(path)?;
-    file.write_all(contents.as_bytes())?;
-    file.write_all(b"\n")?;
-    file.sync_all()
+    crate::secret::checked(text).map_err(|reason| invalid(setting, reason))
 }
 
 #[cfg(test)]

@@ -25,15 +25,38 @@ tokio::task_local! {
     static CURRENT: Session;
 }
 
+/// The request's session, while the session layer's inner service runs.
+pub(crate) fn current() -> Result<Session, AppError> {
+    CURRENT.try_with(Clone::clone).map_err(|_| {
+        AppError::Internal(anyhow::anyhow!(
+            "latchkey's Session, AuthUser or guards used on a route without Auth::layer"
+        ))
+    })
+}
+
+/// The refusal of a request that needs someone signed in: JSON clients get
+/// 401; a browser (with [`crate::PageLayer`]) is sent to the login page and
+/// brought back to `uri` afterwards.
+pub(crate) fn sign_in_required(
+    session: &Session,
+    headers: &axum::http::HeaderMap,
+    uri: &axum::http::Uri,
+) -> AppError {
+    // Only a browser is sent back here after signing in.
+    let browser = crate::negotiate::Format::of(headers) == crate::negotiate::Format::Html;
+    AppError::NotAuthenticated {
+        next: browser
+            .then(|| uri.path_and_query().map(|p| p.as_str().to_owned()))
+            .flatten(),
+        ended: session.ended,
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for Session {
     type Rejection = AppError;
 
     async fn from_request_parts(_: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        CURRENT.try_with(Clone::clone).map_err(|_| {
-            AppError::Internal(anyhow::anyhow!(
-                "Session extractor used on a route without latchkey's SessionLayer"
-            ))
-        })
+        current()
     }
 }
 
@@ -57,17 +80,7 @@ impl<S: Send + Sync> FromRequestParts<S> for AuthUser {
         let session = Session::from_request_parts(parts, state).await?;
         match session.active {
             Some(active) => Ok(Self(active)),
-            None => {
-                // Only a browser is sent back here after signing in.
-                let browser =
-                    crate::negotiate::Format::of(&parts.headers) == crate::negotiate::Format::Html;
-                Err(AppError::NotAuthenticated {
-                    next: browser
-                        .then(|| parts.uri.path_and_query().map(|p| p.as_str().to_owned()))
-                        .flatten(),
-                    ended: session.ended,
-                })
-            }
+            None => Err(sign_in_required(&session, &parts.headers, &parts.uri)),
         }
     }
 }

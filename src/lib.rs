@@ -4,52 +4,75 @@
 //! session for them and recognises every later request by one signed
 //! cookie, until they sign out or the session times out.
 //!
-//! Embedding it in an axum app:
+//! An axum app behind latchkey's login, with a page only admins see and a
+//! form that refuses cross-site posts (this is `examples/embed.rs`, which the
+//! tests run):
 //!
 //! ```no_run
-//! use axum::{Router, routing::get};
-//! use latchkey::{AuthUser, Config, startup::open_auth};
-//!
-//! async fn hello(user: AuthUser) -> String {
-//!     format!("hello, {}", user.username)
-//! }
-//!
-//! # async fn run() -> anyhow::Result<()> {
-//! let config = Config::load(None)?;
-//! let auth = open_auth(&config).await?;
-//! let app: Router = Router::new().route("/hello", get(hello)).layer(auth.layer());
-//! # Ok(()) }
+#![doc = include_str!("../examples/embed.rs")]
 //! ```
+//!
+//! - [`Auth::builder`] opens the stores (SQLite by default; PostgreSQL and
+//!   Redis with their features), reads or creates the secret and starts the
+//!   cleanup of expired sessions.
+//! - [`Auth::layer`] recognises the session cookie on every request;
+//!   handlers take [`AuthUser`] (signed in, or refused) or [`Session`].
+//! - [`Auth::routes`] are the sign-in and sign-out pages, under a prefix of
+//!   your choice ([`AuthBuilder::pages_prefix`]); [`Auth::pages`] sends
+//!   browsers that must sign in there, while API clients get a JSON 401.
+//! - [`require_role`] and [`login_required`] guard routes; [`Auth::csrf`]
+//!   refuses forged state-changing requests (the token is
+//!   [`ActiveSession::csrf_token`]).
+//! - Serve with `into_make_service_with_connect_info::<SocketAddr>()` so
+//!   that failed sign-ins are counted per client address.
 
 mod auth;
+mod builder;
 pub mod cache;
+#[cfg(feature = "server")]
 pub mod cli;
 mod client_ip;
 pub mod clock;
+#[cfg(feature = "server")]
 pub mod config;
+#[cfg(feature = "server")]
 mod connections;
 pub mod csrf;
 pub mod device;
 pub mod error;
+mod guard;
 pub mod layer;
 pub mod negotiate;
 pub mod password;
+mod paths;
 pub(crate) mod random;
 pub(crate) mod rate;
 pub mod redirect;
+#[cfg(feature = "pages")]
 pub mod routes;
 mod secret;
 pub mod session;
+#[cfg(feature = "server")]
 pub mod startup;
 pub mod store;
 pub mod username;
 pub mod users;
 
 pub use auth::{AUDIT_TARGET, Auth, AuthSettings, LoggedIn, LoggedOut, LoginError};
+pub use builder::{AuthBuilder, BuildError};
 pub use client_ip::client_ip;
+#[cfg(feature = "server")]
 pub use config::Config;
 pub use error::AppError;
+pub use guard::{
+    CsrfLayer, CsrfService, MAX_FORM_BYTES, RequireRole, RequireRoleService, login_required,
+    require_role,
+};
 pub use layer::{AuthUser, SessionLayer};
+pub use paths::{PathError, Paths};
+#[cfg(feature = "pages")]
+pub use routes::{PageLayer, PageService};
 pub use secret::{MIN_SECRET_LEN, Password, SecretTooShort, ServerSecret};
 pub use session::{ActiveSession, Session};
+#[cfg(feature = "server")]
 pub use startup::Application;

@@ -17,7 +17,7 @@ pub fn safe_next(next: Option<&str>) -> &str {
     }
 }
 
-fn is_safe(next: &str) -> bool {
+pub(crate) fn is_safe(next: &str) -> bool {
     let bytes = next.as_bytes();
     next.len() <= 2048
         && bytes.first() == Some(&b'/')

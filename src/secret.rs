@@ -1,6 +1,7 @@
 //! Secrets that never print: passwords from users and the server's signing key.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 use hmac::{KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretString};
@@ -92,6 +93,99 @@ impl fmt::Debug for ServerSecret {
 #[derive(Debug, thiserror::Error)]
 #[error("the secret is {0} bytes long; it must be at least 32 bytes")]
 pub struct SecretTooShort(pub usize);
+
+/// A secret as configured, refused when too short or obviously guessable:
+/// fewer than 10 different characters (`aaaa…`, `abcabc…`), which no random
+/// secret of 32 bytes or more has. The reason names a random one to use.
+pub(crate) fn checked(text: &str) -> Result<ServerSecret, String> {
+    let secret = ServerSecret::new(text).map_err(|e| e.to_string())?;
+    let distinct = text
+        .trim()
+        .chars()
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    if distinct < 10 {
+        return Err(format!(
+            "the secret has only {distinct} different character{}: use a random one, such as {}",
+            if distinct == 1 { "" } else { "s" },
+            ServerSecret::generate()
+        ));
+    }
+    Ok(secret)
+}
+
+/// Where the secret of an SQLite database is generated: beside it, named
+/// after it (`latchkey.db.secret`).
+pub(crate) fn path_beside(db: &Path) -> PathBuf {
+    let mut name = db
+        .file_name()
+        .map(std::ffi::OsStr::to_os_string)
+        .unwrap_or_default();
+    name.push(".secret");
+    db.with_file_name(name)
+}
+
+/// Why a secret file could not be used.
+#[derive(Debug)]
+pub(crate) enum FileError {
+    /// It could not be read or written.
+    Io(std::io::Error),
+    /// It holds a secret [`checked`] refuses.
+    Weak(String),
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io(e) => e.fmt(f),
+            Self::Weak(reason) => f.write_str(reason),
+        }
+    }
+}
+
+/// The secret in `path`; when there is no such file, a random one written
+/// there first (mode 0600, and only if the file is still missing, so two
+/// processes starting at once end up with the same one) and announced in
+/// the log.
+pub(crate) fn read_or_create(path: &Path) -> Result<ServerSecret, FileError> {
+    let read = || -> Result<ServerSecret, FileError> {
+        let text = std::fs::read_to_string(path).map_err(FileError::Io)?;
+        checked(&text).map_err(FileError::Weak)
+    };
+    if path.exists() {
+        return read();
+    }
+    let secret = ServerSecret::generate();
+    match write_private(path, &secret) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return read(),
+        Err(e) => return Err(FileError::Io(e)),
+    }
+    tracing::warn!(file = %path.display(),
+        "no secret configured: generated a new one into this file (mode 0600); keep it, \
+         or set LATCHKEY_SECRET / LATCHKEY_SECRET_FILE");
+    ServerSecret::new(&secret).map_err(|e| FileError::Weak(e.to_string()))
+}
+
+/// Creates `path` (and its directory) with `contents`, readable only by
+/// its owner; fails if it exists.
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()
+}
 
 #[cfg(test)]
 mod tests {

@@ -98,6 +98,7 @@ async fn auth_with(config: &Config, stores: Stores, clock: Arc<dyn Clock>) -> an
         feed_liveness: config.change_feed_timeout,
         refusal_delay: config.refusal_delay,
         clock,
+        paths: crate::paths::Paths::service(),
     };
     let previous = config.load_previous_secrets()?;
     Ok(Auth::with_previous_secrets(

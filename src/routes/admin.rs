@@ -19,6 +19,7 @@ pub const ADMIN_ROLE: &str = "admin";
 #[derive(Template)]
 #[template(path = "admin.html")]
 struct AdminPage<'a> {
+    paths: &'a crate::paths::Paths,
     users: Vec<AdminRow>,
     username: &'a str,
     csrf_token: &'a str,
@@ -67,6 +68,7 @@ pub(crate) async fn admin(
         Format::Html => page(
             StatusCode::OK,
             &AdminPage {
+                paths: &state.auth.settings().paths,
                 users: users.iter().map(AdminRow::from).collect(),
                 username: &user.username,
                 csrf_token: &user.csrf_token,

@@ -17,10 +17,12 @@ use tower::{Layer, Service};
 use crate::csrf::CsrfRefusal;
 use crate::error::{AppError, ErrorInfo};
 use crate::negotiate::Format;
+use crate::paths::Paths;
 
 #[derive(Template)]
 #[template(path = "error.html")]
 struct ErrorPage<'a> {
+    paths: &'a Paths,
     title: Cow<'a, str>,
     message: Cow<'a, str>,
     /// Said under a refused request: it had no effect.
@@ -31,8 +33,8 @@ struct ErrorPage<'a> {
 impl<'a> ErrorPage<'a> {
     /// The page for an error; a refused cross-site request check is told in
     /// plain words, with where latchkey really is when the origin says so.
-    fn of(status: StatusCode, info: &'a ErrorInfo) -> Self {
-        let link = (Cow::Borrowed("/profile"), "Go to latchkey");
+    fn of(status: StatusCode, info: &'a ErrorInfo, paths: &'a Paths) -> Self {
+        let link = (Cow::Borrowed(paths.home()), "Go to the start page");
         let (title, message, link) = match &info.csrf {
             Some(CsrfRefusal::OriginNotAllowed { origin, expected }) => (
                 "Request refused".into(),
@@ -41,7 +43,10 @@ impl<'a> ErrorPage<'a> {
                      If you meant to do this, open latchkey there and try again."
                 )
                 .into(),
-                (format!("{expected}/profile").into(), "Open latchkey"),
+                (
+                    format!("{expected}{}", paths.home()).into(),
+                    "Open it there",
+                ),
             ),
             Some(CsrfRefusal::CrossSite(_)) => (
                 "Request refused".into(),
@@ -62,6 +67,7 @@ impl<'a> ErrorPage<'a> {
             ),
         };
         Self {
+            paths,
             title,
             message,
             hint: info.csrf.is_some().then_some("Nothing was changed."),
@@ -87,12 +93,18 @@ pub(crate) fn page(status: StatusCode, template: &impl Template) -> Response {
 /// outside everything else, so that its answer is rendered like any other.
 /// A plain tower layer with its own future: a request answered at its first
 /// poll costs it no allocation and no timer.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PageLayer {
     /// Send `Strict-Transport-Security` (the site is served over https).
     pub hsts: bool,
-    /// `LATCHKEY_REQUEST_TIMEOUT`.
-    pub request_timeout: Duration,
+    /// `LATCHKEY_REQUEST_TIMEOUT`; `None` for none.
+    pub request_timeout: Option<Duration>,
+    /// Where the login page is.
+    pub paths: Paths,
+    /// Add the security headers to every answer (the service, whose every
+    /// page is latchkey's), or only to the error pages rendered here (an
+    /// app's own pages keep their own headers).
+    pub every_answer: bool,
 }
 
 impl<S> Layer<S> for PageLayer {
@@ -103,6 +115,8 @@ impl<S> Layer<S> for PageLayer {
             inner,
             hsts: self.hsts,
             request_timeout: self.request_timeout,
+            paths: self.paths,
+            every_answer: self.every_answer,
         }
     }
 }
@@ -112,7 +126,9 @@ impl<S> Layer<S> for PageLayer {
 pub struct PageService<S> {
     inner: S,
     hsts: bool,
-    request_timeout: Duration,
+    request_timeout: Option<Duration>,
+    paths: Paths,
+    every_answer: bool,
 }
 
 impl<S> Service<Request> for PageService<S>
@@ -138,6 +154,8 @@ where
             content_type,
             hsts: self.hsts,
             request_timeout: self.request_timeout,
+            paths: self.paths,
+            every_answer: self.every_answer,
             deadline: None,
         }
     }
@@ -151,7 +169,9 @@ pin_project_lite::pin_project! {
         accept: Option<HeaderValue>,
         content_type: Option<HeaderValue>,
         hsts: bool,
-        request_timeout: Duration,
+        request_timeout: Option<Duration>,
+        paths: Paths,
+        every_answer: bool,
         // Made only when the answer is not ready at the first poll: most
         // answers are (a cached session), and a `Sleep` made up front costs
         // each of them the runtime handle's shared reference count.
@@ -169,30 +189,38 @@ where
         let this = self.project();
         let response = match this.inner.poll(cx) {
             Poll::Ready(Ok(response)) => response,
-            Poll::Pending => match this
-                .deadline
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep(*this.request_timeout)))
-                .as_mut()
-                .poll(cx)
-            {
-                Poll::Ready(()) => {
-                    tracing::info!("request not answered within the request timeout: 408");
-                    AppError::RequestTimeout.into_response()
+            Poll::Pending => {
+                let Some(timeout) = *this.request_timeout else {
+                    return Poll::Pending;
+                };
+                match this
+                    .deadline
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)))
+                    .as_mut()
+                    .poll(cx)
+                {
+                    Poll::Ready(()) => {
+                        tracing::info!("request not answered within the request timeout: 408");
+                        AppError::RequestTimeout.into_response()
+                    }
+                    Poll::Pending => return Poll::Pending,
                 }
-                Poll::Pending => return Poll::Pending,
-            },
+            }
         };
-        let response = if response.extensions().get::<ErrorInfo>().is_some() {
+        if response.extensions().get::<ErrorInfo>().is_some() {
             let format = Format::from_headers(this.accept.as_ref(), this.content_type.as_ref());
-            render_error(response, format)
+            let response = render_error(response, format, *this.paths);
+            return Poll::Ready(Ok(super::security_headers(response, *this.hsts)));
+        }
+        Poll::Ready(Ok(if *this.every_answer {
+            super::security_headers(response, *this.hsts)
         } else {
             response
-        };
-        Poll::Ready(Ok(super::security_headers(response, *this.hsts)))
+        }))
     }
 }
 
-fn render_error(response: Response, format: Format) -> Response {
+fn render_error(response: Response, format: Format, paths: Paths) -> Response {
     if format == Format::Json {
         return response;
     }
@@ -201,9 +229,10 @@ fn render_error(response: Response, format: Format) -> Response {
     };
     let status = response.status();
     if info.code == "not_authenticated" {
-        let next = info.login_next.as_deref().unwrap_or("/profile");
+        let next = info.login_next.as_deref().unwrap_or(paths.home());
         let target = format!(
-            "/login?next={}{}",
+            "{}?next={}{}",
+            paths.login(),
             percent_encoding::utf8_percent_encode(next, percent_encoding::NON_ALPHANUMERIC),
             if info.session_ended {
                 "&reason=ended"
@@ -213,7 +242,7 @@ fn render_error(response: Response, format: Format) -> Response {
         );
         return Redirect::to(&target).into_response();
     }
-    let mut html = page(status, &ErrorPage::of(status, &info));
+    let mut html = page(status, &ErrorPage::of(status, &info, &paths));
     for name in [header::RETRY_AFTER, header::SET_COOKIE] {
         for value in response.headers().get_all(&name) {
             html.headers_mut().append(name.clone(), value.clone());

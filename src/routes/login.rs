@@ -17,7 +17,6 @@ use super::{query_param, stale_form};
 use crate::auth::LoginError;
 use crate::error::AppError;
 use crate::negotiate::Format;
-use crate::redirect::safe_next;
 use crate::secret::Password;
 use crate::session::Session;
 
@@ -28,6 +27,7 @@ const SIGNED_OUT: &str = "You have been signed out.";
 #[derive(Template)]
 #[template(path = "login.html")]
 pub(crate) struct LoginPage<'a> {
+    paths: &'a crate::paths::Paths,
     csrf_token: &'a str,
     next: &'a str,
     username: &'a str,
@@ -64,6 +64,7 @@ fn render_form(
     let mut response = page(
         status,
         &LoginPage {
+            paths: &state.auth.settings().paths,
             csrf_token: &token,
             next: view.next,
             username: view.username,
@@ -93,7 +94,9 @@ pub(crate) async fn show(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    if let Some(redirect) = super::canonical_redirect(&state, &headers, "/login", query.as_deref())
+    let paths = &state.auth.settings().paths;
+    if let Some(redirect) =
+        super::canonical_redirect(&state, &headers, paths.login(), query.as_deref())
     {
         return redirect;
     }
@@ -104,7 +107,7 @@ pub(crate) async fn show(
     {
         // Sent here for a page while already signed in (another tab, or
         // another name of this host): straight on to that page.
-        return Redirect::to(safe_next(Some(next))).into_response();
+        return Redirect::to(paths.next_or_home(Some(next))).into_response();
     }
     let notice = match query_param(query.as_deref(), "reason").as_deref() {
         Some("signed_out") => Some(SIGNED_OUT),
@@ -114,7 +117,7 @@ pub(crate) async fn show(
         _ => None,
     };
     let view = FormView {
-        next: safe_next(next.as_deref()),
+        next: paths.next_or_home(next.as_deref()),
         username: "",
         error: None,
         notice,
@@ -152,7 +155,7 @@ fn page_message(error: &AppError) -> String {
 
 pub(crate) async fn submit(
     State(state): State<AppState>,
-    Peer(peer): Peer,
+    peer: Peer,
     session: Session,
     format: Format,
     headers: HeaderMap,
@@ -162,7 +165,7 @@ pub(crate) async fn submit(
     if format == Format::Html {
         super::setup::close_if_done(&state).await;
     }
-    let next = safe_next(form.next.as_deref());
+    let next = auth.settings().paths.next_or_home(form.next.as_deref());
     let shown_name = if form.username.len() <= 256 {
         form.username.as_str()
     } else {
@@ -202,7 +205,7 @@ pub(crate) async fn submit(
             StatusCode::FORBIDDEN,
         ));
     }
-    let client = auth.client_ip(peer.ip(), &headers);
+    let client = peer.client(auth, &headers);
     let result = auth
         .login(&session, &form.username, &form.password, client, &headers)
         .await;

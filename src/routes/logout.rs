@@ -18,12 +18,10 @@ use crate::session::Session;
 
 const ROUTE: &str = "POST /logout";
 
-/// Where a browser goes after signing out: the login page, which says so.
-const SIGNED_OUT: &str = "/login?reason=signed_out";
-
 #[derive(Template)]
 #[template(path = "logout.html")]
 struct LogoutPage<'a> {
+    paths: &'a crate::paths::Paths,
     username: &'a str,
     csrf_token: Option<&'a str>,
     error: Option<&'a str>,
@@ -39,17 +37,24 @@ pub(crate) async fn page(
     if format == Format::Json {
         return Json(serde_json::json!({ "signed_in": active.is_some() })).into_response();
     }
-    if let Some(redirect) = super::canonical_redirect(&state, &headers, "/logout", None) {
+    let paths = &state.auth.settings().paths;
+    if let Some(redirect) = super::canonical_redirect(&state, &headers, paths.logout(), None) {
         return redirect;
     }
-    page_html(&session, None, StatusCode::OK)
+    page_html(paths, &session, None, StatusCode::OK)
 }
 
-fn page_html(session: &Session, error: Option<&str>, status: StatusCode) -> Response {
+fn page_html(
+    paths: &crate::paths::Paths,
+    session: &Session,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
     let active = session.active();
     render(
         status,
         &LogoutPage {
+            paths,
             username: active.map_or("", |a| a.username.as_str()),
             csrf_token: active.map(|a| a.csrf_token.as_str()),
             error,
@@ -64,7 +69,7 @@ pub(crate) struct LogoutForm {
 
 pub(crate) async fn submit(
     State(state): State<AppState>,
-    Peer(peer): Peer,
+    peer: Peer,
     session: Session,
     format: Format,
     headers: HeaderMap,
@@ -81,17 +86,22 @@ pub(crate) async fn submit(
         // A page of this site whose token went stale: ask again, with a
         // fresh token. The person is still signed in and should know it.
         return Ok(page_html(
+            &auth.settings().paths,
             &session,
             Some("This page was out of date, so you are still signed in. Sign out now?"),
             StatusCode::FORBIDDEN,
         ));
     }
-    let client = auth.client_ip(peer.ip(), &headers);
+    let client = peer.client(auth, &headers);
     let logged_out = auth.logout(&session, client).await?;
     Ok(match format {
         Format::Json => {
             (logged_out, Json(serde_json::json!({ "signed_in": false }))).into_response()
         }
-        Format::Html => (logged_out, Redirect::to(SIGNED_OUT)).into_response(),
+        // The login page, which says so.
+        Format::Html => {
+            let signed_out = format!("{}?reason=signed_out", auth.settings().paths.login());
+            (logged_out, Redirect::to(&signed_out)).into_response()
+        }
     })
 }

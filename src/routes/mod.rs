@@ -24,6 +24,8 @@ use crate::auth::Auth;
 use crate::csrf::CsrfRefusal;
 use crate::error::AppError;
 
+pub use errors::{PageLayer, PageService};
+#[cfg(feature = "server")]
 pub(crate) use peer::WithPeer;
 pub use setup::SetupToken;
 
@@ -73,9 +75,67 @@ pub fn router(state: AppState, request_timeout: std::time::Duration) -> Service 
         .with_state(state);
     let pages = errors::PageLayer {
         hsts: auth.settings().cookies.is_secure(),
-        request_timeout,
+        request_timeout: Some(request_timeout),
+        paths: auth.settings().paths,
+        every_answer: true,
     };
     pages.layer(auth.layer().layer(routes))
+}
+
+impl Auth {
+    /// The login pages for an app's own router: `GET`/`POST` `/login` and
+    /// `/logout` under the prefix set by
+    /// [`crate::AuthBuilder::pages_prefix`], and their stylesheet and
+    /// script. Merge them into the app's router, inside [`Auth::layer`]
+    /// and [`Auth::pages`]:
+    ///
+    /// ```no_run
+    /// # use axum::Router;
+    /// # let auth: latchkey::Auth = todo!();
+    /// let app: Router = Router::new()
+    ///     .merge(auth.routes())
+    ///     .layer(auth.layer())
+    ///     .layer(auth.pages());
+    /// ```
+    ///
+    /// Serve the app with `into_make_service_with_connect_info::<SocketAddr>()`
+    /// so that failed sign-ins are counted per client address (behind a
+    /// proxy, name it with [`crate::AuthBuilder::trusted_proxies`]).
+    pub fn routes<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
+        let paths = self.settings().paths;
+        let hsts = self.settings().cookies.is_secure();
+        Router::new()
+            .route(paths.login(), get(login::show).post(login::submit))
+            .route(paths.logout(), get(logout::page).post(logout::submit))
+            .route(paths.stylesheet(), get(assets::stylesheet))
+            .route(paths.script(), get(assets::script))
+            .layer(axum::middleware::map_response(
+                move |response: axum::response::Response| async move {
+                    security_headers(response, hsts)
+                },
+            ))
+            .with_state(AppState {
+                auth: self.clone(),
+                setup: Arc::new(SetupToken::closed()),
+                public_url_is_this_listener: false,
+            })
+    }
+
+    /// The layer around an app that answers latchkey's refusals the way
+    /// each client expects: a browser that must sign in is sent to the
+    /// login page (and brought back afterwards), other refusals get a page;
+    /// API clients keep the JSON answer (401 `not_authenticated`, …).
+    /// Put it outside [`Auth::layer`], so that the session layer's own
+    /// refusals (a store that does not answer) are answered so too.
+    #[must_use]
+    pub fn pages(&self) -> PageLayer {
+        PageLayer {
+            hsts: self.settings().cookies.is_secure(),
+            request_timeout: None,
+            paths: self.settings().paths,
+            every_answer: false,
+        }
+    }
 }
 
 /// Security headers. HTML pages get the full set; other answers (JSON,

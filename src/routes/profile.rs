@@ -12,6 +12,7 @@ use crate::negotiate::Format;
 #[derive(Template)]
 #[template(path = "profile.html")]
 struct ProfilePage<'a> {
+    paths: &'a crate::paths::Paths,
     username: &'a str,
     roles: String,
     signed_in_at: &'a str,
@@ -45,6 +46,7 @@ pub(crate) async fn profile(user: AuthUser, format: Format) -> Response {
         Format::Html => page(
             StatusCode::OK,
             &ProfilePage {
+                paths: &crate::paths::Paths::service(),
                 username: &user.username,
                 roles: super::text::roles_text(&user.roles),
                 signed_in_at: &user.signed_in_at,

@@ -107,6 +107,7 @@ enum Field {
 #[derive(Template)]
 #[template(path = "setup.html")]
 struct SetupPage<'a> {
+    paths: &'a crate::paths::Paths,
     token: &'a str,
     csrf_token: &'a str,
     username: &'a str,
@@ -129,7 +130,8 @@ impl SetupPage<'_> {
 /// Setup is closed: a page that says why and where to go instead.
 #[derive(Template)]
 #[template(path = "setup_closed.html")]
-struct SetupClosed {
+struct SetupClosed<'a> {
+    paths: &'a crate::paths::Paths,
     done: bool,
 }
 
@@ -145,6 +147,7 @@ fn render(
     let mut response = page(
         status,
         &SetupPage {
+            paths: &state.auth.settings().paths,
             token,
             csrf_token: &csrf,
             username,
@@ -168,14 +171,23 @@ async fn open(state: &AppState, token: &str) -> Result<Result<(), Response>, App
         .map_err(account_error)?;
     if any_users {
         state.setup.close();
-        return Ok(Err(page(StatusCode::GONE, &SetupClosed { done: true })));
+        return Ok(Err(page(
+            StatusCode::GONE,
+            &SetupClosed {
+                paths: &state.auth.settings().paths,
+                done: true,
+            },
+        )));
     }
     if state.setup.matches(token) {
         Ok(Ok(()))
     } else {
         Ok(Err(page(
             StatusCode::NOT_FOUND,
-            &SetupClosed { done: false },
+            &SetupClosed {
+                paths: &state.auth.settings().paths,
+                done: false,
+            },
         )))
     }
 }
@@ -201,7 +213,9 @@ pub(crate) async fn page_get(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
-    if let Some(redirect) = super::canonical_redirect(&state, &headers, "/setup", query.as_deref())
+    let setup_path = state.auth.settings().paths.setup();
+    if let Some(redirect) =
+        super::canonical_redirect(&state, &headers, setup_path, query.as_deref())
     {
         return Ok(redirect);
     }
@@ -223,7 +237,7 @@ pub(crate) struct SetupForm {
 
 pub(crate) async fn submit(
     State(state): State<AppState>,
-    Peer(peer): Peer,
+    peer: Peer,
     session: Session,
     headers: HeaderMap,
     Input { value: form, .. }: Input<SetupForm>,
@@ -251,10 +265,16 @@ pub(crate) async fn submit(
         return Ok(closed);
     }
     // Counted only now: a cross-site page cannot use up a visitor's share.
-    let client = state.auth.client_ip(peer.ip(), &headers);
+    let client = peer.client(&state.auth, &headers);
     state.auth.admit(client)?;
     let Some(token) = state.setup.take(&form.token) else {
-        return Ok(page(StatusCode::GONE, &SetupClosed { done: true }));
+        return Ok(page(
+            StatusCode::GONE,
+            &SetupClosed {
+                paths: &state.auth.settings().paths,
+                done: true,
+            },
+        ));
     };
     let fail = |field: Field, message: &str| {
         state.setup.restore(token.clone());
@@ -295,5 +315,6 @@ pub(crate) async fn submit(
         .auth
         .login(&session, &form.username, &form.password, client, &headers)
         .await?;
-    Ok((logged_in, Redirect::to("/profile")).into_response())
+    let home = state.auth.settings().paths.home();
+    Ok((logged_in, Redirect::to(home)).into_response())
 }

@@ -15,6 +15,7 @@ mod memory;
 mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 
 use std::sync::Arc;
@@ -28,7 +29,8 @@ pub use memory::MemoryStore;
 pub use postgres::PostgresStore;
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
-pub use sqlite::{SqliteStore, sqlite_path};
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
 
 pub use crate::clock::{Millis, now_millis};
 
@@ -101,7 +103,7 @@ impl std::fmt::Debug for UserRecord {
     }
 }
 
-/// What [`UserStore::create`] needs.
+/// What [`UserStore::create_user`] needs.
 #[derive(Clone)]
 pub struct NewUser {
     /// Display name (NFC).
@@ -360,12 +362,19 @@ impl Stores {
             return Ok(Self::memory());
         }
         if database_url.starts_with("sqlite:") {
-            let store = SqliteStore::open(database_url).await?;
-            let feed = store.change_feed();
-            return Ok(Self {
-                feeds: feed.map(|f| vec![f]),
-                ..Self::single(store)
-            });
+            #[cfg(feature = "sqlite")]
+            {
+                let store = SqliteStore::open(database_url).await?;
+                let feed = store.change_feed();
+                return Ok(Self {
+                    feeds: feed.map(|f| vec![f]),
+                    ..Self::single(store)
+                });
+            }
+            #[cfg(not(feature = "sqlite"))]
+            return Err(OpenError::Unsupported(
+                "this build has no SQLite support (feature `sqlite`)".into(),
+            ));
         }
         if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
             #[cfg(feature = "postgres")]
@@ -467,6 +476,15 @@ pub enum OpenError {
     Redis(String),
 }
 
+/// The file path in a `sqlite://` URL, if it names a file.
+#[must_use]
+pub fn sqlite_path(database_url: &str) -> Option<std::path::PathBuf> {
+    let rest = database_url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or("");
+    (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
+}
+
 /// A URL with any password replaced, for messages.
 #[must_use]
 pub fn redact_url(url: &str) -> String {
@@ -479,6 +497,7 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// [`UserStore::each_password_hash`] for the SQL stores: the rows are
 /// streamed, one at a time.
 pub(crate) async fn each_password_hash_in<DB>(
@@ -500,11 +519,13 @@ where
     Ok(())
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// Roles as stored in text columns: a JSON array.
 pub(crate) fn roles_to_json(roles: &[String]) -> String {
     serde_json::to_string(roles).unwrap_or_else(|_| "[]".to_owned())
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// Parses the JSON array written by [`roles_to_json`].
 pub(crate) fn roles_from_json(text: &str) -> StoreResult<Vec<String>> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("roles: {e}")))
@@ -547,6 +568,7 @@ pub(crate) fn failed_state(row: FailureRow, now: Millis, policy: FailurePolicy) 
     (count, start, until)
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// The decision of the SQL stores' `begin_attempt`, which returns the
 /// row's nonce (ours if the attempt was counted) and its lock.
 pub(crate) fn sql_attempt(last_nonce: i64, nonce: i64, until: Option<Millis>) -> Attempt {
@@ -557,6 +579,7 @@ pub(crate) fn sql_attempt(last_nonce: i64, nonce: i64, until: Option<Millis>) ->
     }
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// A random, non-zero tag for one attempt (see the SQL stores' `last_nonce`).
 pub(crate) fn attempt_nonce() -> i64 {
     i64::from_le_bytes(crate::random::random_bytes::<8>()) | 1

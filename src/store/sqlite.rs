@@ -15,7 +15,7 @@ use sqlx::{ConnectOptions as _, Connection as _};
 use super::{
     Attempt, FailurePolicy, FailureStore, Millis, NewUser, OpenError, SessionKey, SessionRecord,
     SessionStore, StoreError, StoreResult, UserId, UserRecord, UserStore, now_millis,
-    roles_from_json, roles_to_json,
+    roles_from_json, roles_to_json, sqlite_path,
 };
 
 use std::path::PathBuf;
@@ -48,15 +48,6 @@ fn unavailable(e: sqlx::Error) -> StoreError {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
         _ => StoreError::unavailable(e),
     }
-}
-
-/// The file path in a `sqlite://` URL, if it names a file.
-#[must_use]
-pub fn sqlite_path(database_url: &str) -> Option<std::path::PathBuf> {
-    let rest = database_url.strip_prefix("sqlite:")?;
-    let rest = rest.strip_prefix("//").unwrap_or(rest);
-    let path = rest.split('?').next().unwrap_or("");
-    (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
 }
 
 impl SqliteStore {

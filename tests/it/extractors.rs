@@ -36,6 +36,7 @@ async fn with_stores(stores: Stores) -> Auth {
         feed_liveness: latchkey::store::feed::DEFAULT_LIVENESS,
         refusal_delay: Duration::ZERO,
         clock: std::sync::Arc::new(latchkey::clock::SystemClock),
+        paths: latchkey::Paths::default(),
     };
     let hasher = PasswordHasher::new(
         HashParams {

@@ -384,6 +384,48 @@ pub async fn run_cli(env: &[(String, String)], args: &[&str], stdin: Option<&str
     child.wait_with_output().await.unwrap()
 }
 
+/// The body of a `GET`, which must answer.
+pub async fn page_text(client: &Client, url: &str) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
+/// The value of a hidden form field in a page.
+pub fn hidden_field(page: &str, name: &str) -> String {
+    let at = page
+        .find(&format!("name=\"{name}\""))
+        .unwrap_or_else(|| panic!("no {name} in {page}"));
+    let rest = &page[at..];
+    let value = &rest[rest.find("value=\"").unwrap() + 7..];
+    value[..value.find('"').unwrap()].to_owned()
+}
+
+/// Signs in as `name` through the login form at `base` + `login` (a page
+/// that must post back to `login`), as a browser would; returns the answer
+/// to the form, which must be a redirect to `next`.
+pub async fn sign_in_by_form(client: &Client, base: &str, login: &str, name: &str, next: &str) {
+    let page = page_text(client, &format!("{base}{login}")).await;
+    assert!(page.contains(&format!("action=\"{login}\"")), "{page}");
+    let r = client
+        .post(format!("{base}{login}"))
+        .header(header::ORIGIN, base)
+        .form(&[
+            ("username", name),
+            ("password", PASSWORD),
+            ("next", next),
+            ("csrf_token", &hidden_field(&page, "csrf_token")),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::SEE_OTHER,
+        "{}",
+        r.text().await.unwrap()
+    );
+    assert_eq!(r.headers()[header::LOCATION], next);
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
