@@ -39,8 +39,8 @@ impl<'a> ErrorPage<'a> {
             Some(CsrfRefusal::OriginNotAllowed { origin, expected }) => (
                 "Request refused".into(),
                 format!(
-                    "This request came from {origin}, but latchkey is at {expected}. \
-                     If you meant to do this, open latchkey there and try again."
+                    "This request came from {origin}, but this site is at {expected}. \
+                     If you meant to do this, open the site there and try again."
                 )
                 .into(),
                 (
@@ -50,8 +50,8 @@ impl<'a> ErrorPage<'a> {
             ),
             Some(CsrfRefusal::CrossSite(_)) => (
                 "Request refused".into(),
-                "This request came from another site, so latchkey refused it. \
-                 If you meant to do this, open latchkey yourself and try again."
+                "This request came from another site, so it was refused. \
+                 If you meant to do this, open this site yourself and try again."
                     .into(),
                 link,
             ),

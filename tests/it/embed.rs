@@ -8,18 +8,19 @@ use std::time::Duration;
 use reqwest::{StatusCode, header};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
+use crate::common::browser::{Browser, attacker_site};
 use crate::common::{
     PASSWORD, client, cookie_named, hidden_field, page_text, run_cli, sign_in_by_form, stderr,
 };
 
 /// The example, started in its own directory over its own database.
-struct Embed {
+pub(crate) struct Embed {
     _child: tokio::process::Child,
-    base: String,
+    pub(crate) base: String,
     _dir: tempfile::TempDir,
 }
 
-async fn start_embed() -> Embed {
+pub(crate) async fn start_embed() -> Embed {
     let dir = tempfile::tempdir().unwrap();
     // The example keeps its data in `latchkey.db` in its working directory,
     // the service's default.
@@ -187,4 +188,62 @@ async fn the_embed_examples_form_takes_its_own_post_and_refuses_one_from_another
     assert_eq!(tokenless.status(), StatusCode::FORBIDDEN);
     let body: serde_json::Value = tokenless.json().await.unwrap();
     assert_eq!(body["error"], "csrf_failed", "{body}");
+}
+
+#[tokio::test]
+async fn a_person_signs_in_to_the_embed_example_and_saves_a_note_by_clicking() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let app = start_embed().await;
+    browser.goto(&format!("{}/", app.base)).await;
+    browser.wait_for_path("/login").await;
+    browser.fill("#username", "alice").await;
+    browser.fill("#password", PASSWORD).await;
+    browser.submit("form[action='/login']").await;
+    browser.wait_for_path("/").await;
+    assert!(browser.text().await.contains("Hello, alice."));
+    browser.fill("input[name=note]", "milk").await;
+    browser.submit("form").await;
+    browser
+        .wait_until("the saved note", async || {
+            browser
+                .text()
+                .await
+                .contains("saved for alice: milk")
+                .then_some(())
+        })
+        .await;
+    browser.finish("embed_note_saved").await;
+}
+
+#[tokio::test]
+async fn another_sites_page_cannot_post_to_the_embed_examples_form() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let app = start_embed().await;
+    browser.goto(&format!("{}/login", app.base)).await;
+    browser.fill("#username", "alice").await;
+    browser.fill("#password", PASSWORD).await;
+    browser.submit("form[action='/login']").await;
+    browser.wait_for_path("/").await;
+    let (url, _site) = attacker_site(&format!(
+        "<!doctype html><html lang=en><title>elsewhere</title><p>Another site.</p>\
+         <form method=post action={}/><input type=hidden name=note value=forged>\
+         <input type=hidden name=csrf_token value=guess><button>Win a prize</button></form></html>",
+        app.base
+    ))
+    .await;
+    browser.goto(&url).await;
+    browser.submit("form").await;
+    let page = browser
+        .wait_until("the refusal", async || {
+            let text = browser.text().await;
+            text.contains("Request refused").then_some(text)
+        })
+        .await;
+    assert!(page.contains("Nothing was changed."), "{page}");
+    assert!(!page.contains("saved for"), "{page}");
+    browser.finish("embed_cross_site_post").await;
 }

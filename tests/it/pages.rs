@@ -413,7 +413,7 @@ async fn forged_and_stale_forms_get_a_clear_page_change_nothing_and_log_one_line
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     let page = r.text().await.unwrap();
     assert!(
-        page.contains(&format!("latchkey is at {}", server.base)),
+        page.contains(&format!("this site is at {}", server.base)),
         "{page}"
     );
     // A login form without its token, or with one that is not its own: a
