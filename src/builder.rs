@@ -14,7 +14,7 @@ use crate::password::{HashParams, PasswordHasher};
 use crate::paths::{PathError, Paths};
 use crate::secret::ServerSecret;
 use crate::session::{CookieSettings, SameSite};
-use crate::store::{FailurePolicy, StoreOptions, Stores};
+use crate::store::{AppUserStore, AppUsers, FailurePolicy, StoreOptions, Stores};
 
 /// Settings for an [`Auth`], each with the service's default; see
 /// [`Auth::builder`]. [`AuthBuilder::build`] opens the stores, reads (or
@@ -25,6 +25,7 @@ pub struct AuthBuilder {
     database_url: String,
     session_store_url: Option<String>,
     stores: Option<Stores>,
+    users: Option<Arc<dyn AppUsers>>,
     secret: Option<ServerSecret>,
     secret_file: Option<PathBuf>,
     previous_secrets: Vec<ServerSecret>,
@@ -128,6 +129,7 @@ impl Auth {
             database_url: "sqlite://latchkey.db".into(),
             session_store_url: None,
             stores: None,
+            users: None,
             secret: None,
             secret_file: None,
             previous_secrets: Vec::new(),
@@ -168,6 +170,16 @@ impl AuthBuilder {
     /// of the URLs.
     pub fn stores(mut self, stores: Stores) -> Self {
         self.stores = Some(stores);
+        self
+    }
+
+    /// Users the app keeps in its own table, instead of latchkey's; see
+    /// [`AppUsers`]. Sessions and failure counters stay in the stores
+    /// named by the URLs. Since latchkey cannot hear of the app's changes
+    /// to its users, it then keeps no session cache: every request asks
+    /// the session store and the app for the user.
+    pub fn users(mut self, users: impl AppUsers) -> Self {
+        self.users = Some(Arc::new(users));
         self
     }
 
@@ -332,6 +344,14 @@ impl AuthBuilder {
                 url: crate::store::redact_url(&self.database_url),
                 reason: crate::error::chain(&e),
             })?,
+        };
+        let stores = match self.users {
+            Some(users) => Stores {
+                users: Arc::new(AppUserStore(users)),
+                feeds: None,
+                ..stores
+            },
+            None => stores,
         };
         let hasher = PasswordHasher::new(self.hash_params, self.hash_threads)
             .await

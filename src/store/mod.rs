@@ -9,6 +9,7 @@
 //! Times are milliseconds since the Unix epoch ([`Millis`]); session keys are
 //! SHA-256 hashes of the session token, never the token itself.
 
+mod app;
 pub mod feed;
 mod memory;
 #[cfg(feature = "postgres")]
@@ -24,6 +25,8 @@ use async_trait::async_trait;
 
 use feed::ChangeFeed;
 
+pub(crate) use app::AppUserStore;
+pub use app::{AppUser, AppUsers, AppUsersError};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;

@@ -13,20 +13,63 @@ use crate::common::{
     PASSWORD, client, cookie_named, hidden_field, page_text, run_cli, sign_in_by_form, stderr,
 };
 
-/// The example, started in its own directory over its own database.
-pub(crate) struct Embed {
+/// An example app from `examples/`, run in its own directory.
+pub(crate) struct Example {
     _child: tokio::process::Child,
     pub(crate) base: String,
-    _dir: tempfile::TempDir,
+    pub(crate) dir: tempfile::TempDir,
 }
 
-pub(crate) async fn start_embed() -> Embed {
+/// Starts `examples/{name}` in `dir` with `env` (and `ADDR` for port 0),
+/// once it says where it listens.
+pub(crate) async fn start_example(
+    name: &str,
+    dir: tempfile::TempDir,
+    env: &[(&str, &str)],
+) -> Example {
+    let example = std::path::Path::new(env!("CARGO_BIN_EXE_latchkey"))
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    let mut child = tokio::process::Command::new(&example)
+        .current_dir(dir.path())
+        .envs(env.iter().copied())
+        .env("ADDR", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (`cargo test` builds the examples; or `cargo build --examples`)",
+                example.display()
+            )
+        });
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("the example says where it listens")
+        .unwrap()
+        .expect("a line");
+    let base = line
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    Example {
+        _child: child,
+        base,
+        dir,
+    }
+}
+
+/// `examples/embed.rs` over its own database, with `alice` (admin) and
+/// `bob` made by the service's CLI.
+async fn start_embed() -> Example {
     let dir = tempfile::tempdir().unwrap();
     // The example keeps its data in `latchkey.db` in its working directory,
-    // the service's default.
+    // the service's default; the CLI shares it and the secret beside it.
     let db = format!("sqlite://{}", dir.path().join("latchkey.db").display());
-    // Users are made with the service's CLI on the same database: the two
-    // share the secret file generated beside it.
     let env: Vec<(String, String)> = [
         ("LATCHKEY_DATABASE_URL", db.as_str()),
         ("LATCHKEY_ARGON2_MEMORY_KIB", "1024"),
@@ -41,38 +84,7 @@ pub(crate) async fn start_embed() -> Embed {
         let out = run_cli(&env, &args, Some(PASSWORD)).await;
         assert!(out.status.success(), "user add: {}", stderr(&out));
     }
-    let example = std::path::Path::new(env!("CARGO_BIN_EXE_latchkey"))
-        .parent()
-        .unwrap()
-        .join("examples/embed");
-    let mut child = tokio::process::Command::new(&example)
-        .current_dir(dir.path())
-        .env("ADDR", "127.0.0.1:0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "{}: {e} (cargo test builds the examples)",
-                example.display()
-            )
-        });
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-        .await
-        .expect("the example says where it listens")
-        .unwrap()
-        .expect("a line");
-    let base = line
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    Embed {
-        _child: child,
-        base,
-        _dir: dir,
-    }
+    start_example("embed", dir, &[]).await
 }
 
 #[tokio::test]

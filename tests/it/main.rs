@@ -19,6 +19,7 @@ mod library;
 mod lockout;
 mod login;
 mod multi_instance;
+mod own_users;
 mod pages;
 mod redis_failover;
 mod revocation;
