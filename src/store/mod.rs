@@ -470,10 +470,10 @@ pub enum OpenError {
     Unsupported(String),
     /// The database could not be reached or opened.
     #[error("cannot open the database")]
-    Connect(#[source] sqlx::Error),
+    Connect(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Migrations failed.
     #[error("cannot migrate the database")]
-    Migrate(#[source] sqlx::migrate::MigrateError),
+    Migrate(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The Redis session store could not be reached.
     #[error("cannot open the Redis session store: {0}")]
     Redis(String),
@@ -486,6 +486,20 @@ pub fn sqlite_path(database_url: &str) -> Option<std::path::PathBuf> {
     let rest = rest.strip_prefix("//").unwrap_or(rest);
     let path = rest.split('?').next().unwrap_or("");
     (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
+}
+
+impl OpenError {
+    /// [`OpenError::Connect`] of a backend's error, whose type stays private.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub(crate) fn connect(e: sqlx::Error) -> Self {
+        Self::Connect(Box::new(e))
+    }
+
+    /// [`OpenError::Migrate`] of a backend's error, whose type stays private.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub(crate) fn migrate(e: sqlx::migrate::MigrateError) -> Self {
+        Self::Migrate(Box::new(e))
+    }
 }
 
 /// A URL with any password replaced, for messages.

@@ -52,15 +52,15 @@ impl PostgresStore {
     /// # Errors
     /// When the server cannot be reached or the migrations fail.
     pub async fn open(url: &str) -> Result<Self, OpenError> {
-        let options = PgConnectOptions::from_str(url).map_err(OpenError::Connect)?;
+        let options = PgConnectOptions::from_str(url).map_err(OpenError::connect)?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
             // A stopped server must fail requests quickly (503), not hang them.
             .acquire_timeout(Duration::from_secs(3))
             .connect_with(options)
             .await
-            .map_err(OpenError::Connect)?;
-        MIGRATOR.run(&pool).await.map_err(OpenError::Migrate)?;
+            .map_err(OpenError::connect)?;
+        MIGRATOR.run(&pool).await.map_err(OpenError::migrate)?;
         Ok(Self { pool })
     }
 

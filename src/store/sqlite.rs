@@ -58,7 +58,7 @@ impl SqliteStore {
     /// When the file cannot be opened or migrated.
     pub async fn open(url: &str) -> Result<Self, OpenError> {
         let options = SqliteConnectOptions::from_str(url)
-            .map_err(OpenError::Connect)?
+            .map_err(OpenError::connect)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
@@ -73,9 +73,9 @@ impl SqliteStore {
             .test_before_acquire(false)
             .connect_with(options.clone())
             .await
-            .map_err(OpenError::Connect)?;
-        MIGRATOR.run(&pool).await.map_err(OpenError::Migrate)?;
-        let writer = options.connect().await.map_err(OpenError::Connect)?;
+            .map_err(OpenError::connect)?;
+        MIGRATOR.run(&pool).await.map_err(OpenError::migrate)?;
+        let writer = options.connect().await.map_err(OpenError::connect)?;
         let path = sqlite_path(url);
         Ok(Self {
             pool,
