@@ -588,6 +588,10 @@ impl Auth {
     /// # Errors
     /// [`LoginError::RateLimited`] when the share is used up.
     pub fn admit(&self, client: IpAddr) -> Result<(), LoginError> {
+        // No address (an app served without it): no share to count it against.
+        if client.is_unspecified() {
+            return Ok(());
+        }
         let now = self.now();
         self.inner
             .rate
@@ -601,7 +605,7 @@ impl Auth {
     /// a new token issued (no session fixation). Unknown names cost what
     /// known ones cost (one verification per hash scheme in use, see
     /// [`PasswordHasher::verify`]) and fail the same way. `headers` are the
-    /// request's: a device cookie in them (see [`crate::device`]) makes
+    /// request's: a device cookie in them (OWASP's device cookies) makes
     /// failures count against that device instead of against every
     /// untrusted client of the account and the client's address.
     ///

@@ -96,6 +96,10 @@ pub enum BuildError {
         /// What went wrong, with its causes.
         reason: String,
     },
+    /// A setting that would leave the login without a limit or a session
+    /// without a lifetime.
+    #[error("{0}")]
+    Setting(String),
     /// The password hasher could not start (bad argon2 settings).
     #[error("password hashing: {0}")]
     Hasher(String),
@@ -189,8 +193,8 @@ impl AuthBuilder {
         self
     }
 
-    /// A file holding the secret; created (mode 0600) with a random one if
-    /// missing.
+    /// A file holding the secret (readable by its owner only). Without
+    /// it, a secret is generated beside an SQLite database.
     pub fn secret_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.secret_file = Some(path.into());
         self
@@ -329,6 +333,7 @@ impl AuthBuilder {
             }
         };
         let paths = Paths::new(&self.prefix, &self.home)?;
+        self.check_limits()?;
         let secret = self.read_secret()?;
         let stores = match self.stores {
             Some(stores) => stores,
@@ -384,12 +389,40 @@ impl AuthBuilder {
         Ok(auth)
     }
 
+    fn check_limits(&self) -> Result<(), BuildError> {
+        let zero = |what: &str| {
+            Err(BuildError::Setting(format!(
+                "{what} must be more than zero"
+            )))
+        };
+        if self.login_rate == 0 {
+            return zero("login_rate");
+        }
+        if self.account_failures.max_failures == 0 || self.address_failures.max_failures == 0 {
+            return zero("max_failures");
+        }
+        if self.idle_timeout.is_zero() || self.absolute_timeout.is_zero() {
+            return zero("a session timeout");
+        }
+        for secret in self.secret.iter().chain(&self.previous_secrets) {
+            if let Some(reason) = secret.weakness() {
+                return Err(BuildError::Setting(reason));
+            }
+        }
+        Ok(())
+    }
+
     fn read_secret(&self) -> Result<ServerSecret, BuildError> {
         if let Some(secret) = &self.secret {
             return Ok(secret.clone());
         }
         let path = match (&self.secret_file, self.stores.is_some()) {
-            (Some(path), _) => path.clone(),
+            (Some(path), _) => {
+                return crate::secret::read_file(path).map_err(|reason| BuildError::SecretFile {
+                    path: path.clone(),
+                    reason: reason.to_string(),
+                });
+            }
             (None, false) => match crate::store::sqlite_path(&self.database_url) {
                 Some(db) => crate::secret::path_beside(&db),
                 // Nothing outlives the process, so neither need the secret.

@@ -126,7 +126,9 @@ where
 /// CSRF token, in the `X-CSRF-Token` header or a form's `csrf_token` field
 /// (the token is [`crate::ActiveSession::csrf_token`]). Refused requests
 /// get 403 `csrf_failed`, whose message names the origin refused and the
-/// one expected; the route's handler never runs.
+/// one expected; the route's handler never runs. A request of this site
+/// with nobody signed in is asked to sign in instead (401, or the login
+/// page with [`crate::PageLayer`]).
 #[derive(Debug, Clone)]
 pub struct CsrfLayer {
     auth: Auth,
@@ -185,6 +187,18 @@ where
                 Ok(session) => session,
                 Err(e) => return Ok(e.into_response()),
             };
+            // Nobody signed in (the session ended while the form was open):
+            // a request from this site is asked to sign in, as a page would
+            // be; another site's is refused as a forgery all the same.
+            if session.active().is_none() {
+                let origin =
+                    crate::csrf::check_origin(req.headers(), &auth.settings().public_origin);
+                return Ok(match origin {
+                    Ok(()) => crate::layer::sign_in_required(&session, req.headers(), req.uri()),
+                    Err(refusal) => AppError::Csrf(refusal),
+                }
+                .into_response());
+            }
             let (req, form_token) = match form_token(req).await {
                 Ok(read) => read,
                 Err(e) => return Ok(e.into_response()),

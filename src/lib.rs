@@ -24,11 +24,22 @@
 //!   refuses forged state-changing requests (the token is
 //!   [`ActiveSession::csrf_token`]).
 //! - Serve with `into_make_service_with_connect_info::<SocketAddr>()` so
-//!   that failed sign-ins are counted per client address.
+//!   that failed sign-ins are counted per client address (without it they
+//!   are limited per account only).
+//! - A sign-out button is a form posting to `{prefix}/logout` with the
+//!   `csrf_token` field; `auth.accounts()` creates and administers users
+//!   ([`Accounts::create_user`]), or the service's CLI does on the same
+//!   database; an app that keeps its own user table implements
+//!   [`store::AppUsers`] (see `examples/own_users.rs`).
+//! - latchkey reports through `tracing` (the audit trail of sign-ins,
+//!   refused requests, misconfiguration): install a subscriber to see it.
+//! - A client that does not prefer `application/json` in `Accept` (a
+//!   browser, or curl's `*/*`) is answered as a browser: redirects and
+//!   pages rather than JSON.
 
 mod auth;
 mod builder;
-pub mod cache;
+mod cache;
 #[cfg(feature = "server")]
 pub mod cli;
 mod client_ip;
@@ -38,16 +49,16 @@ pub mod config;
 #[cfg(feature = "server")]
 mod connections;
 pub mod csrf;
-pub mod device;
-pub mod error;
+mod device;
+mod error;
 mod guard;
-pub mod layer;
-pub mod negotiate;
+mod layer;
+mod negotiate;
 pub mod password;
 mod paths;
 pub(crate) mod random;
 pub(crate) mod rate;
-pub mod redirect;
+mod redirect;
 #[cfg(feature = "pages")]
 pub mod routes;
 mod secret;
@@ -56,19 +67,20 @@ pub mod session;
 pub mod startup;
 pub mod store;
 pub mod username;
-pub mod users;
+mod users;
 
 pub use auth::{AUDIT_TARGET, Auth, AuthSettings, LoggedIn, LoggedOut, LoginError};
 pub use builder::{AuthBuilder, BuildError};
+pub use cache::SessionCache;
 pub use client_ip::client_ip;
 #[cfg(feature = "server")]
 pub use config::Config;
-pub use error::AppError;
+pub use error::{AppError, ErrorInfo};
 pub use guard::{
     CsrfLayer, CsrfService, MAX_FORM_BYTES, RequireRole, RequireRoleService, login_required,
     require_role,
 };
-pub use layer::{AuthUser, SessionLayer};
+pub use layer::{AuthUser, SessionLayer, SessionService};
 pub use paths::{PathError, Paths};
 #[cfg(feature = "pages")]
 pub use routes::{PageLayer, PageService};
@@ -76,3 +88,4 @@ pub use secret::{MIN_SECRET_LEN, Password, SecretTooShort, ServerSecret};
 pub use session::{ActiveSession, Session};
 #[cfg(feature = "server")]
 pub use startup::Application;
+pub use users::{AccountError, Accounts, SessionSummary, UserSummary};

@@ -48,7 +48,7 @@ impl Paths {
     ///
     /// # Errors
     /// When the prefix is not a plain path, or `home` is not a safe path on
-    /// this site (see [`crate::redirect::safe_next`]).
+    /// this site (a single `/` first, no backslash, control character or space).
     pub fn new(prefix: &str, home: &str) -> Result<Self, PathError> {
         let plain = prefix.is_empty()
             || prefix.starts_with('/')

@@ -1,22 +1,12 @@
-//! Where to send a browser after login: only back into this site.
+//! Where to send a browser after login: only back into this site (see
+//! [`crate::Paths::next_or_home`]).
 
-/// Where a login goes when `next` is missing or unsafe.
-pub const DEFAULT_NEXT: &str = "/profile";
-
-/// `next` if it is a same-site relative path, otherwise [`DEFAULT_NEXT`].
+/// Whether `next` is a same-site relative path a browser may be sent to.
 ///
 /// Refused: anything not starting with a single `/` (schemes, `//host`,
 /// `/\host`, which browsers read as `//host`), backslashes and control
 /// characters anywhere (browsers drop tabs and newlines, which can turn
 /// `/\t/host` into `//host`), and very long values.
-#[must_use]
-pub fn safe_next(next: Option<&str>) -> &str {
-    match next {
-        Some(n) if is_safe(n) => n,
-        _ => DEFAULT_NEXT,
-    }
-}
-
 pub(crate) fn is_safe(next: &str) -> bool {
     let bytes = next.as_bytes();
     next.len() <= 2048
@@ -33,13 +23,13 @@ mod tests {
 
     #[test]
     fn relative_paths_are_kept() {
-        assert_eq!(safe_next(Some("/admin")), "/admin");
-        assert_eq!(safe_next(Some("/a/b?c=d#e")), "/a/b?c=d#e");
-        assert_eq!(safe_next(Some("/")), "/");
+        for good in ["/admin", "/a/b?c=d#e", "/"] {
+            assert!(is_safe(good), "{good:?}");
+        }
     }
 
     #[test]
-    fn anything_leaving_the_site_falls_back_to_the_profile() {
+    fn anything_leaving_the_site_is_refused() {
         for bad in [
             "//evil.example",
             "/\\evil.example",
@@ -52,8 +42,7 @@ mod tests {
             "",
             " /x",
         ] {
-            assert_eq!(safe_next(Some(bad)), DEFAULT_NEXT, "{bad:?}");
+            assert!(!is_safe(bad), "{bad:?}");
         }
-        assert_eq!(safe_next(None), DEFAULT_NEXT);
     }
 }

@@ -72,6 +72,11 @@ impl ServerSecret {
         crate::random::random_base64::<48>()
     }
 
+    /// Whether the secret would pass [`checked`]: the reason when not.
+    pub(crate) fn weakness(&self) -> Option<String> {
+        checked(self.0.expose_secret()).err()
+    }
+
     /// A key for one purpose, derived so that no two uses share key material.
     pub(crate) fn derive(&self, purpose: &str) -> HmacSha256 {
         let mut mac = HmacSha256::new_from_slice(self.0.expose_secret().as_bytes())
@@ -146,25 +151,59 @@ impl fmt::Display for FileError {
 /// The secret in `path`; when there is no such file, a random one written
 /// there first (mode 0600, and only if the file is still missing, so two
 /// processes starting at once end up with the same one) and announced in
-/// the log.
+/// the log. A file that others than its owner may read or write is
+/// refused: whoever knows the secret can forge device cookies and login
+/// forms.
 pub(crate) fn read_or_create(path: &Path) -> Result<ServerSecret, FileError> {
-    let read = || -> Result<ServerSecret, FileError> {
-        let text = std::fs::read_to_string(path).map_err(FileError::Io)?;
-        checked(&text).map_err(FileError::Weak)
-    };
+    let read = || read_file(path);
     if path.exists() {
         return read();
     }
     let secret = ServerSecret::generate();
-    match write_private(path, &secret) {
+    // Written whole under a temporary name, then linked into place, which
+    // fails if the file appeared meanwhile: no process ever reads a file
+    // still being written, and a crash leaves no empty secret behind.
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(format!(".{}.tmp", crate::random::random_base64::<9>()));
+    let temporary = PathBuf::from(temporary);
+    write_private(&temporary, &secret).map_err(FileError::Io)?;
+    let linked = std::fs::hard_link(&temporary, path);
+    let _ = std::fs::remove_file(&temporary);
+    match linked {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return read(),
         Err(e) => return Err(FileError::Io(e)),
     }
     tracing::warn!(file = %path.display(),
         "no secret configured: generated a new one into this file (mode 0600); keep it, \
-         or set LATCHKEY_SECRET / LATCHKEY_SECRET_FILE");
+         and give every instance on this database the same one");
     ServerSecret::new(&secret).map_err(|e| FileError::Weak(e.to_string()))
+}
+
+/// The secret in `path`, which must exist and be private to its owner.
+pub(crate) fn read_file(path: &Path) -> Result<ServerSecret, FileError> {
+    private_enough(path)?;
+    let text = std::fs::read_to_string(path).map_err(FileError::Io)?;
+    checked(&text).map_err(FileError::Weak)
+}
+
+/// Refuses a secret file that its group or others may read or write.
+fn private_enough(path: &Path) -> Result<(), FileError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(path)
+            .map_err(FileError::Io)?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(FileError::Weak(format!(
+                "others than its owner may read or write it (mode {:o}): chmod 600 it",
+                mode & 0o777
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Creates `path` (and its directory) with `contents`, readable only by
@@ -197,6 +236,45 @@ mod tests {
         assert!(!format!("{p:?}").contains("hunter2"));
         let s = ServerSecret::new("0123456789abcdef0123456789abcdef-more").expect("long enough");
         assert!(!format!("{s:?}").contains("0123"));
+    }
+
+    #[test]
+    fn processes_starting_at_once_share_one_generated_secret_and_none_reads_it_half_written() {
+        let dir = tempfile::tempdir().expect("dir");
+        for round in 0..20 {
+            let path = dir.path().join(format!("db{round}.secret"));
+            let secrets: Vec<String> = std::thread::scope(|s| {
+                let all: Vec<_> = (0..4)
+                    .map(|_| {
+                        s.spawn(|| read_or_create(&path).map(|k| k.0.expose_secret().to_owned()))
+                    })
+                    .collect();
+                all.into_iter()
+                    .map(|t| t.join().expect("thread").expect("a secret"))
+                    .collect()
+            });
+            assert!(secrets.windows(2).all(|w| w[0] == w[1]), "round {round}");
+        }
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .filter(|n| n.to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_secret_file_others_may_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("open.secret");
+        std::fs::write(&path, ServerSecret::generate()).expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let refused = read_file(&path).expect_err("refused").to_string();
+        assert!(refused.contains("mode 644"), "{refused}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert!(read_file(&path).is_ok());
     }
 
     #[test]

@@ -207,21 +207,25 @@ impl LoginAttempt {
                 }],
                 true,
             ),
-            None => (
-                vec![
-                    Counter {
+            None => {
+                let mut counters = Vec::with_capacity(2);
+                // An unknown address (an app served without the client's
+                // address) is no address: one counter for every client
+                // would let anyone lock everyone out.
+                if !self.client.is_unspecified() {
+                    counters.push(Counter {
                         key: format!("ip:{}", crate::client_ip::throttle_key(self.client)),
                         policy: settings.ip_failures,
                         cleared_by_success: false,
-                    },
-                    Counter {
-                        key: account,
-                        policy: settings.account_failures,
-                        cleared_by_success: true,
-                    },
-                ],
-                false,
-            ),
+                    });
+                }
+                counters.push(Counter {
+                    key: account,
+                    policy: settings.account_failures,
+                    cleared_by_success: true,
+                });
+                (counters, false)
+            }
         }
     }
 

@@ -125,6 +125,9 @@ impl Auth {
     /// each client expects: a browser that must sign in is sent to the
     /// login page (and brought back afterwards), other refusals get a page;
     /// API clients keep the JSON answer (401 `not_authenticated`, …).
+    /// Answers that say nothing about caching get `Cache-Control: no-store`,
+    /// so that Back after signing out does not show a private page again
+    /// (set `Cache-Control` on what may be kept, such as static files).
     /// Put it outside [`Auth::layer`], so that the session layer's own
     /// refusals (a store that does not answer) are answered so too.
     #[must_use]

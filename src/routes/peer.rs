@@ -3,8 +3,8 @@
 //! costs a map allocation on every request; the service sets a task-local
 //! once per connection instead (in its accept loop, `crate::connections`).
 //! An app that mounts the pages in its own `axum::serve` provides
-//! `ConnectInfo` (`into_make_service_with_connect_info::<SocketAddr>()`), or
-//! neither, behind a proxy; see [`Peer::client`].
+//! `ConnectInfo` (`into_make_service_with_connect_info::<SocketAddr>()`);
+//! see [`Peer::client`] for one that does not.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -37,30 +37,25 @@ impl<S: Send + Sync> FromRequestParts<S> for Peer {
 
 impl Peer {
     /// The client's address for throttling and the audit log: the peer, or
-    /// what a trusted proxy says. Without a peer (an app serving without
-    /// `ConnectInfo`), the request is taken to have come through the
-    /// trusted proxies, so `X-Forwarded-For` is read from the right as they
-    /// wrote it; with no trusted proxy either, every such request counts as
-    /// one address, which is said once in the log.
+    /// what a trusted proxy says. Without a peer (an app served without
+    /// `ConnectInfo`) the address is unknown (`::`), and only the
+    /// per-account limits apply: `X-Forwarded-For` cannot be believed from
+    /// a peer that is not known to be a trusted proxy, and one counter
+    /// shared by every client would let anyone lock everyone out. Said once
+    /// in the log, at error level.
     pub(crate) fn client(self, auth: &crate::Auth, headers: &HeaderMap) -> IpAddr {
         if let Some(peer) = self.0 {
             return auth.client_ip(peer.ip(), headers);
         }
-        let trusted = &auth.settings().trusted_proxies;
-        match trusted.first() {
-            Some(proxy) => auth.client_ip(proxy.addr(), headers),
-            None => {
-                static SAID: std::sync::Once = std::sync::Once::new();
-                SAID.call_once(|| {
-                    tracing::warn!(
-                        "no client address: serve the app with \
-                         into_make_service_with_connect_info::<SocketAddr>(), or name the proxy \
-                         in front of it as trusted; until then every sign-in counts against one address"
-                    );
-                });
-                IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
-            }
-        }
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| {
+            tracing::error!(
+                "no client address: serve the app with \
+                 into_make_service_with_connect_info::<SocketAddr>(); until then sign-ins \
+                 are limited per account only, not per address"
+            );
+        });
+        IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
     }
 }
 

@@ -68,7 +68,7 @@ impl CookieSettings {
         self.csrf_name
     }
 
-    /// The device cookie's name (see [`crate::device`]).
+    /// The device cookie's name (OWASP's device cookies: a browser that signed in before).
     #[must_use]
     pub fn device_name(&self) -> &'static str {
         self.device_name

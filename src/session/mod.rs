@@ -1,6 +1,6 @@
 //! Sessions: the token, its signed cookie, and the signed-in session a
 //! request carries. The tower layer that recognises them on every request,
-//! and the extractors handlers use, are in [`crate::layer`].
+//! and the extractors handlers use, are [`crate::SessionLayer`] and [`crate::AuthUser`].
 
 mod active;
 mod cookie;

@@ -188,6 +188,30 @@ async fn the_embed_examples_form_takes_its_own_post_and_refuses_one_from_another
         "{message}"
     );
 
+    // Nobody signed in: this site's form is asked to sign in, another
+    // site's is refused as a forgery.
+    let (anonymous, _) = crate::common::client();
+    for (origin, status, code) in [
+        (
+            app.base.as_str(),
+            StatusCode::UNAUTHORIZED,
+            "not_authenticated",
+        ),
+        ("https://evil.example", StatusCode::FORBIDDEN, "csrf_failed"),
+    ] {
+        let r = anonymous
+            .post(format!("{}/", app.base))
+            .header(header::ORIGIN, origin)
+            .header(header::ACCEPT, "application/json")
+            .form(&[("note", "anonymous")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{origin}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"], code, "{origin}: {body}");
+    }
+
     // Without the token, from the right origin: refused too.
     let tokenless = client
         .post(format!("{}/", app.base))

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use axum::Router;
 use axum::routing::get;
 use latchkey::password::HashParams;
+use latchkey::store::FailurePolicy;
 use latchkey::{Auth, AuthUser, Password};
 use reqwest::{StatusCode, header};
 
@@ -26,10 +27,19 @@ async fn app_with_pages_under_auth(connect_info: bool) -> (String, Auth) {
     let auth = Auth::builder()
         .database_url("memory:")
         .public_url(&base)
+        // Believed only from a peer known to be one: without ConnectInfo,
+        // never.
+        .trusted_proxies(vec!["127.0.0.0/8".parse().unwrap()])
         .pages_prefix("/auth")
         .home("/app")
         .hash_params(CHEAP)
         .refusal_delay(std::time::Duration::ZERO)
+        // Few, so that a test can show what an unknown address does.
+        .address_failures(FailurePolicy {
+            max_failures: 2,
+            window: 900_000,
+            lockout: 900_000,
+        })
         .build()
         .await
         .unwrap();
@@ -91,6 +101,8 @@ async fn an_app_mounts_the_login_pages_under_its_own_prefix() {
     let client = sign_in_under_auth(&base).await;
     let app = client.get(format!("{base}/app")).send().await.unwrap();
     assert_eq!(app.status(), StatusCode::OK);
+    // A private page is not kept for Back after signing out.
+    assert_eq!(app.headers()[header::CACHE_CONTROL], "no-store");
     assert_eq!(app.text().await.unwrap(), "app for ann");
     let css = client
         .get(format!("{base}/auth/static/latchkey.css"))
@@ -128,6 +140,21 @@ async fn an_app_mounts_the_login_pages_under_its_own_prefix() {
 #[tokio::test]
 async fn an_app_served_without_connect_info_still_signs_people_in() {
     let (base, _auth) = app_with_pages_under_auth(false).await;
+    // Every client's address is unknown here (the peer is, so what it
+    // says in X-Forwarded-For is not believed), so none is counted: more
+    // failures than an address may have do not lock ann out, whatever
+    // address the attacker claims.
+    let (attacker, _) = client();
+    for name in ["x1", "x2", "x3", "x4"] {
+        let r = attacker
+            .post(format!("{base}/auth/login"))
+            .header("x-forwarded-for", "203.0.113.7")
+            .json(&serde_json::json!({ "username": name, "password": "wrong-password-here" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{name}");
+    }
     let client = sign_in_under_auth(&base).await;
     let app = client.get(format!("{base}/app")).send().await.unwrap();
     assert_eq!(app.status(), StatusCode::OK);
@@ -166,6 +193,28 @@ async fn the_builder_says_what_to_change() {
     )
     .await;
     assert!(home.contains("must be a path on this site"), "{home}");
+    let weak = refusal(
+        Auth::builder()
+            .database_url("memory:")
+            .secret(latchkey::ServerSecret::new(&"ab".repeat(16)).unwrap()),
+    )
+    .await;
+    assert!(weak.contains("only 2 different characters"), "{weak}");
+    let no_rate = refusal(Auth::builder().database_url("memory:").login_rate(0)).await;
+    assert!(
+        no_rate.contains("login_rate must be more than zero"),
+        "{no_rate}"
+    );
+    let missing = refusal(
+        Auth::builder()
+            .database_url("memory:")
+            .secret_file("/nonexistent/latchkey.secret"),
+    )
+    .await;
+    assert!(
+        missing.contains("/nonexistent/latchkey.secret"),
+        "{missing}"
+    );
     let no_secret = refusal(Auth::builder().database_url("postgres://nobody@127.0.0.1:1/x")).await;
     assert!(
         no_secret.contains(".secret(") && no_secret.contains("postgres://"),
