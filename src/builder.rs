@@ -445,7 +445,8 @@ impl AuthBuilder {
     }
 }
 
-fn is_this_machine(url: &url::Url) -> bool {
+/// Whether a URL names this machine: a loopback address or `localhost`.
+pub(crate) fn is_this_machine(url: &url::Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
         Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),

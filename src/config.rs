@@ -389,7 +389,7 @@ impl Config {
         match public_url.scheme() {
             "https" => {}
             "http" => {
-                if !has_loopback_host(&public_url) {
+                if !crate::builder::is_this_machine(&public_url) {
                     return Err(invalid(
                         "public_url",
                         "plain http is only allowed for a loopback address (127.0.0.1, ::1, localhost); \
@@ -603,7 +603,7 @@ impl Config {
     /// address or `localhost`): a development setup with no proxy in front.
     #[must_use]
     pub fn public_url_is_loopback(&self) -> bool {
-        self.public_url.scheme() == "http" && has_loopback_host(&self.public_url)
+        self.public_url.scheme() == "http" && crate::builder::is_this_machine(&self.public_url)
     }
 
     /// Whether cookies must be `Secure` (the public URL is https).
@@ -658,16 +658,6 @@ impl Config {
             }
         }
         Ok(all)
-    }
-}
-
-/// Whether a URL names this machine: a loopback address or `localhost`.
-fn has_loopback_host(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
     }
 }
 

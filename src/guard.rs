@@ -30,11 +30,13 @@ type BoxFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Sen
 /// ```no_run
 /// # use axum::{Router, routing::get};
 /// # async fn notes() {}
-/// # let auth: latchkey::Auth = todo!();
+/// # async fn app() -> Result<(), latchkey::BuildError> {
+/// # let auth = latchkey::Auth::builder().database_url("memory:").build().await?;
 /// let app: Router = Router::new()
 ///     .route("/notes", get(notes))
 ///     .route_layer(latchkey::login_required())
 ///     .layer(auth.layer());
+/// # Ok(()) }
 /// ```
 #[must_use]
 pub fn login_required() -> RequireRole {
@@ -47,10 +49,12 @@ pub fn login_required() -> RequireRole {
 /// ```no_run
 /// # use axum::{Router, routing::get};
 /// # async fn admin() {}
-/// # let auth: latchkey::Auth = todo!();
+/// # async fn app() -> Result<(), latchkey::BuildError> {
+/// # let auth = latchkey::Auth::builder().database_url("memory:").build().await?;
 /// let app: Router = Router::new()
 ///     .route("/admin", get(admin).route_layer(latchkey::require_role("admin")))
 ///     .layer(auth.layer());
+/// # Ok(()) }
 /// ```
 #[must_use]
 pub fn require_role(role: impl Into<Arc<str>>) -> RequireRole {

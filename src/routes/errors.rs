@@ -215,7 +215,9 @@ where
         Poll::Ready(Ok(if *this.every_answer {
             super::security_headers(response, *this.hsts)
         } else {
-            no_store_unless_said(response)
+            let mut response = response;
+            no_store_unless_said(response.headers_mut());
+            response
         }))
     }
 }
@@ -223,12 +225,10 @@ where
 /// An app's answer that says nothing about caching is not kept: a signed-in
 /// person's page must not come back from the browser's history or a shared
 /// cache after they sign out. What may be kept says so itself.
-fn no_store_unless_said(mut response: Response) -> Response {
-    let headers = response.headers_mut();
+pub(super) fn no_store_unless_said(headers: &mut axum::http::HeaderMap) {
     if !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    response
 }
 
 fn render_error(response: Response, format: Format, paths: Paths) -> Response {

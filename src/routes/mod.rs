@@ -91,11 +91,13 @@ impl Auth {
     ///
     /// ```no_run
     /// # use axum::Router;
-    /// # let auth: latchkey::Auth = todo!();
+    /// # async fn app() -> Result<(), latchkey::BuildError> {
+    /// # let auth = latchkey::Auth::builder().database_url("memory:").build().await?;
     /// let app: Router = Router::new()
     ///     .merge(auth.routes())
     ///     .layer(auth.layer())
     ///     .layer(auth.pages());
+    /// # Ok(()) }
     /// ```
     ///
     /// Serve the app with `into_make_service_with_connect_info::<SocketAddr>()`
@@ -158,9 +160,7 @@ pub(crate) fn security_headers(
         // fit in the map it already has.
         headers.reserve(6);
     }
-    if !headers.contains_key(header::CACHE_CONTROL) {
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
+    errors::no_store_unless_said(headers);
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
