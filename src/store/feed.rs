@@ -6,8 +6,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::{SessionKey, UserId};
@@ -55,7 +55,8 @@ impl Change {
 
 /// A source of changes made by other processes.
 pub trait ChangeFeed: Send + Sync + 'static {
-    /// Starts delivering changes to `sink` (normally by spawning a task).
+    /// Starts delivering changes to `sink` (normally by spawning a task;
+    /// latchkey's own feeds use [`spawn`]).
     /// The feed must report itself unhealthy whenever it may be missing
     /// changes, and send [`Change::Everything`] when it recovers.
     fn start(self: Arc<Self>, sink: FeedSink);
@@ -203,7 +204,7 @@ impl FeedSink {
     pub fn start(self, feed: Arc<dyn ChangeFeed>) {
         feed.clone().start(self.clone());
         let period = (self.state.bound / 4).max(Duration::from_millis(10));
-        tokio::spawn(async move {
+        spawn(async move {
             let mut ticks = tokio::time::interval(period);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -218,4 +219,47 @@ impl FeedSink {
             }
         });
     }
+}
+
+/// Runs a feed's task on the feeds' own thread, so that a change is
+/// applied as soon as it arrives: on the server's runtime it would wait
+/// for a worker to finish the requests ahead of it and to poll for I/O,
+/// and meanwhile those requests would still be answered from the stale
+/// cache. The task ends when the runtime that started it shuts down (a
+/// test ends, the server exits), closing its connections as it would have
+/// if it had run there.
+pub(crate) fn spawn<F>(task: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    static FEEDS: OnceLock<Option<tokio::runtime::Handle>> = OnceLock::new();
+    let feeds = FEEDS.get_or_init(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| tracing::warn!(error = %e, "no thread for the change feeds"))
+            .ok()?;
+        let handle = runtime.handle().clone();
+        std::thread::Builder::new()
+            .name("latchkey-feeds".to_owned())
+            .spawn(move || runtime.block_on(std::future::pending::<()>()))
+            .map_err(|e| tracing::warn!(error = %e, "no thread for the change feeds"))
+            .ok()?;
+        Some(handle)
+    });
+    let Some(feeds) = feeds else {
+        tokio::spawn(task);
+        return;
+    };
+    let (keep, ended) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _keep = keep;
+        std::future::pending::<()>().await;
+    });
+    feeds.spawn(async move {
+        tokio::select! {
+            _ = ended => {}
+            () = task => {}
+        }
+    });
 }

@@ -583,7 +583,7 @@ impl ChangeFeed for ListenFeed {
     }
 
     fn start(self: Arc<Self>, sink: FeedSink) {
-        tokio::spawn(async move {
+        super::feed::spawn(async move {
             let mut backoff = Duration::from_millis(100);
             loop {
                 match self.listener().await {

@@ -614,7 +614,7 @@ impl ChangeFeed for PubSubFeed {
     }
 
     fn start(self: Arc<Self>, sink: FeedSink) {
-        tokio::spawn(async move {
+        super::feed::spawn(async move {
             loop {
                 if let Err(e) = self.run(&sink).await {
                     tracing::debug!(error = %e, "Redis change feed down");

@@ -581,14 +581,22 @@ struct FileFeed {
 /// safety net (see [`FileFeed::follow`]).
 const CHANGES_POLL: Duration = Duration::from_millis(250);
 
-/// After a file event, the table is read at once and again this long after
-/// it: the `write()` that made the event comes before the writer updates
-/// the WAL index in shared memory, which makes no event (and a busy
-/// machine may pause the writer in between).
-const CHANGES_REREAD: [Duration; 4] = [
+/// After a file event, the table is read at once and again at these delays
+/// after it: the `write()` that made the event comes before the writer
+/// updates the WAL index in shared memory, which makes no event, and a busy
+/// machine may pause the writer in between for a few milliseconds. The
+/// reads are dense early, where the revocation window is decided, and each
+/// costs a few microseconds.
+const CHANGES_REREAD: [Duration; 10] = [
     Duration::from_millis(1),
-    Duration::from_millis(4),
+    Duration::from_millis(2),
+    Duration::from_millis(3),
+    Duration::from_millis(5),
+    Duration::from_millis(8),
+    Duration::from_millis(12),
     Duration::from_millis(16),
+    Duration::from_millis(24),
+    Duration::from_millis(32),
     Duration::from_millis(64),
 ];
 
@@ -760,7 +768,7 @@ impl ChangeFeed for FileFeed {
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(watcher);
                 sink.set_healthy(true);
-                tokio::spawn(self.clone().follow(sink));
+                super::feed::spawn(self.clone().follow(sink));
             }
             Err(e) => tracing::warn!(error = %e, dir = %self.dir.display(),
                 "cannot watch the database directory; every request will read the database"),
