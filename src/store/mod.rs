@@ -16,6 +16,8 @@ mod memory;
 mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
@@ -514,40 +516,6 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-/// [`UserStore::each_password_hash`] for the SQL stores: the rows are
-/// streamed, one at a time.
-pub(crate) async fn each_password_hash_in<DB>(
-    pool: &sqlx::Pool<DB>,
-    each: &mut (dyn for<'h> FnMut(&'h str) + Send),
-) -> StoreResult<()>
-where
-    DB: sqlx::Database,
-    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-    for<'r> String: sqlx::Decode<'r, DB> + sqlx::Type<DB>,
-    DB::Arguments: sqlx::IntoArguments<DB>,
-    usize: sqlx::ColumnIndex<DB::Row>,
-{
-    use futures_util::TryStreamExt as _;
-    let mut rows = sqlx::query_scalar::<DB, String>("SELECT password_hash FROM users").fetch(pool);
-    while let Some(hash) = rows.try_next().await.map_err(StoreError::unavailable)? {
-        each(&hash);
-    }
-    Ok(())
-}
-
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-/// Roles as stored in text columns: a JSON array.
-pub(crate) fn roles_to_json(roles: &[String]) -> String {
-    serde_json::to_string(roles).unwrap_or_else(|_| "[]".to_owned())
-}
-
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-/// Parses the JSON array written by [`roles_to_json`].
-pub(crate) fn roles_from_json(text: &str) -> StoreResult<Vec<String>> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("roles: {e}")))
-}
-
 /// An attempt counter: (attempts in the window, window start, lock end).
 pub(crate) type FailureRow = (i64, Millis, Option<Millis>);
 
@@ -583,23 +551,6 @@ pub(crate) fn failed_state(row: FailureRow, now: Millis, policy: FailurePolicy) 
         _ => (count >= i64::from(policy.max_failures)).then_some(now + policy.lockout),
     };
     (count, start, until)
-}
-
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-/// The decision of the SQL stores' `begin_attempt`, which returns the
-/// row's nonce (ours if the attempt was counted) and its lock.
-pub(crate) fn sql_attempt(last_nonce: i64, nonce: i64, until: Option<Millis>) -> Attempt {
-    match until {
-        _ if last_nonce == nonce => Attempt::Allowed,
-        Some(until) => Attempt::Locked(until),
-        None => Attempt::Busy,
-    }
-}
-
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-/// A random, non-zero tag for one attempt (see the SQL stores' `last_nonce`).
-pub(crate) fn attempt_nonce() -> i64 {
-    i64::from_le_bytes(crate::random::random_bytes::<8>()) | 1
 }
 
 /// The counter update of [`FailureStore::forgive`].

@@ -5,18 +5,20 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow, SqliteSynchronous,
+    SqliteSynchronous,
 };
 use sqlx::{ConnectOptions as _, Connection as _};
 
+use super::sql::{Sql, unavailable};
 use super::{
     Attempt, FailurePolicy, FailureStore, Millis, NewUser, OpenError, SessionKey, SessionRecord,
-    SessionStore, StoreError, StoreResult, UserId, UserRecord, UserStore, now_millis,
-    roles_from_json, roles_to_json, sqlite_path,
+    SessionStore, StoreError, StoreResult, UserId, UserRecord, UserStore, now_millis, sqlite_path,
 };
+
+/// The statements this store shares with PostgreSQL.
+type Q = Sql<sqlx::Sqlite>;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -41,13 +43,6 @@ pub struct SqliteStore {
     /// connection's thread after every statement.
     writer: Arc<tokio::sync::Mutex<SqliteConnection>>,
     path: Option<PathBuf>,
-}
-
-fn unavailable(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
-        _ => StoreError::unavailable(e),
-    }
 }
 
 impl SqliteStore {
@@ -114,125 +109,35 @@ impl SqliteStore {
             .await
             .map_err(StoreError::unavailable)
     }
-
-    async fn update_user(&self, sql: &'static str, id: UserId, now: Millis) -> StoreResult<bool> {
-        let done = sqlx::query(sql)
-            .bind(now)
-            .bind(id.0)
-            .execute(&mut *self.writer().await?)
-            .await
-            .map_err(unavailable)?;
-        Ok(done.rows_affected() > 0)
-    }
-}
-
-fn user_from_row(row: &SqliteRow) -> StoreResult<UserRecord> {
-    let get = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
-    Ok(UserRecord {
-        id: UserId(row.try_get("id").map_err(get)?),
-        username: row.try_get("username").map_err(get)?,
-        username_key: row.try_get("username_key").map_err(get)?,
-        password_hash: row.try_get("password_hash").map_err(get)?,
-        roles: roles_from_json(row.try_get::<&str, _>("roles").map_err(get)?)?,
-        disabled: row.try_get("disabled").map_err(get)?,
-        credential_epoch: row.try_get("credential_epoch").map_err(get)?,
-        roles_epoch: row.try_get("roles_epoch").map_err(get)?,
-        created_at: row.try_get("created_at").map_err(get)?,
-        updated_at: row.try_get("updated_at").map_err(get)?,
-    })
-}
-
-fn session_from_row(row: &SqliteRow) -> StoreResult<SessionRecord> {
-    let get = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
-    let key: Vec<u8> = row.try_get("key").map_err(get)?;
-    let key: [u8; 32] = key
-        .try_into()
-        .map_err(|_| StoreError::Corrupt("session key length".into()))?;
-    Ok(SessionRecord {
-        key: SessionKey(key),
-        user_id: UserId(row.try_get("user_id").map_err(get)?),
-        credential_epoch: row.try_get("credential_epoch").map_err(get)?,
-        roles_epoch: row.try_get("roles_epoch").map_err(get)?,
-        created_at: row.try_get("created_at").map_err(get)?,
-        last_seen: row.try_get("last_seen").map_err(get)?,
-    })
 }
 
 #[async_trait]
 impl UserStore for SqliteStore {
     async fn create_user(&self, user: NewUser) -> StoreResult<UserRecord> {
-        let now = now_millis();
-        let row = sqlx::query(
-            "INSERT INTO users (username, username_key, password_hash, roles, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?) RETURNING id, username, username_key, password_hash, roles, \
-             disabled, credential_epoch, roles_epoch, created_at, updated_at",
-        )
-        .bind(&user.username)
-        .bind(&user.username_key)
-        .bind(&user.password_hash)
-        .bind(roles_to_json(&user.roles))
-        .bind(now)
-        .bind(now)
-        .fetch_one(&mut *self.writer().await?)
-        .await
-        .map_err(unavailable)?;
-        user_from_row(&row)
+        Q::create_user(&mut *self.writer().await?, &user, now_millis()).await
     }
 
     async fn user_by_key(&self, username_key: &str) -> StoreResult<Option<UserRecord>> {
-        sqlx::query(
-            "SELECT id, username, username_key, password_hash, roles, disabled, credential_epoch, \
-             roles_epoch, created_at, updated_at FROM users WHERE username_key = ?",
-        )
-        .bind(username_key)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(unavailable)?
-        .as_ref()
-        .map(user_from_row)
-        .transpose()
+        Q::user_by_key(&self.pool, username_key).await
     }
 
     async fn user_by_id(&self, id: UserId) -> StoreResult<Option<UserRecord>> {
-        sqlx::query(
-            "SELECT id, username, username_key, password_hash, roles, disabled, credential_epoch, \
-             roles_epoch, created_at, updated_at FROM users WHERE id = ?",
-        )
-        .bind(id.0)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(unavailable)?
-        .as_ref()
-        .map(user_from_row)
-        .transpose()
+        Q::user_by_id(&self.pool, id).await
     }
 
     async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
-        sqlx::query(
-            "SELECT id, username, username_key, password_hash, roles, disabled, credential_epoch, \
-             roles_epoch, created_at, updated_at FROM users ORDER BY username_key",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable)?
-        .iter()
-        .map(user_from_row)
-        .collect()
+        Q::list_users(&self.pool).await
     }
 
     async fn count_users(&self) -> StoreResult<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        Ok(u64::try_from(n).unwrap_or(0))
+        Q::count_users(&self.pool).await
     }
 
     async fn each_password_hash(
         &self,
         each: &mut (dyn for<'h> FnMut(&'h str) + Send),
     ) -> StoreResult<()> {
-        super::each_password_hash_in(&self.pool, each).await
+        Q::each_password_hash(&self.pool, each).await
     }
 
     async fn set_password_hash(
@@ -241,238 +146,92 @@ impl UserStore for SqliteStore {
         password_hash: &str,
         end_sessions: bool,
     ) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "UPDATE users SET password_hash = ?, updated_at = ?, \
-             credential_epoch = credential_epoch + ? WHERE id = ?",
-        )
-        .bind(password_hash)
-        .bind(now_millis())
-        .bind(i64::from(end_sessions))
-        .bind(id.0)
-        .execute(&mut *self.writer().await?)
-        .await
-        .map_err(unavailable)?;
-        Ok(done.rows_affected() > 0)
+        let mut writer = self.writer().await?;
+        Q::set_password_hash(&mut *writer, id, password_hash, end_sessions, now_millis()).await
     }
 
     async fn set_roles(&self, id: UserId, roles: &[String]) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "UPDATE users SET roles = ?, updated_at = ?, roles_epoch = roles_epoch + 1 WHERE id = ?",
-        )
-        .bind(roles_to_json(roles))
-        .bind(now_millis())
-        .bind(id.0)
-        .execute(&mut *self.writer().await?)
-        .await
-        .map_err(unavailable)?;
-        Ok(done.rows_affected() > 0)
+        Q::set_roles(&mut *self.writer().await?, id, roles, now_millis()).await
     }
 
     async fn set_disabled(&self, id: UserId, disabled: bool) -> StoreResult<bool> {
-        let sql = if disabled {
-            "UPDATE users SET credential_epoch = credential_epoch + (1 - disabled), disabled = 1, \
-             updated_at = ? WHERE id = ?"
-        } else {
-            "UPDATE users SET disabled = 0, updated_at = ? WHERE id = ?"
-        };
-        self.update_user(sql, id, now_millis()).await
+        Q::set_disabled(&mut *self.writer().await?, id, disabled, now_millis()).await
     }
 
     async fn remove_user(&self, id: UserId) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM users WHERE id = ?")
-            .bind(id.0)
-            .execute(&mut *self.writer().await?)
-            .await
-            .map_err(unavailable)?;
-        Ok(done.rows_affected() > 0)
+        Q::remove_user(&mut *self.writer().await?, id).await
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        Q::ping(&self.pool).await
     }
-}
-
-/// The statement that stores a new session (at login and at rotation).
-fn insert_session(
-    s: &SessionRecord,
-) -> sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
-    sqlx::query(
-        "INSERT INTO sessions (key, user_id, credential_epoch, roles_epoch, created_at, last_seen) \
-         VALUES (?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&s.key.0[..])
-    .bind(s.user_id.0)
-    .bind(s.credential_epoch)
-    .bind(s.roles_epoch)
-    .bind(s.created_at)
-    .bind(s.last_seen)
 }
 
 #[async_trait]
 impl SessionStore for SqliteStore {
     async fn create(&self, s: &SessionRecord) -> StoreResult<()> {
-        insert_session(s)
-            .execute(&mut *self.writer().await?)
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        Q::insert_session(&mut *self.writer().await?, s).await
     }
 
     async fn load(&self, key: &SessionKey) -> StoreResult<Option<SessionRecord>> {
-        sqlx::query(
-            "SELECT key, user_id, credential_epoch, roles_epoch, created_at, last_seen \
-             FROM sessions WHERE key = ?",
-        )
-        .bind(&key.0[..])
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(unavailable)?
-        .as_ref()
-        .map(session_from_row)
-        .transpose()
+        Q::load_session(&self.pool, key).await
     }
 
     async fn touch(&self, key: &SessionKey, last_seen: Millis) -> StoreResult<bool> {
-        let done = sqlx::query("UPDATE sessions SET last_seen = MAX(last_seen, ?) WHERE key = ?")
-            .bind(last_seen)
-            .bind(&key.0[..])
-            .execute(&mut *self.writer().await?)
-            .await
-            .map_err(unavailable)?;
-        Ok(done.rows_affected() > 0)
+        Q::touch_session(&mut *self.writer().await?, key, last_seen).await
     }
 
     async fn rotate(&self, old: &SessionKey, new: &SessionRecord) -> StoreResult<bool> {
         let mut writer = self.writer().await?;
         let mut tx = writer.begin().await.map_err(unavailable)?;
-        let deleted = sqlx::query("DELETE FROM sessions WHERE key = ?")
-            .bind(&old.0[..])
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        if deleted.rows_affected() == 0 {
+        if !Q::delete_session(&mut *tx, old).await? {
             tx.rollback().await.map_err(unavailable)?;
             return Ok(false);
         }
-        insert_session(new)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        Q::insert_session(&mut *tx, new).await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(true)
     }
 
     async fn delete(&self, key: &SessionKey) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM sessions WHERE key = ?")
-            .bind(&key.0[..])
-            .execute(&mut *self.writer().await?)
-            .await
-            .map_err(unavailable)?;
-        Ok(done.rows_affected() > 0)
+        Q::delete_session(&mut *self.writer().await?, key).await
     }
 
     async fn delete_user_sessions(&self, user: UserId) -> StoreResult<u64> {
-        let done = sqlx::query("DELETE FROM sessions WHERE user_id = ?")
-            .bind(user.0)
-            .execute(&mut *self.writer().await?)
-            .await
-            .map_err(unavailable)?;
-        Ok(done.rows_affected())
+        Q::delete_user_sessions(&mut *self.writer().await?, user).await
     }
 
     async fn list(&self, user: Option<UserId>) -> StoreResult<Vec<SessionRecord>> {
-        sqlx::query(
-            "SELECT key, user_id, credential_epoch, roles_epoch, created_at, last_seen FROM sessions \
-             WHERE ?1 IS NULL OR user_id = ?1 ORDER BY created_at, key",
-        )
-        .bind(user.map(|u| u.0))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable)?
-        .iter()
-        .map(session_from_row)
-        .collect()
+        Q::list_sessions(&self.pool, user).await
     }
 
+    /// Also prunes the `changes` table, which only SQLite has.
     async fn delete_expired(
         &self,
         idle_before: Millis,
         created_before: Millis,
     ) -> StoreResult<u64> {
         let mut writer = self.writer().await?;
-        let done = sqlx::query("DELETE FROM sessions WHERE last_seen < ? OR created_at < ?")
-            .bind(idle_before)
-            .bind(created_before)
-            .execute(&mut *writer)
-            .await
-            .map_err(unavailable)?;
+        let deleted = Q::delete_expired(&mut *writer, idle_before, created_before).await?;
         sqlx::query("DELETE FROM changes WHERE seq <= (SELECT max(seq) FROM changes) - ?")
             .bind(CHANGES_KEPT)
             .execute(&mut *writer)
             .await
             .map_err(unavailable)?;
-        Ok(done.rows_affected())
+        Ok(deleted)
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        UserStore::ping(self).await
+        Q::ping(&self.pool).await
     }
 }
 
-/// One statement, so concurrent attempts (also from other processes) are
-/// all counted. Parameters: 1 key, 2 now, 3 max, 4 window, 5 this attempt's
-/// nonce. SET expressions all see the row as it was before the update. An
-/// attempt that is not counted (locked, or the limit reached by attempts
-/// in flight) changes nothing, so it gets back another attempt's nonce.
-const BEGIN_ATTEMPT_SQL: &str = "\
-INSERT INTO login_failures (key, count, window_start, locked_until, last_nonce) \
-VALUES (?1, 1, ?2, NULL, ?5) \
-ON CONFLICT (key) DO UPDATE SET \
-  count = CASE WHEN locked_until > ?2 THEN count \
-               WHEN locked_until IS NULL AND ?2 - window_start < ?4 \
-                 THEN CASE WHEN count < ?3 THEN count + 1 ELSE count END \
-               ELSE 1 END, \
-  window_start = CASE WHEN locked_until > ?2 THEN window_start \
-               WHEN locked_until IS NULL AND ?2 - window_start < ?4 THEN window_start \
-               ELSE ?2 END, \
-  locked_until = CASE WHEN locked_until > ?2 THEN locked_until END, \
-  last_nonce = CASE WHEN locked_until > ?2 THEN last_nonce \
-               WHEN locked_until IS NULL AND ?2 - window_start < ?4 AND count >= ?3 \
-                 THEN last_nonce \
-               ELSE ?5 END \
-RETURNING last_nonce, locked_until";
-
-/// Parameters: 1 key, 2 now, 3 max, 4 lockout.
-const FAIL_SQL: &str = "UPDATE login_failures SET locked_until = \
-    CASE WHEN locked_until > ?2 THEN locked_until WHEN count >= ?3 THEN ?2 + ?4 END \
-    WHERE key = ?1 RETURNING locked_until";
-
-/// A counter with nothing counted and no lock says nothing: dropped, so
-/// that attempts taken back (never checked: the hashing queue was full)
-/// leave no row behind. Parameter: the key.
-const DROP_EMPTY_SQL: &str =
-    "DELETE FROM login_failures WHERE key = ? AND count <= 0 AND locked_until IS NULL";
-
-/// Parameters: 1 key, 2 max.
-const FORGIVE_SQL: &str = "UPDATE login_failures SET count = MAX(count - 1, 0), \
-    locked_until = CASE WHEN count - 1 < ?2 THEN NULL ELSE locked_until END WHERE key = ?1";
-
+/// Every counter change goes through the writer: each is one statement
+/// that reads and writes the row, and SQLite serialises writers anyway.
 #[async_trait]
 impl FailureStore for SqliteStore {
     async fn locked_until(&self, key: &str, now: Millis) -> StoreResult<Option<Millis>> {
-        let until: Option<Option<i64>> = sqlx::query_scalar(
-            "SELECT locked_until FROM login_failures WHERE key = ? AND locked_until > ?",
-        )
-        .bind(key)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        Ok(until.flatten())
+        Q::locked_until(&self.pool, key, now).await
     }
 
     async fn begin_attempt(
@@ -481,17 +240,7 @@ impl FailureStore for SqliteStore {
         now: Millis,
         policy: FailurePolicy,
     ) -> StoreResult<Attempt> {
-        let nonce = super::attempt_nonce();
-        let (last, until): (i64, Option<i64>) = sqlx::query_as(BEGIN_ATTEMPT_SQL)
-            .bind(key)
-            .bind(now)
-            .bind(i64::from(policy.max_failures))
-            .bind(policy.window)
-            .bind(nonce)
-            .fetch_one(&mut *self.writer().await?)
-            .await
-            .map_err(unavailable)?;
-        Ok(super::sql_attempt(last, nonce, until))
+        Q::begin_attempt(&mut *self.writer().await?, key, now, policy).await
     }
 
     async fn fail(
@@ -500,64 +249,25 @@ impl FailureStore for SqliteStore {
         now: Millis,
         policy: FailurePolicy,
     ) -> StoreResult<Option<Millis>> {
-        let until: Option<Option<i64>> = sqlx::query_scalar(FAIL_SQL)
-            .bind(key)
-            .bind(now)
-            .bind(i64::from(policy.max_failures))
-            .bind(policy.lockout)
-            .fetch_optional(&mut *self.writer().await?)
-            .await
-            .map_err(unavailable)?;
-        Ok(until.flatten())
+        Q::fail(&mut *self.writer().await?, key, now, policy).await
     }
 
     async fn forgive(&self, key: &str, policy: FailurePolicy) -> StoreResult<()> {
         let mut writer = self.writer().await?;
-        sqlx::query(FORGIVE_SQL)
-            .bind(key)
-            .bind(i64::from(policy.max_failures))
-            .execute(&mut *writer)
-            .await
-            .map_err(unavailable)?;
-        sqlx::query(DROP_EMPTY_SQL)
-            .bind(key)
-            .execute(&mut *writer)
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        Q::forgive(&mut *writer, key, policy).await?;
+        Q::drop_empty(&mut *writer, key).await
     }
 
     async fn clear(&self, key: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM login_failures WHERE key = ?")
-            .bind(key)
-            .execute(&mut *self.writer().await?)
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        Q::clear_failures(&mut *self.writer().await?, key).await
     }
 
     async fn clear_prefix(&self, prefix: &str) -> StoreResult<u64> {
-        // substr, not LIKE: a user name may hold LIKE's wildcards.
-        let done = sqlx::query("DELETE FROM login_failures WHERE substr(key, 1, length(?1)) = ?1")
-            .bind(prefix)
-            .execute(&mut *self.writer().await?)
-            .await
-            .map_err(unavailable)?;
-        Ok(done.rows_affected())
+        Q::clear_failures_prefix(&mut *self.writer().await?, prefix).await
     }
 
     async fn delete_stale(&self, now: Millis, window: Millis) -> StoreResult<u64> {
-        let done = sqlx::query(
-            "DELETE FROM login_failures WHERE ? - window_start >= ? \
-             AND (locked_until IS NULL OR locked_until <= ?)",
-        )
-        .bind(now)
-        .bind(window)
-        .bind(now)
-        .execute(&mut *self.writer().await?)
-        .await
-        .map_err(unavailable)?;
-        Ok(done.rows_affected())
+        Q::delete_stale_failures(&mut *self.writer().await?, now, window).await
     }
 }
 
