@@ -14,7 +14,7 @@ mod attempt;
 use attempt::LoginAttempt;
 
 use crate::cache::{CachedSession, Change, SessionCache};
-use crate::clock::Clock;
+use crate::clock::{Clock, millis};
 use crate::csrf::{self, CsrfKeys, CsrfRefusal};
 use crate::error::AppError;
 use crate::password::{HashError, MAX_PASSWORD_BYTES, PasswordHasher};
@@ -267,10 +267,6 @@ pub(crate) const DEVICE_SEPARATOR: &str = "\u{1f}device:";
 /// How long from `now` until `until` (nothing if it has passed).
 fn wait(now: Millis, until: Millis) -> Duration {
     Duration::from_millis(u64::try_from(until - now).unwrap_or(0))
-}
-
-fn millis(d: Duration) -> Millis {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 impl Auth {

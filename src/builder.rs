@@ -9,7 +9,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::auth::{Auth, AuthSettings};
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, SystemClock, millis};
+use crate::defaults;
 use crate::password::{HashParams, PasswordHasher};
 use crate::paths::{PathError, Paths};
 use crate::secret::ServerSecret;
@@ -126,25 +127,25 @@ impl Auth {
         let hash = HashParams::default();
         let policy = |max_failures| FailurePolicy {
             max_failures,
-            window: 15 * 60 * 1000,
-            lockout: 15 * 60 * 1000,
+            window: millis(defaults::LOGIN_WINDOW),
+            lockout: millis(defaults::LOGIN_LOCKOUT),
         };
         AuthBuilder {
-            database_url: "sqlite://latchkey.db".into(),
+            database_url: defaults::DATABASE_URL.into(),
             session_store_url: None,
             stores: None,
             users: None,
             secret: None,
             secret_file: None,
             previous_secrets: Vec::new(),
-            public_url: "http://127.0.0.1:8080".into(),
+            public_url: defaults::PUBLIC_URL.into(),
             same_site: SameSite::Lax,
-            idle_timeout: Duration::from_secs(30 * 60),
-            absolute_timeout: Duration::from_secs(12 * 60 * 60),
-            account_failures: policy(5),
-            address_failures: policy(50),
-            login_rate: 120,
-            refusal_delay: Duration::from_secs(1),
+            idle_timeout: defaults::IDLE_TIMEOUT,
+            absolute_timeout: defaults::ABSOLUTE_TIMEOUT,
+            account_failures: policy(defaults::ACCOUNT_MAX_FAILURES),
+            address_failures: policy(defaults::ADDRESS_MAX_FAILURES),
+            login_rate: defaults::LOGIN_RATE,
+            refusal_delay: defaults::REFUSAL_DELAY,
             trusted_proxies: Vec::new(),
             hash_params: hash,
             hash_threads: 0,

@@ -11,10 +11,17 @@ pub type Millis = i64;
 /// The current time in [`Millis`], from the system clock.
 #[must_use]
 pub fn now_millis() -> Millis {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+    millis(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default(),
+    )
+}
+
+/// A duration in [`Millis`] (a longer one than fits is the longest that does).
+#[must_use]
+pub fn millis(d: Duration) -> Millis {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// RFC 3339 text of a time in milliseconds, to the second.

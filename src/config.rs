@@ -2,15 +2,16 @@
 //! environment variables. Every bad setting stops start-up with a message
 //! that names it.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Format as _, Serialized, Toml};
 use ipnet::IpNet;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer};
 
+use crate::defaults;
 use crate::password::HashParams;
 use crate::secret::ServerSecret;
 use crate::session::SameSite;
@@ -18,42 +19,65 @@ use crate::session::SameSite;
 /// Prefix of every environment variable latchkey reads.
 pub const ENV_PREFIX: &str = "LATCHKEY_";
 
-/// The settings as read, before validation.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The settings as declared: their names are the file's keys and, upper-cased
+/// behind [`ENV_PREFIX`], the environment's variables; each is read by the
+/// function named beside it, whose message says what was expected. Missing
+/// ones take the defaults (shared with [`crate::Auth::builder`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 struct Raw {
-    bind: String,
-    public_url: String,
+    #[serde(deserialize_with = "read::address")]
+    bind: SocketAddr,
+    #[serde(deserialize_with = "read::url")]
+    public_url: url::Url,
     database_url: String,
     session_store_url: Option<String>,
     session_store_prefix: String,
-    #[serde(skip_serializing)]
     secret: Option<String>,
     secret_file: Option<PathBuf>,
-    #[serde(skip_serializing)]
     previous_secrets: Option<String>,
     previous_secrets_file: Option<PathBuf>,
-    idle_timeout: String,
-    absolute_timeout: String,
+    #[serde(deserialize_with = "read::duration")]
+    idle_timeout: Duration,
+    #[serde(deserialize_with = "read::duration")]
+    absolute_timeout: Duration,
+    #[serde(deserialize_with = "read::whole")]
     login_max_failures: u32,
-    login_lockout: String,
-    login_window: String,
+    #[serde(deserialize_with = "read::duration")]
+    login_lockout: Duration,
+    #[serde(deserialize_with = "read::duration")]
+    login_window: Duration,
+    #[serde(deserialize_with = "read::whole")]
     login_ip_max_failures: u32,
+    #[serde(deserialize_with = "read::whole")]
     login_rate: u32,
-    refusal_delay: String,
-    change_feed_timeout: String,
-    #[serde(deserialize_with = "string_or_list")]
-    trusted_proxies: Vec<String>,
-    same_site: String,
+    #[serde(deserialize_with = "read::delay")]
+    refusal_delay: Duration,
+    #[serde(deserialize_with = "read::duration")]
+    change_feed_timeout: Duration,
+    #[serde(deserialize_with = "read::networks")]
+    trusted_proxies: Vec<IpNet>,
+    #[serde(deserialize_with = "read::same_site")]
+    same_site: SameSite,
+    #[serde(deserialize_with = "read::whole")]
     argon2_memory_kib: u32,
+    #[serde(deserialize_with = "read::whole")]
     argon2_iterations: u32,
+    #[serde(deserialize_with = "read::whole")]
     argon2_parallelism: u32,
+    #[serde(deserialize_with = "read::whole")]
     hash_concurrency: usize,
-    log_format: String,
-    header_read_timeout: String,
-    request_timeout: String,
-    keep_alive_timeout: String,
+    #[serde(deserialize_with = "read::log_format")]
+    log_format: LogFormat,
+    #[serde(deserialize_with = "read::duration")]
+    header_read_timeout: Duration,
+    #[serde(deserialize_with = "read::duration")]
+    request_timeout: Duration,
+    #[serde(deserialize_with = "read::duration")]
+    keep_alive_timeout: Duration,
+    #[serde(deserialize_with = "read::whole")]
     max_connections: usize,
+    #[serde(deserialize_with = "read::whole")]
     max_connections_per_address: usize,
 }
 
@@ -61,56 +85,217 @@ impl Default for Raw {
     fn default() -> Self {
         let hash = HashParams::default();
         Self {
-            bind: "127.0.0.1:8080".into(),
-            public_url: "http://127.0.0.1:8080".into(),
-            database_url: "sqlite://latchkey.db".into(),
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: url::Url::parse(defaults::PUBLIC_URL)
+                .unwrap_or_else(|_| unreachable!("the default public URL parses")),
+            database_url: defaults::DATABASE_URL.into(),
             session_store_url: None,
             session_store_prefix: "latchkey".into(),
             secret: None,
             secret_file: None,
             previous_secrets: None,
             previous_secrets_file: None,
-            idle_timeout: "30m".into(),
-            absolute_timeout: "12h".into(),
-            login_max_failures: 5,
-            login_lockout: "15m".into(),
-            login_window: "15m".into(),
-            login_ip_max_failures: 50,
-            login_rate: 120,
-            refusal_delay: "1s".into(),
-            change_feed_timeout: "1s".into(),
+            idle_timeout: defaults::IDLE_TIMEOUT,
+            absolute_timeout: defaults::ABSOLUTE_TIMEOUT,
+            login_max_failures: defaults::ACCOUNT_MAX_FAILURES,
+            login_lockout: defaults::LOGIN_LOCKOUT,
+            login_window: defaults::LOGIN_WINDOW,
+            login_ip_max_failures: defaults::ADDRESS_MAX_FAILURES,
+            login_rate: defaults::LOGIN_RATE,
+            refusal_delay: defaults::REFUSAL_DELAY,
+            change_feed_timeout: crate::store::feed::DEFAULT_LIVENESS,
             trusted_proxies: Vec::new(),
-            same_site: "lax".into(),
+            same_site: SameSite::Lax,
             argon2_memory_kib: hash.memory_kib,
             argon2_iterations: hash.iterations,
             argon2_parallelism: hash.parallelism,
             hash_concurrency: 0,
-            log_format: "text".into(),
-            header_read_timeout: "10s".into(),
-            request_timeout: "30s".into(),
-            keep_alive_timeout: "60s".into(),
+            log_format: LogFormat::Text,
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            keep_alive_timeout: Duration::from_secs(60),
             max_connections: 10_000,
             max_connections_per_address: 256,
         }
     }
 }
 
-fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+/// How each setting is read from what was given (a TOML value from the
+/// file, a string from the environment), with a message that names what
+/// was expected; serde adds nothing to it, and [`from_figment`] the setting.
+mod read {
+    use std::net::{IpAddr, SocketAddr};
+    use std::time::Duration;
+
+    use ipnet::IpNet;
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer};
+
+    use super::LogFormat;
+    use crate::session::SameSite;
+
+    /// A value as given, before it is read as what the setting needs.
     #[derive(Deserialize)]
     #[serde(untagged)]
-    enum Either {
-        One(String),
-        Many(Vec<String>),
+    enum Given {
+        Text(String),
+        Whole(i64),
+        Number(f64),
+        Flag(bool),
+        List(Vec<String>),
     }
-    Ok(match Either::deserialize(d)? {
-        Either::One(s) => s
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect(),
-        Either::Many(v) => v,
+
+    impl Given {
+        fn text(self) -> String {
+            match self {
+                Self::Text(text) => text.trim().to_owned(),
+                Self::Whole(n) => n.to_string(),
+                Self::Number(n) => n.to_string(),
+                Self::Flag(b) => b.to_string(),
+                Self::List(items) => items.join(","),
+            }
+        }
+    }
+
+    /// Reads the value given as text with `parse`, whose error is the message.
+    fn parsed<'de, D: Deserializer<'de>, T>(
+        d: D,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<T, D::Error> {
+        let given = Given::deserialize(d)
+            .map_err(|_| D::Error::custom("expected text, a number or a list of text"))?;
+        parse(&given.text()).map_err(D::Error::custom)
+    }
+
+    pub(super) fn address<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+        parsed(d, |text| {
+            text.parse()
+                .map_err(|_| format!("{text:?} is not an address like 127.0.0.1:8080"))
+        })
+    }
+
+    pub(super) fn url<'de, D: Deserializer<'de>>(d: D) -> Result<url::Url, D::Error> {
+        parsed(d, |text| {
+            url::Url::parse(text).map_err(|e| format!("{text:?}: {e}"))
+        })
+    }
+
+    /// A duration like `30m`, longer than zero.
+    pub(super) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        parsed(d, |text| {
+            let d = humantime::parse_duration(text)
+                .map_err(|e| format!("{text:?} is not a duration like 30m, 12h or 2s ({e})"))?;
+            if d.is_zero() {
+                return Err("must be longer than zero".to_owned());
+            }
+            Ok(d)
+        })
+    }
+
+    /// A duration like `1s`, or `0` for none.
+    pub(super) fn delay<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        parsed(d, |text| {
+            if text == "0" {
+                return Ok(Duration::ZERO);
+            }
+            humantime::parse_duration(text)
+                .map_err(|e| format!("{text:?} is not a duration like 1s or 500ms ({e})"))
+        })
+    }
+
+    /// A whole number, not negative.
+    pub(super) fn whole<'de, D: Deserializer<'de>, T: std::str::FromStr>(
+        d: D,
+    ) -> Result<T, D::Error> {
+        parsed(d, |text| {
+            text.parse()
+                .map_err(|_| format!("{text:?} is not a whole number"))
+        })
+    }
+
+    /// IP addresses and CIDR ranges, as a TOML list or separated by commas.
+    pub(super) fn networks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+        parsed(d, |text| {
+            text.split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| {
+                    item.parse::<IpNet>()
+                        .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
+                        .map_err(|_| format!("{item:?} is not an IP address or CIDR range"))
+                })
+                .collect()
+        })
+    }
+
+    pub(super) fn same_site<'de, D: Deserializer<'de>>(d: D) -> Result<SameSite, D::Error> {
+        parsed(d, |text| match text.to_ascii_lowercase().as_str() {
+            "lax" => Ok(SameSite::Lax),
+            "strict" => Ok(SameSite::Strict),
+            _ => Err(format!("{text:?} is not lax or strict")),
+        })
+    }
+
+    pub(super) fn log_format<'de, D: Deserializer<'de>>(d: D) -> Result<LogFormat, D::Error> {
+        parsed(d, |text| match text {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!("{text:?} is not text or json")),
+        })
+    }
+}
+
+/// The settings' names, as serde knows them from [`Raw`]: the file's keys,
+/// and the environment's variables behind [`ENV_PREFIX`]. Read once by
+/// asking `Raw`'s `Deserialize` for the fields it wants.
+fn setting_names() -> &'static [&'static str] {
+    use serde::de::{Error as _, Visitor, value::Error};
+
+    /// A deserializer that only learns the fields of the struct asked for.
+    struct Fields<'a>(&'a mut &'static [&'static str]);
+
+    impl<'de> Deserializer<'de> for Fields<'_> {
+        type Error = Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Error> {
+            Err(Error::custom("only a struct's field names are read"))
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Error> {
+            *self.0 = fields;
+            Err(Error::custom("field names read"))
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+
+    static NAMES: std::sync::OnceLock<&'static [&'static str]> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        let mut names: &'static [&'static str] = &[];
+        let _ = Raw::deserialize(Fields(&mut names));
+        names
     })
+}
+
+/// A figment error as a [`ConfigError`] that names the setting, in the file
+/// and in the environment, and says the cause once.
+fn from_figment(e: figment::Error) -> ConfigError {
+    use figment::error::Kind;
+    match (&e.kind, e.path.last()) {
+        (Kind::UnknownField(key, _), _) => ConfigError::Unknown(key.clone()),
+        (Kind::Message(reason), Some(setting)) => invalid(setting, reason.clone()),
+        (kind, Some(setting)) => invalid(setting, kind.to_string()),
+        (_, None) => ConfigError::Read(Box::new(e)),
+    }
 }
 
 /// Where the server secret comes from.
@@ -227,6 +412,9 @@ pub enum ConfigError {
         /// What is wrong.
         reason: String,
     },
+    /// The configuration file has a key that is no setting (a typo).
+    #[error("unknown setting {0:?} in the configuration file")]
+    Unknown(String),
     /// The secret file could not be read or written.
     #[error("secret file {path}: {source}")]
     SecretFile {
@@ -245,60 +433,12 @@ fn invalid(setting: &str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-fn duration(setting: &str, value: &str) -> Result<Duration, ConfigError> {
-    let d = humantime::parse_duration(value.trim()).map_err(|e| {
-        invalid(
-            setting,
-            format!("{value:?} is not a duration like 30m, 12h or 2s ({e})"),
-        )
-    })?;
-    if d.is_zero() {
-        return Err(invalid(setting, "must be longer than zero"));
-    }
-    Ok(d)
-}
-
 fn at_least_one<T: Copy + PartialEq + From<u8>>(setting: &str, value: T) -> Result<T, ConfigError> {
     if value == T::from(0) {
         return Err(invalid(setting, "must be at least 1"));
     }
     Ok(value)
 }
-
-/// Environment variables latchkey knows; others with the prefix get a warning.
-const KNOWN_ENV: &[&str] = &[
-    "BIND",
-    "PUBLIC_URL",
-    "DATABASE_URL",
-    "SESSION_STORE_URL",
-    "SESSION_STORE_PREFIX",
-    "SECRET",
-    "SECRET_FILE",
-    "PREVIOUS_SECRETS",
-    "PREVIOUS_SECRETS_FILE",
-    "IDLE_TIMEOUT",
-    "ABSOLUTE_TIMEOUT",
-    "LOGIN_MAX_FAILURES",
-    "LOGIN_LOCKOUT",
-    "LOGIN_WINDOW",
-    "LOGIN_IP_MAX_FAILURES",
-    "LOGIN_RATE",
-    "CHANGE_FEED_TIMEOUT",
-    "REFUSAL_DELAY",
-    "TRUSTED_PROXIES",
-    "SAME_SITE",
-    "ARGON2_MEMORY_KIB",
-    "ARGON2_ITERATIONS",
-    "ARGON2_PARALLELISM",
-    "HASH_CONCURRENCY",
-    "LOG_FORMAT",
-    "HEADER_READ_TIMEOUT",
-    "REQUEST_TIMEOUT",
-    "KEEP_ALIVE_TIMEOUT",
-    "MAX_CONNECTIONS",
-    "MAX_CONNECTIONS_PER_ADDRESS",
-    "CONFIG",
-];
 
 impl Config {
     /// Loads defaults, then `file` (if given), then the process environment.
@@ -317,11 +457,7 @@ impl Config {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let env: Vec<(String, String)> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
-            .collect();
-        let mut figment = Figment::from(Serialized::defaults(Raw::default()));
+        let mut figment = Figment::new();
         if let Some(path) = file {
             if !path.exists() {
                 return Err(invalid(
@@ -331,61 +467,30 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        let mut env_values = Vec::new();
-        for (key, value) in &env {
-            let name = &key[ENV_PREFIX.len()..];
-            if !KNOWN_ENV.contains(&name) {
+        // Values are given to figment as the strings they are, never guessed
+        // as TOML, so a secret or URL is taken exactly as written; each
+        // setting's reader makes of it what the setting needs.
+        for (key, value) in env {
+            let Some(name) = key.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let name = name.to_ascii_lowercase();
+            if name == "config" {
+                continue;
+            }
+            if !setting_names().contains(&name.as_str()) {
                 tracing::warn!(variable = %key, "unknown latchkey environment variable ignored");
                 continue;
             }
-            if matches!(name, "CONFIG" | "SECRET") {
-                continue;
-            }
-            env_values.push((name.to_lowercase(), value.clone()));
+            figment = figment.merge(Serialized::default(&name, value));
         }
-        // Values are given to figment as strings or numbers, never guessed as
-        // TOML, so a secret or URL is taken exactly as written.
-        for (name, value) in env_values {
-            let numeric = matches!(
-                name.as_str(),
-                "login_max_failures"
-                    | "login_ip_max_failures"
-                    | "login_rate"
-                    | "argon2_memory_kib"
-                    | "argon2_iterations"
-                    | "argon2_parallelism"
-                    | "hash_concurrency"
-                    | "max_connections"
-                    | "max_connections_per_address"
-            );
-            figment = if numeric {
-                let n: u64 = value
-                    .trim()
-                    .parse()
-                    .map_err(|_| invalid(&name, format!("{value:?} is not a whole number")))?;
-                figment.merge(Serialized::default(&name, n))
-            } else {
-                figment.merge(Serialized::default(&name, value))
-            };
-        }
-        let mut raw: Raw = figment
-            .extract()
-            .map_err(|e| ConfigError::Read(Box::new(e)))?;
-        if let Some((_, secret)) = env.iter().find(|(k, _)| k == "LATCHKEY_SECRET") {
-            raw.secret = Some(secret.clone());
-        }
+        let raw: Raw = figment.extract().map_err(from_figment)?;
         Self::validate(raw)
     }
 
     fn validate(raw: Raw) -> Result<Self, ConfigError> {
-        let bind: SocketAddr = raw.bind.parse().map_err(|_| {
-            invalid(
-                "bind",
-                format!("{:?} is not an address like 127.0.0.1:8080", raw.bind),
-            )
-        })?;
-        let public_url = url::Url::parse(&raw.public_url)
-            .map_err(|e| invalid("public_url", format!("{:?}: {e}", raw.public_url)))?;
+        let bind = raw.bind;
+        let public_url = raw.public_url;
         match public_url.scheme() {
             "https" => {}
             "http" => {
@@ -478,25 +583,7 @@ impl Config {
                 }
             },
         };
-        let idle_timeout = duration("idle_timeout", &raw.idle_timeout)?;
-        let absolute_timeout = duration("absolute_timeout", &raw.absolute_timeout)?;
-        let login_lockout = duration("login_lockout", &raw.login_lockout)?;
-        let login_window = duration("login_window", &raw.login_window)?;
-        let change_feed_timeout = duration("change_feed_timeout", &raw.change_feed_timeout)?;
-        // Zero is allowed here (no delay), unlike the timeouts.
-        let refusal_delay = if raw.refusal_delay.trim() == "0" {
-            Duration::ZERO
-        } else {
-            humantime::parse_duration(raw.refusal_delay.trim()).map_err(|e| {
-                invalid(
-                    "refusal_delay",
-                    format!(
-                        "{:?} is not a duration like 1s or 500ms ({e})",
-                        raw.refusal_delay
-                    ),
-                )
-            })?
-        };
+        let change_feed_timeout = raw.change_feed_timeout;
         if change_feed_timeout < Duration::from_millis(40) {
             return Err(invalid(
                 "change_feed_timeout",
@@ -506,30 +593,6 @@ impl Config {
         at_least_one("login_max_failures", raw.login_max_failures)?;
         at_least_one("login_ip_max_failures", raw.login_ip_max_failures)?;
         at_least_one("login_rate", raw.login_rate)?;
-        let trusted_proxies = raw
-            .trusted_proxies
-            .iter()
-            .map(|p| {
-                p.parse::<IpNet>()
-                    .or_else(|_| p.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| {
-                        invalid(
-                            "trusted_proxies",
-                            format!("{p:?} is not an IP address or CIDR range"),
-                        )
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let same_site = match raw.same_site.to_ascii_lowercase().as_str() {
-            "lax" => SameSite::Lax,
-            "strict" => SameSite::Strict,
-            other => {
-                return Err(invalid(
-                    "same_site",
-                    format!("{other:?} is not lax or strict"),
-                ));
-            }
-        };
         let hash_params = HashParams {
             memory_kib: raw.argon2_memory_kib,
             iterations: raw.argon2_iterations,
@@ -546,20 +609,10 @@ impl Config {
         } else {
             raw.hash_concurrency
         };
-        let log_format = match raw.log_format.as_str() {
-            "text" => LogFormat::Text,
-            "json" => LogFormat::Json,
-            other => {
-                return Err(invalid(
-                    "log_format",
-                    format!("{other:?} is not text or json"),
-                ));
-            }
-        };
         let connections = ConnectionLimits {
-            header_read_timeout: duration("header_read_timeout", &raw.header_read_timeout)?,
-            request_timeout: duration("request_timeout", &raw.request_timeout)?,
-            keep_alive_timeout: duration("keep_alive_timeout", &raw.keep_alive_timeout)?,
+            header_read_timeout: raw.header_read_timeout,
+            request_timeout: raw.request_timeout,
+            keep_alive_timeout: raw.keep_alive_timeout,
             max_connections: at_least_one("max_connections", raw.max_connections)?,
             max_connections_per_address: at_least_one(
                 "max_connections_per_address",
@@ -575,20 +628,20 @@ impl Config {
             secret,
             previous_secrets,
             previous_secrets_file: raw.previous_secrets_file.clone(),
-            idle_timeout,
-            absolute_timeout,
+            idle_timeout: raw.idle_timeout,
+            absolute_timeout: raw.absolute_timeout,
             login_max_failures: raw.login_max_failures,
-            login_lockout,
-            login_window,
+            login_lockout: raw.login_lockout,
+            login_window: raw.login_window,
             login_ip_max_failures: raw.login_ip_max_failures,
             change_feed_timeout,
-            refusal_delay,
+            refusal_delay: raw.refusal_delay,
             login_rate: raw.login_rate,
-            trusted_proxies,
-            same_site,
+            trusted_proxies: raw.trusted_proxies,
+            same_site: raw.same_site,
             hash_params,
             hash_concurrency,
-            log_format,
+            log_format: raw.log_format,
             connections,
         })
     }
@@ -620,23 +673,27 @@ impl Config {
     pub fn load_secret(&self) -> Result<ServerSecret, ConfigError> {
         match &self.secret {
             SecretSource::Given(s) => Ok(s.clone()),
-            SecretSource::File(path) => {
-                let text =
-                    std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
-                        path: path.clone(),
-                        source,
-                    })?;
-                checked_secret(&text, "secret_file")
-            }
-            SecretSource::Generated(path) => {
-                crate::secret::read_or_create(path).map_err(|e| match e {
-                    crate::secret::FileError::Io(source) => ConfigError::SecretFile {
-                        path: path.clone(),
-                        source,
-                    },
-                    crate::secret::FileError::Weak(reason) => invalid("secret_file", reason),
-                })
-            }
+            SecretSource::File(path) => crate::secret::read_file(path)
+                .map_err(|e| secret_file_error(path, "secret_file", e)),
+            SecretSource::Generated(path) => crate::secret::read_or_create(path)
+                .map_err(|e| secret_file_error(path, "secret_file", e)),
+        }
+    }
+}
+
+/// A secret file's error, naming the file or the setting.
+fn secret_file_error(
+    path: &Path,
+    setting: &'static str,
+    e: crate::secret::FileError,
+) -> ConfigError {
+    match e {
+        crate::secret::FileError::Io(source) => ConfigError::SecretFile {
+            path: path.to_owned(),
+            source,
+        },
+        crate::secret::FileError::Weak(reason) => {
+            invalid(setting, format!("{}: {reason}", path.display()))
         }
     }
 }
@@ -649,10 +706,8 @@ impl Config {
     pub fn load_previous_secrets(&self) -> Result<Vec<ServerSecret>, ConfigError> {
         let mut all = self.previous_secrets.clone();
         if let Some(path) = &self.previous_secrets_file {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
-                path: path.clone(),
-                source,
-            })?;
+            let text = crate::secret::read_private(path)
+                .map_err(|e| secret_file_error(path, "previous_secrets_file", e))?;
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 all.push(checked_secret(line, "previous_secrets_file")?);
             }
@@ -831,10 +886,12 @@ mod tests {
     #[test]
     fn every_documented_variable_is_known() {
         let readme = include_str!("../README.md");
-        for name in KNOWN_ENV.iter().filter(|n| **n != "CONFIG") {
+        assert!(setting_names().len() > 20, "{:?}", setting_names());
+        for name in setting_names() {
+            let variable = format!("LATCHKEY_{}", name.to_uppercase());
             assert!(
-                readme.contains(&format!("`LATCHKEY_{name}`")),
-                "README lacks LATCHKEY_{name}"
+                readme.contains(&format!("`{variable}`")),
+                "README lacks {variable}"
             );
         }
     }
@@ -902,5 +959,70 @@ mod tests {
         }
         c.load_secret().expect("reused");
         assert_eq!(first, std::fs::read_to_string(&path).expect("still there"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn secret_files_that_others_may_read_are_refused_until_made_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mode = |path: &Path, mode| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        };
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, ServerSecret::generate()).expect("write");
+        let previous = dir.path().join("previous");
+        std::fs::write(&previous, format!("{}\n", ServerSecret::generate())).expect("write");
+        mode(&secret, 0o644);
+        mode(&previous, 0o640);
+        let c = Config::load_from(
+            None,
+            env(&[
+                ("LATCHKEY_SECRET_FILE", &secret.display().to_string()),
+                (
+                    "LATCHKEY_PREVIOUS_SECRETS_FILE",
+                    &previous.display().to_string(),
+                ),
+            ]),
+        )
+        .expect("loads");
+        let err = c.load_secret().expect_err("world-readable").to_string();
+        assert!(
+            err.contains("LATCHKEY_SECRET_FILE") && err.contains("chmod 600"),
+            "{err}"
+        );
+        let err = c
+            .load_previous_secrets()
+            .expect_err("group-readable")
+            .to_string();
+        assert!(
+            err.contains("LATCHKEY_PREVIOUS_SECRETS_FILE") && err.contains("chmod 600"),
+            "{err}"
+        );
+        mode(&secret, 0o600);
+        mode(&previous, 0o400);
+        c.load_secret().expect("private now");
+        assert_eq!(c.load_previous_secrets().expect("private now").len(), 1);
+    }
+
+    #[test]
+    fn the_file_takes_lists_and_numbers_and_the_environment_text() {
+        let c = load_with_file(
+            "trusted_proxies = [\"10.0.0.0/8\", \"192.0.2.1\"]\nlogin_rate = 7\nsame_site = \"strict\"\n",
+            &[("LATCHKEY_LOGIN_MAX_FAILURES", "9"), ("LATCHKEY_LOG_FORMAT", "json")],
+        )
+        .expect("loads");
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert_eq!(c.login_rate, 7);
+        assert_eq!(c.same_site, SameSite::Strict);
+        assert_eq!(c.login_max_failures, 9);
+        assert_eq!(c.log_format, LogFormat::Json);
+        let err = load_with_file("bind = [1, 2]\n", &[])
+            .expect_err("a list")
+            .to_string();
+        assert!(
+            err.contains("LATCHKEY_BIND") && err.contains("expected text"),
+            "{err}"
+        );
     }
 }

@@ -49,6 +49,7 @@ pub mod config;
 #[cfg(feature = "server")]
 mod connections;
 pub mod csrf;
+mod defaults;
 mod device;
 mod error;
 mod guard;

@@ -182,9 +182,14 @@ pub(crate) fn read_or_create(path: &Path) -> Result<ServerSecret, FileError> {
 
 /// The secret in `path`, which must exist and be private to its owner.
 pub(crate) fn read_file(path: &Path) -> Result<ServerSecret, FileError> {
+    checked(&read_private(path)?).map_err(FileError::Weak)
+}
+
+/// The text of a file that must be private to its owner: a secret, or a
+/// list of previous secrets.
+pub(crate) fn read_private(path: &Path) -> Result<String, FileError> {
     private_enough(path)?;
-    let text = std::fs::read_to_string(path).map_err(FileError::Io)?;
-    checked(&text).map_err(FileError::Weak)
+    std::fs::read_to_string(path).map_err(FileError::Io)
 }
 
 /// Refuses a secret file that its group or others may read or write.

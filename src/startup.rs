@@ -8,16 +8,13 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::auth::{Auth, AuthSettings};
+use crate::clock::millis;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::password::PasswordHasher;
 use crate::routes::{AppState, SetupToken, router};
 use crate::session::CookieSettings;
 use crate::store::{FailurePolicy, StoreOptions, Stores, redact_url};
-
-fn millis(d: std::time::Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
 
 /// Opens the stores, reads the secret and builds the [`Auth`] that the
 /// server and the CLI share.

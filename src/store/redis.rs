@@ -97,7 +97,7 @@ impl RedisStore {
     ) -> Result<Self, Error> {
         let client = client_for(url)?;
         client.init().await?;
-        let millis = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let millis = crate::clock::millis;
         Ok(Self {
             client,
             // With Sentinel, a failover promotes a replica; what the old
