@@ -32,8 +32,9 @@ pub const AUDIT_TARGET: &str = "latchkey::audit";
 /// Everything [`Auth`] needs to know besides its stores and secret.
 #[derive(Debug, Clone)]
 pub struct AuthSettings {
-    /// The site's origin as browsers send it in `Origin` (`https://example.com`).
-    pub public_origin: String,
+    /// The origins the site is reached at, as browsers send them in
+    /// `Origin` (`https://example.com`), its public URL's first.
+    pub origins: crate::csrf::Origins,
     /// Cookie names and attributes.
     pub cookies: CookieSettings,
     /// A session unused this long ends.
@@ -720,7 +721,7 @@ impl Auth {
         form_token: Option<&str>,
         accept_rotated: bool,
     ) -> Option<CsrfRefusal> {
-        if let Err(r) = csrf::check_origin(headers, &self.inner.settings.public_origin) {
+        if let Err(r) = csrf::check_origin(headers, &self.inner.settings.origins) {
             return Some(r);
         }
         let provided = headers
@@ -755,7 +756,7 @@ impl Auth {
         headers: &HeaderMap,
         form_token: Option<&str>,
     ) -> Result<(), AppError> {
-        csrf::check_origin(headers, &self.inner.settings.public_origin).map_err(AppError::Csrf)?;
+        csrf::check_origin(headers, &self.inner.settings.origins).map_err(AppError::Csrf)?;
         let name = self.inner.settings.cookies.csrf_name();
         let form = form_token
             .filter(|t| !t.is_empty())

@@ -10,6 +10,7 @@ use ipnet::IpNet;
 
 use crate::auth::{Auth, AuthSettings};
 use crate::clock::{Clock, SystemClock, millis};
+use crate::csrf::Origins;
 use crate::defaults;
 use crate::password::{HashParams, PasswordHasher};
 use crate::paths::{PathError, Paths};
@@ -31,6 +32,7 @@ pub struct AuthBuilder {
     secret_file: Option<PathBuf>,
     previous_secrets: Vec<ServerSecret>,
     public_url: String,
+    allowed_origins: Vec<String>,
     same_site: SameSite,
     idle_timeout: Duration,
     absolute_timeout: Duration,
@@ -69,6 +71,14 @@ pub enum BuildError {
     PublicUrl {
         /// The URL given.
         url: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// An allowed origin is not an http(s) origin.
+    #[error("allowed origin {origin:?}: {reason}")]
+    Origin {
+        /// The origin given.
+        origin: String,
         /// What is wrong with it.
         reason: &'static str,
     },
@@ -139,6 +149,7 @@ impl Auth {
             secret_file: None,
             previous_secrets: Vec::new(),
             public_url: defaults::PUBLIC_URL.into(),
+            allowed_origins: Vec::new(),
             same_site: SameSite::Lax,
             idle_timeout: defaults::IDLE_TIMEOUT,
             absolute_timeout: defaults::ABSOLUTE_TIMEOUT,
@@ -208,11 +219,21 @@ impl AuthBuilder {
         self
     }
 
-    /// The site's address as browsers see it (`https://example.com`): the
-    /// only origin whose forms are accepted. Cookies are `Secure` when it
-    /// is https; plain http is accepted only for this machine.
+    /// The site's address as browsers see it (`https://example.com`):
+    /// where links and redirects point, and the origin whose forms are
+    /// accepted. Cookies are `Secure` when it is https; plain http is
+    /// accepted only for this machine.
     pub fn public_url(mut self, url: impl Into<String>) -> Self {
         self.public_url = url.into();
+        self
+    }
+
+    /// Another origin the site is also reached at (`https://www.example.com`,
+    /// a second host name or port), whose pages' forms and requests are
+    /// accepted as the site's own; call again for more. Links and
+    /// redirects still point to the public URL.
+    pub fn allowed_origin(mut self, origin: impl Into<String>) -> Self {
+        self.allowed_origins.push(origin.into());
         self
     }
 
@@ -333,6 +354,14 @@ impl AuthBuilder {
                 });
             }
         };
+        let mut origins = Origins::new(public.origin().ascii_serialization());
+        for origin in &self.allowed_origins {
+            let parsed = Origins::parse(origin).map_err(|reason| BuildError::Origin {
+                origin: origin.clone(),
+                reason,
+            })?;
+            origins = origins.also(parsed);
+        }
         let paths = Paths::new(&self.prefix, &self.home)?;
         self.check_limits()?;
         let secret = self.read_secret()?;
@@ -363,7 +392,7 @@ impl AuthBuilder {
             .await
             .map_err(|e| BuildError::Hasher(crate::error::chain(&e)))?;
         let settings = AuthSettings {
-            public_origin: public.origin().ascii_serialization(),
+            origins,
             cookies: CookieSettings::new(secure, self.same_site),
             idle_timeout: self.idle_timeout,
             absolute_timeout: self.absolute_timeout,

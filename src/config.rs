@@ -30,6 +30,8 @@ struct Raw {
     bind: SocketAddr,
     #[serde(deserialize_with = "read::url")]
     public_url: url::Url,
+    #[serde(deserialize_with = "read::origins")]
+    allowed_origins: Vec<String>,
     database_url: String,
     session_store_url: Option<String>,
     session_store_prefix: String,
@@ -88,6 +90,7 @@ impl Default for Raw {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_url: url::Url::parse(defaults::PUBLIC_URL)
                 .unwrap_or_else(|_| unreachable!("the default public URL parses")),
+            allowed_origins: Vec::new(),
             database_url: defaults::DATABASE_URL.into(),
             session_store_url: None,
             session_store_prefix: "latchkey".into(),
@@ -213,6 +216,21 @@ mod read {
         })
     }
 
+    /// Origins like `https://www.example.com`, as a TOML list or separated
+    /// by commas.
+    pub(super) fn origins<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        parsed(d, |text| {
+            text.split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| {
+                    crate::csrf::Origins::parse(item)
+                        .map_err(|reason| format!("{item:?}: {reason}"))
+                })
+                .collect()
+        })
+    }
+
     /// IP addresses and CIDR ranges, as a TOML list or separated by commas.
     pub(super) fn networks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
         parsed(d, |text| {
@@ -325,6 +343,9 @@ pub struct Config {
     pub bind: SocketAddr,
     /// The URL people use to reach the service.
     pub public_url: url::Url,
+    /// Further origins the service is reached at, whose pages' forms are
+    /// accepted as its own.
+    pub allowed_origins: Vec<String>,
     /// `sqlite://PATH`, `postgres://…` or `memory:`.
     pub database_url: String,
     /// Redis URL for sessions and failure counters, if any.
@@ -622,6 +643,7 @@ impl Config {
         Ok(Self {
             bind,
             public_url,
+            allowed_origins: raw.allowed_origins,
             database_url,
             session_store_url,
             session_store_prefix: prefix.to_owned(),
@@ -1022,6 +1044,32 @@ mod tests {
             .to_string();
         assert!(
             err.contains("LATCHKEY_BIND") && err.contains("expected text"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn further_origins_are_read_as_origins_and_bad_ones_named() {
+        let c = Config::load_from(
+            None,
+            env(&[(
+                "LATCHKEY_ALLOWED_ORIGINS",
+                "https://WWW.example.com, http://localhost:3000/",
+            )]),
+        )
+        .expect("loads");
+        assert_eq!(
+            c.allowed_origins,
+            ["https://www.example.com", "http://localhost:3000"]
+        );
+        let err = Config::load_from(
+            None,
+            env(&[("LATCHKEY_ALLOWED_ORIGINS", "https://example.com/app")]),
+        )
+        .expect_err("a path")
+        .to_string();
+        assert!(
+            err.contains("LATCHKEY_ALLOWED_ORIGINS") && err.contains("no path"),
             "{err}"
         );
     }

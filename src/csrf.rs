@@ -127,7 +127,7 @@ pub enum CsrfRefusal {
     OriginNotAllowed {
         /// The origin the request came from.
         origin: String,
-        /// This site's origin.
+        /// This site's origins.
         expected: String,
     },
     /// The form or header carried no token.
@@ -161,7 +161,7 @@ impl CsrfRefusal {
 ///
 /// # Errors
 /// The reason, when the request is cross-site.
-pub fn check_origin(headers: &HeaderMap, public_origin: &str) -> Result<(), CsrfRefusal> {
+pub fn check_origin(headers: &HeaderMap, origins: &Origins) -> Result<(), CsrfRefusal> {
     let site = headers.get("sec-fetch-site").map(HeaderValue::as_bytes);
     if let Some(site) = site
         && !matches!(site, b"same-origin" | b"none")
@@ -170,12 +170,74 @@ pub fn check_origin(headers: &HeaderMap, public_origin: &str) -> Result<(), Csrf
     }
     match headers.get(header::ORIGIN).map(HeaderValue::as_bytes) {
         None => Ok(()),
-        Some(origin) if origin == public_origin.as_bytes() => Ok(()),
+        Some(origin) if origins.contains(origin) => Ok(()),
         Some(b"null") if site == Some(b"same-origin") => Ok(()),
         Some(origin) => Err(CsrfRefusal::OriginNotAllowed {
             origin: shown(origin),
-            expected: public_origin.to_owned(),
+            expected: origins.to_string(),
         }),
+    }
+}
+
+/// The origins this site is reached at, as browsers send them in `Origin`
+/// (`https://login.example.com`): its public URL's, and any others it also
+/// answers under (another host name, a second port). A page served under
+/// any of them posts its forms as this site's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origins(Vec<String>);
+
+impl Origins {
+    /// The public URL's origin alone.
+    pub fn new(public: impl Into<String>) -> Self {
+        Self(vec![public.into()])
+    }
+
+    /// One more origin this site is reached at.
+    #[must_use]
+    pub fn also(mut self, origin: impl Into<String>) -> Self {
+        let origin = origin.into();
+        if !self.0.contains(&origin) {
+            self.0.push(origin);
+        }
+        self
+    }
+
+    /// The public URL's origin: where links and redirects point.
+    #[must_use]
+    pub fn public(&self) -> &str {
+        &self.0[0]
+    }
+
+    /// The origin of `url` as browsers send it: an http(s) URL with no
+    /// path, query or fragment (`https://www.example.com`, with a port if it
+    /// is not the scheme's).
+    ///
+    /// # Errors
+    /// What is wrong with `url`.
+    pub fn parse(url: &str) -> Result<String, &'static str> {
+        let parsed = url::Url::parse(url.trim())
+            .map_err(|_| "not an origin like https://www.example.com")?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err("the scheme must be http or https");
+        }
+        if parsed.path() != "/" || parsed.query().is_some() || parsed.fragment().is_some() {
+            return Err("an origin has no path, query or fragment");
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err("an origin has no user name or password");
+        }
+        Ok(parsed.origin().ascii_serialization())
+    }
+
+    fn contains(&self, origin: &[u8]) -> bool {
+        self.0.iter().any(|o| o.as_bytes() == origin)
+    }
+}
+
+/// "`a` or `b`", for a refusal that says what was expected.
+impl std::fmt::Display for Origins {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join(" or "))
     }
 }
 
@@ -224,31 +286,74 @@ mod tests {
     }
 
     #[test]
+    fn every_origin_the_site_is_reached_at_is_its_own() {
+        let origins = Origins::new("https://login.example.com").also("https://www.example.com");
+        let mut h = HeaderMap::new();
+        h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        for allowed in ["https://login.example.com", "https://www.example.com"] {
+            h.insert(header::ORIGIN, HeaderValue::from_static(allowed));
+            assert!(check_origin(&h, &origins).is_ok(), "{allowed}");
+        }
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
+        let refusal = check_origin(&h, &origins).expect_err("another origin");
+        assert_eq!(
+            refusal.to_string(),
+            "origin https://evil.example not allowed (expected https://login.example.com or \
+             https://www.example.com)"
+        );
+        assert_eq!(origins.public(), "https://login.example.com");
+    }
+
+    #[test]
+    fn origins_are_read_as_browsers_send_them() {
+        assert_eq!(
+            Origins::parse("https://WWW.Example.com:443/").as_deref(),
+            Ok("https://www.example.com")
+        );
+        assert_eq!(
+            Origins::parse("http://127.0.0.1:3000").as_deref(),
+            Ok("http://127.0.0.1:3000")
+        );
+        for bad in [
+            "www.example.com",
+            "ftp://example.com",
+            "https://example.com/app",
+            "https://example.com/?a",
+            "https://u:p@example.com",
+        ] {
+            assert!(Origins::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn cross_site_requests_are_recognised() {
         let origin = "http://127.0.0.1:8080";
         let mut h = HeaderMap::new();
-        assert!(check_origin(&h, origin).is_ok());
+        assert!(check_origin(&h, &Origins::new(origin)).is_ok());
         h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
-        assert!(check_origin(&h, origin).is_err());
+        assert!(check_origin(&h, &Origins::new(origin)).is_err());
         h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
         h.insert(
             header::ORIGIN,
             HeaderValue::from_static("https://evil.example"),
         );
-        assert!(check_origin(&h, origin).is_err());
+        assert!(check_origin(&h, &Origins::new(origin)).is_err());
         h.insert(
             header::ORIGIN,
             HeaderValue::from_static("http://127.0.0.1:8080"),
         );
-        assert!(check_origin(&h, origin).is_ok());
+        assert!(check_origin(&h, &Origins::new(origin)).is_ok());
         h.insert(header::ORIGIN, HeaderValue::from_static("null"));
         assert!(
-            check_origin(&h, origin).is_ok(),
+            check_origin(&h, &Origins::new(origin)).is_ok(),
             "a same-origin post from a no-referrer page"
         );
         h.remove("sec-fetch-site");
         assert_eq!(
-            check_origin(&h, origin),
+            check_origin(&h, &Origins::new(origin)),
             Err(CsrfRefusal::OriginNotAllowed {
                 origin: "null".into(),
                 expected: origin.into()
@@ -257,12 +362,12 @@ mod tests {
         );
         h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
         assert_eq!(
-            check_origin(&h, origin),
+            check_origin(&h, &Origins::new(origin)),
             Err(CsrfRefusal::CrossSite("cross-site".into()))
         );
         h.insert("sec-fetch-site", HeaderValue::from_static("same-site"));
         assert!(
-            check_origin(&h, origin).is_err(),
+            check_origin(&h, &Origins::new(origin)).is_err(),
             "a sibling subdomain is another origin"
         );
     }
@@ -275,7 +380,7 @@ mod tests {
             HeaderValue::from_static("x route=\"GET /admin\" reason=ok"),
         );
         assert_eq!(
-            check_origin(&h, "http://a"),
+            check_origin(&h, &Origins::new("http://a")),
             Err(CsrfRefusal::CrossSite("(unreadable)".into()))
         );
         h.remove("sec-fetch-site");
@@ -284,7 +389,7 @@ mod tests {
             HeaderValue::from_bytes("http://e\u{202e}vil".as_bytes()).expect("header"),
         );
         assert!(matches!(
-            check_origin(&h, "http://a"),
+            check_origin(&h, &Origins::new("http://a")),
             Err(CsrfRefusal::OriginNotAllowed { origin, .. }) if origin == "(unreadable)"
         ));
         h.insert(
@@ -292,7 +397,7 @@ mod tests {
             HeaderValue::from_str(&"a".repeat(101)).expect("header"),
         );
         assert!(matches!(
-            check_origin(&h, "http://a"),
+            check_origin(&h, &Origins::new("http://a")),
             Err(CsrfRefusal::OriginNotAllowed { origin, .. }) if origin == "(unreadable)"
         ));
         h.insert(
@@ -300,7 +405,7 @@ mod tests {
             HeaderValue::from_static("http://[::1]:8080"),
         );
         assert!(matches!(
-            check_origin(&h, "http://a"),
+            check_origin(&h, &Origins::new("http://a")),
             Err(CsrfRefusal::OriginNotAllowed { origin, .. }) if origin == "http://[::1]:8080"
         ));
     }

@@ -195,8 +195,7 @@ where
             // a request from this site is asked to sign in, as a page would
             // be; another site's is refused as a forgery all the same.
             if session.active().is_none() {
-                let origin =
-                    crate::csrf::check_origin(req.headers(), &auth.settings().public_origin);
+                let origin = crate::csrf::check_origin(req.headers(), &auth.settings().origins);
                 return Ok(match origin {
                     Ok(()) => crate::layer::sign_in_required(&session, req.headers(), req.uri()),
                     Err(refusal) => AppError::Csrf(refusal),

@@ -37,17 +37,25 @@
 //!   browser, or curl's `*/*`) is answered as a browser: redirects and
 //!   pages rather than JSON.
 
+// The library's surface is the types re-exported at the root, `store` (the
+// storage boundary, for a store or user table of one's own) and `clock`
+// (time as a dependency, for tests). The modules hidden from the docs are
+// the service's (feature `server`) and internals that the benchmarks and
+// tests reach into; they are not the library's API and may change.
 mod auth;
 mod builder;
 mod cache;
 #[cfg(feature = "server")]
+#[doc(hidden)]
 pub mod cli;
 mod client_ip;
 pub mod clock;
 #[cfg(feature = "server")]
+#[doc(hidden)]
 pub mod config;
 #[cfg(feature = "server")]
 mod connections;
+#[doc(hidden)]
 pub mod csrf;
 mod defaults;
 mod device;
@@ -55,18 +63,23 @@ mod error;
 mod guard;
 mod layer;
 mod negotiate;
+#[doc(hidden)]
 pub mod password;
 mod paths;
 pub(crate) mod random;
 pub(crate) mod rate;
 mod redirect;
 #[cfg(feature = "pages")]
+#[doc(hidden)]
 pub mod routes;
 mod secret;
+#[doc(hidden)]
 pub mod session;
 #[cfg(feature = "server")]
+#[doc(hidden)]
 pub mod startup;
 pub mod store;
+#[doc(hidden)]
 pub mod username;
 mod users;
 
@@ -75,18 +88,22 @@ pub use builder::{AuthBuilder, BuildError};
 pub use cache::SessionCache;
 pub use client_ip::client_ip;
 #[cfg(feature = "server")]
+#[doc(hidden)]
 pub use config::Config;
+pub use csrf::Origins;
 pub use error::{AppError, ErrorInfo};
 pub use guard::{
     CsrfLayer, CsrfService, MAX_FORM_BYTES, RequireRole, RequireRoleService, login_required,
     require_role,
 };
 pub use layer::{AuthUser, SessionLayer, SessionService};
+pub use password::HashParams;
 pub use paths::{PathError, Paths};
 #[cfg(feature = "pages")]
 pub use routes::{PageLayer, PageService};
 pub use secret::{MIN_SECRET_LEN, Password, SecretTooShort, ServerSecret};
-pub use session::{ActiveSession, Session};
+pub use session::{ActiveSession, CookieSettings, SameSite, Session};
 #[cfg(feature = "server")]
+#[doc(hidden)]
 pub use startup::Application;
 pub use users::{AccountError, Accounts, SessionSummary, UserSummary};

@@ -11,6 +11,7 @@ use crate::auth::{Auth, AuthSettings};
 use crate::clock::millis;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::csrf::Origins;
 use crate::password::PasswordHasher;
 use crate::routes::{AppState, SetupToken, router};
 use crate::session::CookieSettings;
@@ -76,7 +77,12 @@ async fn auth_with(config: &Config, stores: Stores, clock: Arc<dyn Clock>) -> an
     let window = millis(config.login_window);
     let lockout = millis(config.login_lockout);
     let settings = AuthSettings {
-        public_origin: config.public_origin(),
+        origins: config
+            .allowed_origins
+            .iter()
+            .fold(Origins::new(config.public_origin()), |origins, o| {
+                origins.also(o.clone())
+            }),
         cookies: CookieSettings::new(config.secure_cookies(), config.same_site),
         idle_timeout: config.idle_timeout,
         absolute_timeout: config.absolute_timeout,

@@ -174,8 +174,9 @@ pub(crate) async fn submit(
     let checked = match kind {
         // Browsers cannot send a JSON body cross-site without a CORS
         // preflight, which latchkey never grants; the origin check remains.
-        BodyKind::Json => crate::csrf::check_origin(&headers, &auth.settings().public_origin)
-            .map_err(AppError::Csrf),
+        BodyKind::Json => {
+            crate::csrf::check_origin(&headers, &auth.settings().origins).map_err(AppError::Csrf)
+        }
         BodyKind::Form | BodyKind::Empty => {
             auth.check_login_csrf(&headers, form.csrf_token.as_deref())
         }

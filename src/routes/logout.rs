@@ -80,7 +80,7 @@ pub(crate) async fn submit(
         auth.check_logout_csrf(&session, &headers, form.csrf_token.as_deref())
     } else {
         // Nobody to sign out: only a cross-site request is worth refusing.
-        crate::csrf::check_origin(&headers, &auth.settings().public_origin).map_err(AppError::Csrf)
+        crate::csrf::check_origin(&headers, &auth.settings().origins).map_err(AppError::Csrf)
     };
     if super::stale_form(ROUTE, checked, format)? {
         // A page of this site whose token went stale: ask again, with a

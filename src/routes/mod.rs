@@ -279,7 +279,7 @@ pub(crate) fn canonical_redirect(
     if !state.public_url_is_this_listener {
         return None;
     }
-    let origin = &state.auth.settings().public_origin;
+    let origin = state.auth.settings().origins.public();
     let authority = origin.split_once("://")?.1;
     let host = headers.get(header::HOST)?.to_str().ok()?;
     if host.eq_ignore_ascii_case(authority) {

@@ -56,7 +56,7 @@ impl Change {
 /// A source of changes made by other processes.
 pub trait ChangeFeed: Send + Sync + 'static {
     /// Starts delivering changes to `sink` (normally by spawning a task;
-    /// latchkey's own feeds use [`spawn`]).
+    /// latchkey's own feeds run on a thread of their own).
     /// The feed must report itself unhealthy whenever it may be missing
     /// changes, and send [`Change::Everything`] when it recovers.
     fn start(self: Arc<Self>, sink: FeedSink);

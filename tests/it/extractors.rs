@@ -25,7 +25,7 @@ async fn with_stores(stores: Stores) -> Auth {
         lockout: 900_000,
     };
     let settings = AuthSettings {
-        public_origin: "http://127.0.0.1:8080".into(),
+        origins: latchkey::csrf::Origins::new("http://127.0.0.1:8080"),
         cookies: CookieSettings::new(false, SameSite::Lax),
         idle_timeout: Duration::from_secs(60),
         absolute_timeout: Duration::from_secs(3600),

@@ -200,6 +200,16 @@ async fn the_builder_says_what_to_change() {
     )
     .await;
     assert!(weak.contains("only 2 different characters"), "{weak}");
+    let origin = refusal(
+        Auth::builder()
+            .database_url("memory:")
+            .allowed_origin("https://www.example.com/app"),
+    )
+    .await;
+    assert!(
+        origin.contains("https://www.example.com/app") && origin.contains("no path"),
+        "{origin}"
+    );
     let no_rate = refusal(Auth::builder().database_url("memory:").login_rate(0)).await;
     assert!(
         no_rate.contains("login_rate must be more than zero"),

@@ -263,6 +263,35 @@ async fn cross_site_logins_are_refused() {
 }
 
 #[tokio::test]
+async fn a_further_origin_of_the_site_is_accepted_and_named_when_another_is_refused() {
+    let app = TestApp::spawn_with(&[("LATCHKEY_ALLOWED_ORIGINS", "https://www.example.com")]).await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    let login = |origin: &'static str| {
+        app.request(Method::POST, "/login")
+            .header(header::ORIGIN, origin)
+            .header("sec-fetch-site", "same-origin")
+            .json(&json!({"username": "ann", "password": PASSWORD}))
+            .send()
+    };
+    let r = login("https://evil.example").await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let message = r.json::<Value>().await.unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("https://evil.example")
+            && message.contains(&app.base)
+            && message.contains("https://www.example.com"),
+        "{message}"
+    );
+    assert_eq!(app.profile_status().await, StatusCode::UNAUTHORIZED);
+    let r = login("https://www.example.com").await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(app.profile_status().await, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn next_only_accepts_paths_on_this_site() {
     let app = TestApp::spawn().await;
     app.add_user("ann", PASSWORD, &[]).await;

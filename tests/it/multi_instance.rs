@@ -1,7 +1,8 @@
-//! Several `latchkey serve` processes sharing PostgreSQL (and, in a second
-//! configuration, PostgreSQL + Redis): a login, a logout, a revocation or a
-//! timeout anywhere holds everywhere, as soon as the change feed has told
-//! the other instances (see [`common::FEED_BOUND`]).
+//! Several instances sharing PostgreSQL (and, in a second configuration,
+//! PostgreSQL + Redis): a login, a logout, a revocation or a timeout
+//! anywhere holds everywhere, as soon as the change feed has told the other
+//! instances (see [`common::FEED_BOUND`]). They are `latchkey serve`
+//! processes, except where the test must move their clock.
 
 use crate::{common, support};
 
@@ -13,18 +14,17 @@ use common::{OTHER_PASSWORD, PASSWORD, run_cli};
 use reqwest::{Client, StatusCode, header};
 use serde_json::Value;
 
-/// Two instances over one shared configuration, and what to clean up.
-struct Pair {
-    a: ServerProcess,
-    b: ServerProcess,
+/// One PostgreSQL database (and, with Redis, one key prefix) made for a
+/// test, with user ann in it: what its instances share.
+struct Shared {
     env: Vec<(String, String)>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     pg: (String, String),
     redis: Option<(String, String)>,
 }
 
-impl Pair {
-    async fn start(with_redis: bool, extra: &[(&str, &str)]) -> Option<Self> {
+impl Shared {
+    async fn new(with_redis: bool, extra: &[(&str, &str)]) -> Option<Self> {
         let redis = if with_redis {
             let url = support::redis_url().await?;
             Some((url, support::fresh_prefix()))
@@ -48,25 +48,49 @@ impl Pair {
             env.push(((*k).to_owned(), (*v).to_owned()));
         }
         common::add_user(&env, "ann", PASSWORD, &[]).await;
-        let a = ServerProcess::start(dir.path(), &env).await;
-        let b = ServerProcess::start(dir.path(), &env).await;
+        Some(Self {
+            env,
+            dir,
+            pg: (admin, name),
+            redis,
+        })
+    }
+
+    async fn drop_stores(&self) {
+        support::drop_postgres_database(&self.pg.0, &self.pg.1).await;
+        if let Some((url, prefix)) = &self.redis {
+            support::drop_redis_prefix(url, prefix).await;
+        }
+    }
+}
+
+/// Two `latchkey serve` processes over one [`Shared`] configuration.
+struct Pair {
+    a: ServerProcess,
+    b: ServerProcess,
+    env: Vec<(String, String)>,
+    redis: Option<(String, String)>,
+    shared: Shared,
+}
+
+impl Pair {
+    async fn start(with_redis: bool, extra: &[(&str, &str)]) -> Option<Self> {
+        let shared = Shared::new(with_redis, extra).await?;
+        let a = ServerProcess::start(shared.dir.path(), &shared.env).await;
+        let b = ServerProcess::start(shared.dir.path(), &shared.env).await;
         Some(Self {
             a,
             b,
-            env,
-            _dir: dir,
-            pg: (admin, name),
-            redis,
+            env: shared.env.clone(),
+            redis: shared.redis.clone(),
+            shared,
         })
     }
 
     async fn cleanup(mut self) {
         let _ = self.a.child.kill().await;
         let _ = self.b.child.kill().await;
-        support::drop_postgres_database(&self.pg.0, &self.pg.1).await;
-        if let Some((url, prefix)) = &self.redis {
-            support::drop_redis_prefix(url, prefix).await;
-        }
+        self.shared.drop_stores().await;
     }
 }
 
@@ -262,10 +286,13 @@ async fn failures_spread_over_instances_still_lock_the_account(with_redis: bool)
     p.cleanup().await;
 }
 
+/// Two instances in this process, on one [`Shared`] store and one clock
+/// that the test moves forward instead of sleeping through the timeouts.
 async fn timeouts_are_enforced_by_every_instance(with_redis: bool) {
-    let Some(p) = Pair::start(
+    let Some(shared) = Shared::new(
         with_redis,
         &[
+            ("LATCHKEY_BIND", "127.0.0.1:0"),
             ("LATCHKEY_IDLE_TIMEOUT", "2s"),
             ("LATCHKEY_ABSOLUTE_TIMEOUT", "4s"),
         ],
@@ -274,37 +301,58 @@ async fn timeouts_are_enforced_by_every_instance(with_redis: bool) {
     else {
         return;
     };
+    let clock = std::sync::Arc::new(latchkey::clock::AdjustableClock::default());
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let a = common::TestApp::start_with_clock(dir.clone(), shared.env.clone(), clock.clone()).await;
+    let b = common::TestApp::start_with_clock(dir, shared.env.clone(), clock.clone()).await;
     let (client, _jar) = common::client();
+    let profile = |app: &common::TestApp| {
+        client
+            .get(app.url("/profile"))
+            .header(header::ACCEPT, "application/json")
+            .send()
+    };
+    let login = || common::json_login(&client, a.url("/login"), "ann", PASSWORD).send();
     // Idle: both have cached the session, then nobody uses it.
-    assert_eq!(login(&client, &p.a, "ann", PASSWORD).await, StatusCode::OK);
-    assert_eq!(profile(&client, &p.a).await.status(), StatusCode::OK);
-    assert_eq!(profile(&client, &p.b).await.status(), StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(2_400)).await;
+    assert_eq!(login().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(profile(&a).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(profile(&b).await.unwrap().status(), StatusCode::OK);
+    clock.advance(Duration::from_millis(1_900));
     assert_eq!(
-        profile(&client, &p.b).await.status(),
+        profile(&b).await.unwrap().status(),
+        StatusCode::OK,
+        "not yet idle"
+    );
+    clock.advance(Duration::from_millis(2_500));
+    assert_eq!(
+        profile(&b).await.unwrap().status(),
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        profile(&client, &p.a).await.status(),
+        profile(&a).await.unwrap().status(),
         StatusCode::UNAUTHORIZED
     );
     // Absolute: kept busy through A, refused by B once it has run out.
-    assert_eq!(login(&client, &p.a, "ann", PASSWORD).await, StatusCode::OK);
-    let start = std::time::Instant::now();
-    while start.elapsed() < Duration::from_millis(3_600) {
-        assert_eq!(profile(&client, &p.a).await.status(), StatusCode::OK);
-        tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(login().await.unwrap().status(), StatusCode::OK);
+    for _ in 0..9 {
+        assert_eq!(profile(&a).await.unwrap().status(), StatusCode::OK);
+        clock.advance(Duration::from_millis(400));
     }
-    tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(
-        profile(&client, &p.b).await.status(),
+        profile(&b).await.unwrap().status(),
+        StatusCode::OK,
+        "3.6 s in"
+    );
+    clock.advance(Duration::from_millis(600));
+    assert_eq!(
+        profile(&b).await.unwrap().status(),
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        profile(&client, &p.a).await.status(),
+        profile(&a).await.unwrap().status(),
         StatusCode::UNAUTHORIZED
     );
-    p.cleanup().await;
+    shared.drop_stores().await;
 }
 
 macro_rules! both_configurations {

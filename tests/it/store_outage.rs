@@ -275,8 +275,15 @@ async fn a_stopped_redis_gives_503_and_the_instance_recovers_by_itself() {
     );
 
     redis.stop().await;
-    // The instance learns of the stop from its change feed's connection.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The instance learns of the stop from its change feed's connection;
+    // until then its cache may still answer a read.
+    common::within_the_feed_bound(
+        "the store's stop",
+        StatusCode::OK,
+        StatusCode::SERVICE_UNAVAILABLE,
+        || async { get(&client, &server, "/profile").await.status() },
+    )
+    .await;
     assert_unavailable(&client, &server).await;
 
     assert!(redis.launch().await);
@@ -311,8 +318,15 @@ async fn a_stopped_postgres_gives_503_and_the_instance_recovers_by_itself() {
     );
 
     pg.stop().await;
-    // The instance learns of the stop from its change feed's connection.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The instance learns of the stop from its change feed's connection;
+    // until then its cache may still answer a read.
+    common::within_the_feed_bound(
+        "the store's stop",
+        StatusCode::OK,
+        StatusCode::SERVICE_UNAVAILABLE,
+        || async { get(&client, &server, "/profile").await.status() },
+    )
+    .await;
     assert_unavailable(&client, &server).await;
 
     assert!(pg.launch().await);

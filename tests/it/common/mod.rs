@@ -95,8 +95,16 @@ impl TestApp {
 
     /// Starts a server on an existing directory and environment (a restart).
     pub async fn start(dir: Arc<TempDir>, env: Vec<(String, String)>) -> Self {
+        Self::start_with_clock(dir, env, Arc::default()).await
+    }
+
+    /// Like [`TestApp::start`], on a clock that other servers may share.
+    pub async fn start_with_clock(
+        dir: Arc<TempDir>,
+        env: Vec<(String, String)>,
+        clock: Arc<latchkey::clock::AdjustableClock>,
+    ) -> Self {
         let config = latchkey::Config::load_from(None, env.clone()).unwrap();
-        let clock = Arc::new(latchkey::clock::AdjustableClock::default());
         let app = latchkey::Application::build_with_clock(config, clock.clone())
             .await
             .unwrap();
