@@ -232,8 +232,18 @@ async fn login(client: &Client, server: &ServerProcess) -> StatusCode {
         .status()
 }
 
-/// While the store is down: 503 everywhere it matters, with a clear message.
+/// While the store is down: 503 everywhere it matters, with a clear message,
+/// once the instance has noticed (within the feed bound).
 async fn assert_unavailable(client: &Client, server: &ServerProcess) {
+    // The instance learns of the stop from its change feed's connection;
+    // until then its cache may still answer a read.
+    common::within_the_feed_bound(
+        "the store's stop",
+        StatusCode::OK,
+        StatusCode::SERVICE_UNAVAILABLE,
+        || async { get(client, server, "/profile").await.status() },
+    )
+    .await;
     let r = get(client, server, "/profile").await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(r.headers().contains_key(header::RETRY_AFTER));
@@ -275,15 +285,6 @@ async fn a_stopped_redis_gives_503_and_the_instance_recovers_by_itself() {
     );
 
     redis.stop().await;
-    // The instance learns of the stop from its change feed's connection;
-    // until then its cache may still answer a read.
-    common::within_the_feed_bound(
-        "the store's stop",
-        StatusCode::OK,
-        StatusCode::SERVICE_UNAVAILABLE,
-        || async { get(&client, &server, "/profile").await.status() },
-    )
-    .await;
     assert_unavailable(&client, &server).await;
 
     assert!(redis.launch().await);
@@ -318,15 +319,6 @@ async fn a_stopped_postgres_gives_503_and_the_instance_recovers_by_itself() {
     );
 
     pg.stop().await;
-    // The instance learns of the stop from its change feed's connection;
-    // until then its cache may still answer a read.
-    common::within_the_feed_bound(
-        "the store's stop",
-        StatusCode::OK,
-        StatusCode::SERVICE_UNAVAILABLE,
-        || async { get(&client, &server, "/profile").await.status() },
-    )
-    .await;
     assert_unavailable(&client, &server).await;
 
     assert!(pg.launch().await);
