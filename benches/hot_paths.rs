@@ -16,8 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use criterion::{Criterion, criterion_group, criterion_main};
 use latchkey::ServerSecret;
-use latchkey::csrf::{CsrfKeys, tokens_match};
-use latchkey::session::{CookieSigner, SessionToken};
+use latchkey::internals::{CookieSigner, CsrfKeys, SessionToken, tokens_match};
 use latchkey::store::{MemoryStore, NewUser, SessionKey, SessionRecord, Stores, now_millis};
 
 /// Sessions put into each store before lookups, so that an index is walked.

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use latchkey::password::HashParams;
+use latchkey::HashParams;
 
 fn hasher(params: HashParams) -> anyhow::Result<Argon2<'static>> {
     let params = Params::new(

@@ -22,7 +22,7 @@ use std::time::Instant;
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use latchkey::ServerSecret;
-use latchkey::session::{CookieSigner, SessionToken};
+use latchkey::internals::{CookieSigner, SessionToken};
 use latchkey::store::{SessionRecord, SessionStore, Stores, now_millis};
 
 /// Inserts sessions for one user.

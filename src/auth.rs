@@ -29,9 +29,10 @@ use crate::username::MAX_USERNAME_BYTES;
 /// logout or revocation, with username, client address and outcome.
 pub const AUDIT_TARGET: &str = "latchkey::audit";
 
-/// Everything [`Auth`] needs to know besides its stores and secret.
+/// Everything [`Auth`] needs to know besides its stores and secret, as
+/// [`crate::AuthBuilder`] settles it.
 #[derive(Debug, Clone)]
-pub struct AuthSettings {
+pub(crate) struct AuthSettings {
     /// The origins the site is reached at, as browsers send them in
     /// `Origin` (`https://example.com`), its public URL's first.
     pub origins: crate::csrf::Origins,
@@ -62,6 +63,8 @@ pub struct AuthSettings {
     /// outside tests.
     pub clock: Arc<dyn Clock>,
     /// Where the login pages are: browsers that must sign in are sent there.
+    /// Read only by the pages (feature `pages`).
+    #[cfg_attr(not(feature = "pages"), allow(dead_code))]
     pub paths: crate::paths::Paths,
 }
 
@@ -271,26 +274,16 @@ fn wait(now: Millis, until: Millis) -> Duration {
 }
 
 impl Auth {
-    /// Puts the parts together. `hasher` runs argon2 on a bounded pool; see
+    /// Puts the parts together ([`Auth::builder`] is the way in from
+    /// outside). `hasher` runs argon2 on a bounded pool; see
     /// [`PasswordHasher::new`]. The stores' change feeds start here, so this
     /// must be called inside a tokio runtime. Before serving, call
-    /// [`Auth::learn_hash_schemes`] (as [`crate::startup::open_auth`]
-    /// does), so that no login can be told from another by its time.
-    #[must_use]
-    pub fn new(
-        settings: AuthSettings,
-        secret: &ServerSecret,
-        stores: Stores,
-        hasher: Arc<PasswordHasher>,
-    ) -> Self {
-        Self::with_previous_secrets(settings, secret, &[], stores, hasher)
-    }
-
-    /// [`Auth::new`] that also accepts cookies and CSRF tokens made with
-    /// `previous` secrets, re-issuing session cookies under `secret` at
-    /// their next request: rotating the secret signs nobody out.
-    #[must_use]
-    pub fn with_previous_secrets(
+    /// [`Auth::learn_hash_schemes`] (as the builder does), so that no login
+    /// can be told from another by its time. Cookies and CSRF tokens made
+    /// with `previous` secrets are accepted, and session cookies re-issued
+    /// under `secret` at their next request: rotating the secret signs
+    /// nobody out.
+    pub(crate) fn from_parts(
         settings: AuthSettings,
         secret: &ServerSecret,
         previous: &[ServerSecret],
@@ -329,7 +322,7 @@ impl Auth {
 
     /// The settings.
     #[must_use]
-    pub fn settings(&self) -> &AuthSettings {
+    pub(crate) fn settings(&self) -> &AuthSettings {
         &self.inner.settings
     }
 
@@ -351,12 +344,11 @@ impl Auth {
     /// of the user's hash, or for a name that does not exist. A scheme met
     /// later (a hash written by another process) is added at its first
     /// login; one that no user has any more goes at the next start.
-    /// [`crate::startup::open_auth`] calls this; an app that builds its
-    /// [`Auth`] itself should too.
+    /// [`crate::AuthBuilder::build`] calls this.
     ///
     /// # Errors
     /// When the store fails.
-    pub async fn learn_hash_schemes(&self) -> Result<(), StoreError> {
+    pub(crate) async fn learn_hash_schemes(&self) -> Result<(), StoreError> {
         let mut one_of_each = std::collections::BTreeMap::new();
         self.inner
             .stores

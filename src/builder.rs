@@ -46,6 +46,7 @@ pub struct AuthBuilder {
     prefix: String,
     home: String,
     clock: Arc<dyn Clock>,
+    change_feed_timeout: Duration,
     cleanup: bool,
 }
 
@@ -163,6 +164,7 @@ impl Auth {
             prefix: String::new(),
             home: "/".into(),
             clock: Arc::new(SystemClock),
+            change_feed_timeout: crate::store::feed::DEFAULT_LIVENESS,
             cleanup: true,
         }
     }
@@ -319,6 +321,16 @@ impl AuthBuilder {
         self
     }
 
+    /// How long a store's change feed may stay silent (no change and no
+    /// heartbeat) before this instance stops trusting its session cache and
+    /// asks the store on every request, until the feed is heard again
+    /// (default 1 s, at least 40 ms). Sign-outs and revocations on other instances hold here
+    /// at the latest this long (and a quarter) after they are made.
+    pub fn change_feed_timeout(mut self, timeout: Duration) -> Self {
+        self.change_feed_timeout = timeout;
+        self
+    }
+
     /// Whether [`AuthBuilder::build`] starts the task that deletes expired
     /// sessions (default yes; [`Auth::spawn_cleanup`] starts it later).
     pub fn cleanup(mut self, start: bool) -> Self {
@@ -400,13 +412,12 @@ impl AuthBuilder {
             ip_failures: self.address_failures,
             trusted_proxies: self.trusted_proxies,
             refusal_delay: self.refusal_delay,
-            feed_liveness: crate::store::feed::DEFAULT_LIVENESS,
+            feed_liveness: self.change_feed_timeout,
             login_rate: self.login_rate,
             clock: self.clock,
             paths,
         };
-        let auth =
-            Auth::with_previous_secrets(settings, &secret, &self.previous_secrets, stores, hasher);
+        let auth = Auth::from_parts(settings, &secret, &self.previous_secrets, stores, hasher);
         auth.learn_hash_schemes()
             .await
             .map_err(|e| BuildError::Store {
@@ -433,6 +444,11 @@ impl AuthBuilder {
         }
         if self.idle_timeout.is_zero() || self.absolute_timeout.is_zero() {
             return zero("a session timeout");
+        }
+        if self.change_feed_timeout < defaults::MIN_CHANGE_FEED_TIMEOUT {
+            return Err(BuildError::Setting(
+                "change_feed_timeout must be at least 40ms".into(),
+            ));
         }
         for secret in self.secret.iter().chain(&self.previous_secrets) {
             if let Some(reason) = secret.weakness() {

@@ -605,7 +605,7 @@ impl Config {
             },
         };
         let change_feed_timeout = raw.change_feed_timeout;
-        if change_feed_timeout < Duration::from_millis(40) {
+        if change_feed_timeout < crate::defaults::MIN_CHANGE_FEED_TIMEOUT {
             return Err(invalid(
                 "change_feed_timeout",
                 "must be at least 40ms (heartbeats go out four times per timeout)",

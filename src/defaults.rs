@@ -24,3 +24,6 @@ pub(crate) const LOGIN_LOCKOUT: Duration = Duration::from_secs(15 * 60);
 pub(crate) const LOGIN_RATE: u32 = 120;
 /// How long a refused sign-in waits before it is answered.
 pub(crate) const REFUSAL_DELAY: Duration = Duration::from_secs(1);
+/// The shortest change-feed timeout: heartbeats go out four times per
+/// timeout, and shorter ones would make the feeds mostly heartbeats.
+pub(crate) const MIN_CHANGE_FEED_TIMEOUT: Duration = Duration::from_millis(40);

@@ -40,8 +40,9 @@
 // The library's surface is the types re-exported at the root, `store` (the
 // storage boundary, for a store or user table of one's own) and `clock`
 // (time as a dependency, for tests). The modules hidden from the docs are
-// the service's (feature `server`) and internals that the benchmarks and
-// tests reach into; they are not the library's API and may change.
+// the service's (feature `server`, which builds its `Auth` through
+// `Auth::builder` as any app does) and `internals`, what latchkey's own
+// benchmarks and tests reach into; neither is the library's API.
 mod auth;
 mod builder;
 mod cache;
@@ -55,49 +56,44 @@ pub mod clock;
 pub mod config;
 #[cfg(feature = "server")]
 mod connections;
-#[doc(hidden)]
-pub mod csrf;
+mod csrf;
 mod defaults;
 mod device;
 mod error;
 mod guard;
 mod layer;
 mod negotiate;
-#[doc(hidden)]
-pub mod password;
+mod password;
 mod paths;
 pub(crate) mod random;
 pub(crate) mod rate;
 mod redirect;
 #[cfg(feature = "pages")]
-#[doc(hidden)]
-pub mod routes;
+mod routes;
 mod secret;
-#[doc(hidden)]
-pub mod session;
+mod session;
 #[cfg(feature = "server")]
 #[doc(hidden)]
 pub mod startup;
 pub mod store;
-#[doc(hidden)]
-pub mod username;
+mod username;
 mod users;
 
-pub use auth::{AUDIT_TARGET, Auth, AuthSettings, LoggedIn, LoggedOut, LoginError};
+pub use auth::{AUDIT_TARGET, Auth, LoggedIn, LoggedOut, LoginError};
 pub use builder::{AuthBuilder, BuildError};
 pub use cache::SessionCache;
 pub use client_ip::client_ip;
 #[cfg(feature = "server")]
 #[doc(hidden)]
 pub use config::Config;
-pub use csrf::Origins;
+pub use csrf::{CsrfRefusal, Origins};
 pub use error::{AppError, ErrorInfo};
 pub use guard::{
     CsrfLayer, CsrfService, MAX_FORM_BYTES, RequireRole, RequireRoleService, login_required,
     require_role,
 };
 pub use layer::{AuthUser, SessionLayer, SessionService};
-pub use password::HashParams;
+pub use password::{HashParams, HashScheme, PasswordHasher};
 pub use paths::{PathError, Paths};
 #[cfg(feature = "pages")]
 pub use routes::{PageLayer, PageService};
@@ -107,3 +103,12 @@ pub use session::{ActiveSession, CookieSettings, SameSite, Session};
 #[doc(hidden)]
 pub use startup::Application;
 pub use users::{AccountError, Accounts, SessionSummary, UserSummary};
+
+/// What latchkey's own benchmarks and tests reach into: the cookie signer,
+/// CSRF keys and user-name keys. Not the library's API; it may change.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::csrf::{CsrfKeys, tokens_match};
+    pub use crate::session::{CookieSigner, SessionToken};
+    pub use crate::username::key_of;
+}

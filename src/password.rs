@@ -114,7 +114,7 @@ impl HashScheme {
     /// verify (such a hash matches no password, at no cost of its own).
     ///
     /// ```
-    /// use latchkey::password::HashScheme;
+    /// use latchkey::HashScheme;
     /// let bcrypt = "$2y$10$abcdefghijklmnopqrstuu5s2v8.iXieOjg/.AySBTTZIIVFJeBui";
     /// assert_eq!(HashScheme::of(bcrypt).unwrap().as_str(), "$2b$10");
     /// assert!(HashScheme::of("plain text").is_none());

@@ -7,14 +7,10 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
-use crate::auth::{Auth, AuthSettings};
-use crate::clock::millis;
-use crate::clock::{Clock, SystemClock};
+use crate::Auth;
+use crate::clock::{Clock, SystemClock, millis};
 use crate::config::Config;
-use crate::csrf::Origins;
-use crate::password::PasswordHasher;
 use crate::routes::{AppState, SetupToken, router};
-use crate::session::CookieSettings;
 use crate::store::{FailurePolicy, StoreOptions, Stores, redact_url};
 
 /// Opens the stores, reads the secret and builds the [`Auth`] that the
@@ -32,12 +28,7 @@ pub async fn open_auth(config: &Config) -> anyhow::Result<Auth> {
 /// # Errors
 /// As [`open_auth`].
 pub async fn open_auth_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Auth> {
-    let auth = auth_with(config, open_stores(config).await?, clock).await?;
-    // Not for administrative commands (open_admin), which sign nobody in.
-    auth.learn_hash_schemes()
-        .await
-        .context("cannot read which password hash schemes are in use")?;
-    Ok(auth)
+    auth_with(config, open_stores(config).await?, clock).await
 }
 
 async fn open_stores(config: &Config) -> anyhow::Result<Stores> {
@@ -71,42 +62,41 @@ pub async fn open_admin(config: &Config) -> anyhow::Result<Auth> {
     .await
 }
 
+/// The service's [`Auth`], made as any app makes one: through
+/// [`Auth::builder`], from the configuration's settings and the stores
+/// opened here (the service names its Redis key prefix).
 async fn auth_with(config: &Config, stores: Stores, clock: Arc<dyn Clock>) -> anyhow::Result<Auth> {
-    let secret = config.load_secret()?;
-    let hasher = PasswordHasher::new(config.hash_params, config.hash_concurrency).await?;
-    let window = millis(config.login_window);
-    let lockout = millis(config.login_lockout);
-    let settings = AuthSettings {
-        origins: config
-            .allowed_origins
-            .iter()
-            .fold(Origins::new(config.public_origin()), |origins, o| {
-                origins.also(o.clone())
-            }),
-        cookies: CookieSettings::new(config.secure_cookies(), config.same_site),
-        idle_timeout: config.idle_timeout,
-        absolute_timeout: config.absolute_timeout,
-        account_failures: FailurePolicy {
-            max_failures: config.login_max_failures,
-            window,
-            lockout,
-        },
-        ip_failures: FailurePolicy {
-            max_failures: config.login_ip_max_failures,
-            window,
-            lockout,
-        },
-        trusted_proxies: config.trusted_proxies.clone(),
-        login_rate: config.login_rate,
-        feed_liveness: config.change_feed_timeout,
-        refusal_delay: config.refusal_delay,
-        clock,
-        paths: crate::paths::Paths::service(),
+    let policy = |max_failures| FailurePolicy {
+        max_failures,
+        window: millis(config.login_window),
+        lockout: millis(config.login_lockout),
     };
-    let previous = config.load_previous_secrets()?;
-    Ok(Auth::with_previous_secrets(
-        settings, &secret, &previous, stores, hasher,
-    ))
+    let builder = config.allowed_origins.iter().fold(
+        Auth::builder()
+            .database_url(config.database_url.clone())
+            .stores(stores)
+            .secret(config.load_secret()?)
+            .previous_secrets(config.load_previous_secrets()?)
+            .public_url(config.public_origin())
+            .same_site(config.same_site)
+            .idle_timeout(config.idle_timeout)
+            .absolute_timeout(config.absolute_timeout)
+            .account_failures(policy(config.login_max_failures))
+            .address_failures(policy(config.login_ip_max_failures))
+            .login_rate(config.login_rate)
+            .refusal_delay(config.refusal_delay)
+            .trusted_proxies(config.trusted_proxies.clone())
+            .hash_params(config.hash_params)
+            .hash_threads(config.hash_concurrency)
+            .pages_prefix("")
+            .home("/profile")
+            .change_feed_timeout(config.change_feed_timeout)
+            .clock(clock)
+            // `Application::run` starts it, and stops it at shutdown.
+            .cleanup(false),
+        |builder, origin| builder.allowed_origin(origin.clone()),
+    );
+    Ok(builder.build().await?)
 }
 
 /// Points a loopback public URL asked for with port 0 (tests, a quick

@@ -285,7 +285,7 @@ fn in_one_script(name: &str) -> bool {
 /// The case-folded key of a name: NFKC, lower case, NFKC again (lower-casing
 /// can produce sequences that are not normalised). Unchanged since the
 /// first release, so that every stored key still finds its user; a new
-/// name's key is this of its PRECIS form ([`Username::key`]), the same but
+/// name's key is this of its PRECIS form (`Username::key`), the same but
 /// for Greek final sigma.
 #[must_use]
 pub fn key_of(name: &str) -> String {

@@ -264,10 +264,12 @@ fn render_error(response: Response, format: Format, paths: Paths) -> Response {
     html
 }
 
+#[cfg(feature = "server")]
 pub(crate) async fn not_found() -> AppError {
     AppError::NotFound
 }
 
+#[cfg(feature = "server")]
 pub(crate) async fn method_not_allowed() -> AppError {
     AppError::MethodNotAllowed
 }

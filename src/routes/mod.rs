@@ -1,14 +1,18 @@
-//! The ready-made service: pages, JSON API and error rendering, built only
-//! on the library's public API.
+//! The pages: sign-in and sign-out ([`Auth::routes`], feature `pages`),
+//! error rendering ([`PageLayer`]), and the rest of the ready-made service
+//! (setup, profile, admin, health: feature `server`).
 
+#[cfg(feature = "server")]
 mod admin;
 mod assets;
 mod errors;
+#[cfg(feature = "server")]
 mod health;
 pub mod input;
 mod login;
 mod logout;
 mod peer;
+#[cfg(feature = "server")]
 mod profile;
 mod setup;
 pub(crate) mod text;
@@ -18,6 +22,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::routing::get;
+#[cfg(feature = "server")]
 use tower::Layer as _;
 
 use crate::auth::Auth;
@@ -49,6 +54,7 @@ pub struct AppState {
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
                    form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
+#[cfg(feature = "server")]
 /// The whole service: every route, inside the two layers every request
 /// passes (error pages, security headers and the request timeout outside,
 /// the session inside).
@@ -58,6 +64,7 @@ pub type Service = errors::PageService<crate::layer::SessionService<Router>>;
 /// longer than `request_timeout` is answered 408. The layers wrap the
 /// router once, not each route as `Router::layer` would: a request then clones
 /// one boxed route rather than one per layer.
+#[cfg(feature = "server")]
 pub fn router(state: AppState, request_timeout: std::time::Duration) -> Service {
     let auth = state.auth.clone();
     let routes = Router::new()

@@ -2,24 +2,26 @@
 //! no user exists, that creates the first administrator. No default
 //! password exists anywhere.
 
-use super::peer::Peer;
 use std::sync::Mutex;
 
-use askama::Template;
-use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
-use serde::Deserialize;
-
 use super::AppState;
-use super::errors::page;
-use super::input::Input;
-use crate::csrf::tokens_match;
-use crate::error::AppError;
-use crate::negotiate::Format;
-use crate::secret::Password;
-use crate::session::Session;
-use crate::users::AccountError;
+// The page and its form are the service's (feature `server`); the token's
+// state is also read by the sign-in page.
+#[cfg(feature = "server")]
+use {
+    super::{errors::page, input::Input, peer::Peer},
+    crate::{
+        csrf::tokens_match, error::AppError, negotiate::Format, secret::Password, session::Session,
+        users::AccountError,
+    },
+    askama::Template,
+    axum::{
+        extract::{RawQuery, State},
+        http::{HeaderMap, StatusCode, header},
+        response::{IntoResponse, Redirect, Response},
+    },
+    serde::Deserialize,
+};
 
 /// The first-admin token: present until it is used or an account exists.
 #[derive(Default)]
@@ -34,6 +36,7 @@ impl std::fmt::Debug for SetupToken {
 impl SetupToken {
     /// A fresh random token.
     #[must_use]
+    #[cfg(feature = "server")]
     pub fn generate() -> Self {
         Self(Mutex::new(Some(crate::random::random_base64::<32>())))
     }
@@ -52,6 +55,7 @@ impl SetupToken {
 
     /// The token, to print the link.
     #[must_use]
+    #[cfg(feature = "server")]
     pub fn reveal(&self) -> Option<String> {
         self.lock().clone()
     }
@@ -62,6 +66,7 @@ impl SetupToken {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    #[cfg(feature = "server")]
     fn matches(&self, given: &str) -> bool {
         self.lock()
             .as_deref()
@@ -72,6 +77,7 @@ impl SetupToken {
         *self.lock() = None;
     }
 
+    #[cfg(feature = "server")]
     /// Consumes the token if `given` is it: of two submissions at the same
     /// moment, only one proceeds.
     fn take(&self, given: &str) -> Option<String> {
@@ -83,6 +89,7 @@ impl SetupToken {
         }
     }
 
+    #[cfg(feature = "server")]
     /// Puts a taken token back (the submission was refused for its input).
     fn restore(&self, token: String) {
         let mut slot = self.lock();
@@ -92,8 +99,10 @@ impl SetupToken {
     }
 }
 
+#[cfg(feature = "server")]
 const ROUTE: &str = "POST /setup";
 
+#[cfg(feature = "server")]
 /// The form field an error belongs to.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Field {
@@ -104,6 +113,7 @@ enum Field {
     Form,
 }
 
+#[cfg(feature = "server")]
 #[derive(Template)]
 #[template(path = "setup.html")]
 struct SetupPage<'a> {
@@ -114,6 +124,7 @@ struct SetupPage<'a> {
     error: Option<(Field, &'a str)>,
 }
 
+#[cfg(feature = "server")]
 impl SetupPage<'_> {
     fn invalid(&self, field: Field) -> bool {
         self.error.is_some_and(|(f, _)| f == field)
@@ -127,6 +138,7 @@ impl SetupPage<'_> {
     }
 }
 
+#[cfg(feature = "server")]
 /// Setup is closed: a page that says why and where to go instead.
 #[derive(Template)]
 #[template(path = "setup_closed.html")]
@@ -135,6 +147,7 @@ struct SetupClosed<'a> {
     done: bool,
 }
 
+#[cfg(feature = "server")]
 fn render(
     state: &AppState,
     headers: &HeaderMap,
@@ -160,6 +173,7 @@ fn render(
     response
 }
 
+#[cfg(feature = "server")]
 /// Whether `token` opens the setup form; otherwise the page to show
 /// instead: setup is done (an account exists), or the link is not valid.
 async fn open(state: &AppState, token: &str) -> Result<Result<(), Response>, AppError> {
@@ -200,6 +214,7 @@ pub(crate) async fn close_if_done(state: &AppState) {
     }
 }
 
+#[cfg(feature = "server")]
 fn account_error(e: AccountError) -> AppError {
     match e {
         AccountError::Store(e) => e.into(),
@@ -208,6 +223,7 @@ fn account_error(e: AccountError) -> AppError {
     }
 }
 
+#[cfg(feature = "server")]
 pub(crate) async fn page_get(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -226,6 +242,7 @@ pub(crate) async fn page_get(
     Ok(render(&state, &headers, &token, "", None, StatusCode::OK))
 }
 
+#[cfg(feature = "server")]
 #[derive(Deserialize)]
 pub(crate) struct SetupForm {
     token: String,
@@ -235,6 +252,7 @@ pub(crate) struct SetupForm {
     password_confirm: Password,
 }
 
+#[cfg(feature = "server")]
 pub(crate) async fn submit(
     State(state): State<AppState>,
     peer: Peer,

@@ -18,6 +18,7 @@ pub(crate) fn wait_in_words(secs: u64) -> String {
     }
 }
 
+#[cfg(feature = "server")]
 const MONTHS: [&str; 12] = [
     "January",
     "February",
@@ -36,6 +37,7 @@ const MONTHS: [&str; 12] = [
 /// An RFC 3339 UTC timestamp (`2026-12-02T05:40:12Z`) as people read it:
 /// "2 December 2026, 05:40 UTC". Anything else is shown unchanged.
 #[must_use]
+#[cfg(feature = "server")]
 pub(crate) fn readable_time(rfc3339: &str) -> String {
     let parse = || -> Option<String> {
         let (date, time) = rfc3339.strip_suffix('Z')?.split_once('T')?;
@@ -51,6 +53,7 @@ pub(crate) fn readable_time(rfc3339: &str) -> String {
 
 /// How pages and the CLI show a list of roles, "none" when empty.
 #[must_use]
+#[cfg(feature = "server")]
 pub fn roles_text(roles: &[String]) -> String {
     if roles.is_empty() {
         "none".to_owned()
@@ -61,6 +64,7 @@ pub fn roles_text(roles: &[String]) -> String {
 
 /// A message as a sentence on a page: capital first letter, full stop.
 #[must_use]
+#[cfg(feature = "server")]
 pub(crate) fn sentence(message: &str) -> String {
     let mut chars = message.chars();
     let mut out: String = chars

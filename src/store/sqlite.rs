@@ -360,7 +360,13 @@ impl FileFeed {
                 .unwrap_or(now + CHANGES_POLL);
             tokio::select! {
                 () = self.wake.notified() => {
+                    // The newest event's reads replace the older ones': from
+                    // here on they are as dense. Kept, the schedules of
+                    // events a few milliseconds apart (a busy writer) would
+                    // interleave into a read every millisecond or less, which
+                    // cost a login flood a tenth of the machine.
                     let now = tokio::time::Instant::now();
+                    followups.clear();
                     followups.extend(CHANGES_REREAD.map(|after| now + after));
                 }
                 () = tokio::time::sleep_until(next) => {}

@@ -8,10 +8,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use axum::routing::get;
-use latchkey::password::{HashParams, PasswordHasher};
-use latchkey::session::{CookieSettings, SameSite};
-use latchkey::store::{FailurePolicy, MemoryStore, Stores};
-use latchkey::{Auth, AuthSettings, AuthUser, Password, ServerSecret, Session};
+use latchkey::store::{MemoryStore, Stores};
+use latchkey::{Auth, AuthUser, HashParams, Password, ServerSecret, Session};
 use tower::ServiceExt as _;
 
 async fn auth() -> Auth {
@@ -19,37 +17,24 @@ async fn auth() -> Auth {
 }
 
 async fn with_stores(stores: Stores) -> Auth {
-    let policy = FailurePolicy {
-        max_failures: 5,
-        window: 900_000,
-        lockout: 900_000,
-    };
-    let settings = AuthSettings {
-        origins: latchkey::csrf::Origins::new("http://127.0.0.1:8080"),
-        cookies: CookieSettings::new(false, SameSite::Lax),
-        idle_timeout: Duration::from_secs(60),
-        absolute_timeout: Duration::from_secs(3600),
-        account_failures: policy,
-        ip_failures: policy,
-        trusted_proxies: vec![],
-        login_rate: 1000,
-        feed_liveness: latchkey::store::feed::DEFAULT_LIVENESS,
-        refusal_delay: Duration::ZERO,
-        clock: std::sync::Arc::new(latchkey::clock::SystemClock),
-        paths: latchkey::Paths::default(),
-    };
-    let hasher = PasswordHasher::new(
-        HashParams {
+    Auth::builder()
+        .stores(stores)
+        .secret(ServerSecret::new(crate::common::SECRET).unwrap())
+        .public_url("http://127.0.0.1:8080")
+        .idle_timeout(Duration::from_secs(60))
+        .absolute_timeout(Duration::from_secs(3600))
+        .login_rate(1000)
+        .refusal_delay(Duration::ZERO)
+        .hash_params(HashParams {
             memory_kib: 64,
             iterations: 1,
             parallelism: 1,
-        },
-        1,
-    )
-    .await
-    .unwrap();
-    let secret = ServerSecret::new(&"s".repeat(40)).unwrap();
-    Auth::new(settings, &secret, stores, hasher)
+        })
+        .hash_threads(1)
+        .cleanup(false)
+        .build()
+        .await
+        .unwrap()
 }
 
 async fn hello(user: AuthUser) -> String {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use axum::Router;
 use axum::routing::get;
-use latchkey::password::HashParams;
+use latchkey::HashParams;
 use latchkey::store::FailurePolicy;
 use latchkey::{Auth, AuthUser, Password};
 use reqwest::{StatusCode, header};

@@ -144,9 +144,10 @@ async fn a_planted_token_is_never_adopted() {
     let app = TestApp::spawn().await;
     app.add_user("ann", PASSWORD, &[]).await;
     // Correctly signed (the attacker knows the secret in this worst case) but never issued.
-    let signer =
-        latchkey::session::CookieSigner::new(&latchkey::ServerSecret::new(common::SECRET).unwrap());
-    let planted = signer.sign(&latchkey::session::SessionToken::generate());
+    let signer = latchkey::internals::CookieSigner::new(
+        &latchkey::ServerSecret::new(common::SECRET).unwrap(),
+    );
+    let planted = signer.sign(&latchkey::internals::SessionToken::generate());
     assert_eq!(
         common::with_cookie(&app, "/profile", &planted)
             .await

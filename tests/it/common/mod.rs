@@ -246,7 +246,7 @@ impl TestApp {
 }
 
 /// Writes users straight into the SQLite database at `db`, each with the
-/// key latchkey has always given its name ([`latchkey::username::key_of`])
+/// key latchkey has always given its name ([`latchkey::internals::key_of`])
 /// and the password hash given: as an import or an older version leaves
 /// them, whatever today's rules for new names and hashes say.
 pub async fn plant_users(db: &std::path::Path, users: &[(&str, String)]) {
@@ -257,7 +257,7 @@ pub async fn plant_users(db: &std::path::Path, users: &[(&str, String)]) {
             .users
             .create_user(latchkey::store::NewUser {
                 username: (*name).to_owned(),
-                username_key: latchkey::username::key_of(name),
+                username_key: latchkey::internals::key_of(name),
                 password_hash: hash.clone(),
                 roles: vec![],
             })
