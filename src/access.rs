@@ -80,7 +80,8 @@ impl HostPattern {
 }
 
 /// A path a rule applies to: `/api/health` exactly, or `/public/*` for
-/// `/public/` and everything below it.
+/// `/public`, `/public/` and everything below it. Paths are compared
+/// case-sensitively, as most apps route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum PathPattern {
     Exact(String),
@@ -124,7 +125,11 @@ impl PathPattern {
     fn matches(&self, path: &str) -> bool {
         match self {
             Self::Exact(p) => path == p,
-            Self::Below(prefix) => path.starts_with(prefix.as_str()),
+            // `/admin/*` covers `/admin` too: a rule meant for a section
+            // must not miss its first page.
+            Self::Below(prefix) => {
+                path.starts_with(prefix.as_str()) || path == &prefix[..prefix.len() - 1]
+            }
         }
     }
 }
@@ -303,7 +308,10 @@ impl AccessRules {
             "signed_in" => Policy::SignedIn,
             "deny" => Policy::Deny,
             other => {
-                return Err(format!("access default {other:?} is not signed_in or deny"));
+                return Err(format!(
+                    "default {other:?} (LATCHKEY_ACCESS_DEFAULT, or default in [access]) \
+                     is not signed_in or deny"
+                ));
             }
         };
         let rules = rules
@@ -493,6 +501,10 @@ pub fn normalise_path(path: &str) -> Result<String, &'static str> {
                 i += 3;
             }
             b'\\' => return Err("a backslash in the path"),
+            // Java servlet containers drop `;parameters` from each segment
+            // (`/public/..;/admin` is `/admin` to Tomcat), others keep them:
+            // no reading of such a path is safe for every app.
+            b';' => return Err("a ; in the path"),
             _ => {
                 // Not '%' or '\\': copy the whole UTF-8 character.
                 let rest = &path[i..];
@@ -569,8 +581,19 @@ mod tests {
     #[test]
     fn paths_that_apps_could_read_otherwise_are_refused() {
         for bad in [
-            "/..", "/a/../..", "/%2e%2e", "/a%2fb", "/a%2Fb", "/a%5cb", "/a\\b", "/%zz", "/%4",
+            "/..",
+            "/a/../..",
+            "/%2e%2e",
+            "/a%2fb",
+            "/a%2Fb",
+            "/a%5cb",
+            "/a\\b",
+            "/%zz",
+            "/%4",
             "/%",
+            "/public/..;/admin",
+            "/public/%2e%2e;/admin",
+            "/admin;jsessionid=1",
         ] {
             assert!(normalise_path(bad).is_err(), "{bad}");
         }
@@ -599,6 +622,8 @@ mod tests {
         let t = |m: &str, host: &str, uri: &str| target(m, "https", host, uri).expect("valid");
         let number = |t: &Target| rules.matching(t).rule.map(|r| r.number);
         assert_eq!(number(&t("GET", "a.example.com", "/public/x")), Some(1));
+        assert_eq!(number(&t("GET", "a.example.com", "/public")), Some(1));
+        assert_eq!(number(&t("GET", "a.example.com", "/publicity")), None);
         assert_eq!(number(&t("POST", "a.example.com", "/public/x")), None);
         assert_eq!(
             number(&t("GET", "x.tools.example.com", "/api/health")),

@@ -1,7 +1,6 @@
 //! [`Auth::builder`]: an [`Auth`] from a few settings, every other one at
 //! the service's default, for an app that embeds the login.
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -351,7 +350,7 @@ impl AuthBuilder {
         })?;
         let secure = match public.scheme() {
             "https" => true,
-            "http" if is_this_machine(&public) => false,
+            "http" if crate::redirect::is_this_machine(&public) => false,
             "http" => {
                 return Err(BuildError::PublicUrl {
                     url: self.public_url,
@@ -488,15 +487,5 @@ impl AuthBuilder {
             path: path.clone(),
             reason: reason.to_string(),
         })
-    }
-}
-
-/// Whether a URL names this machine: a loopback address or `localhost`.
-pub(crate) fn is_this_machine(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
     }
 }

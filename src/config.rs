@@ -81,6 +81,26 @@ struct Raw {
     max_connections: usize,
     #[serde(deserialize_with = "read::whole")]
     max_connections_per_address: usize,
+    /// The file's `[access]` table; its `default` is also
+    /// `LATCHKEY_ACCESS_DEFAULT`.
+    access: AccessText,
+}
+
+/// Forward-auth's access rules as written (see [`crate::access`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct AccessText {
+    default: String,
+    rules: Vec<crate::access::RuleText>,
+}
+
+impl Default for AccessText {
+    fn default() -> Self {
+        Self {
+            default: "signed_in".into(),
+            rules: Vec::new(),
+        }
+    }
 }
 
 impl Default for Raw {
@@ -119,6 +139,7 @@ impl Default for Raw {
             keep_alive_timeout: Duration::from_secs(60),
             max_connections: 10_000,
             max_connections_per_address: 256,
+            access: AccessText::default(),
         }
     }
 }
@@ -296,11 +317,21 @@ fn setting_names() -> &'static [&'static str] {
         }
     }
 
-    static NAMES: std::sync::OnceLock<&'static [&'static str]> = std::sync::OnceLock::new();
+    static NAMES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
     NAMES.get_or_init(|| {
         let mut names: &'static [&'static str] = &[];
         let _ = Raw::deserialize(Fields(&mut names));
+        // The `[access]` table has one setting of its own in the environment.
         names
+            .iter()
+            .map(|&name| {
+                if name == "access" {
+                    "access_default"
+                } else {
+                    name
+                }
+            })
+            .collect()
     })
 }
 
@@ -309,6 +340,10 @@ fn setting_names() -> &'static [&'static str] {
 fn from_figment(e: figment::Error) -> ConfigError {
     use figment::error::Kind;
     match (&e.kind, e.path.last()) {
+        // A rule's field: name its place in the table, not only its key.
+        (kind, Some(_)) if e.path.first().is_some_and(|p| p == "access") => {
+            ConfigError::Access(format!("{}: {kind}", e.path.join(".")))
+        }
         (Kind::UnknownField(key, _), _) => ConfigError::Unknown(key.clone()),
         (Kind::Message(reason), Some(setting)) => invalid(setting, reason.clone()),
         (kind, Some(setting)) => invalid(setting, kind.to_string()),
@@ -392,6 +427,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// How the server treats connections: timeouts and caps.
     pub connections: ConnectionLimits,
+    /// Who forward-auth lets through to which URL.
+    pub access: crate::access::AccessRules,
 }
 
 /// What one connection may take of the server. Every limit is there because
@@ -423,6 +460,9 @@ pub enum ConfigError {
     /// The file or the environment could not be read into settings.
     #[error("{0}")]
     Read(Box<figment::Error>),
+    /// The `[access]` table (or `LATCHKEY_ACCESS_DEFAULT`) is wrong.
+    #[error("invalid access rules: {0}")]
+    Access(String),
     /// One setting is wrong.
     #[error("invalid setting {setting} ({env}): {reason}")]
     Invalid {
@@ -499,6 +539,11 @@ impl Config {
             if name == "config" {
                 continue;
             }
+            // The one variable for a setting inside a table of the file.
+            if name == "access_default" {
+                figment = figment.merge(Serialized::default("access.default", value));
+                continue;
+            }
             if !setting_names().contains(&name.as_str()) {
                 tracing::warn!(variable = %key, "unknown latchkey environment variable ignored");
                 continue;
@@ -515,7 +560,7 @@ impl Config {
         match public_url.scheme() {
             "https" => {}
             "http" => {
-                if !crate::builder::is_this_machine(&public_url) {
+                if !crate::redirect::is_this_machine(&public_url) {
                     return Err(invalid(
                         "public_url",
                         "plain http is only allowed for a loopback address (127.0.0.1, ::1, localhost); \
@@ -665,6 +710,8 @@ impl Config {
             hash_concurrency,
             log_format: raw.log_format,
             connections,
+            access: crate::access::AccessRules::parse(&raw.access.default, &raw.access.rules)
+                .map_err(ConfigError::Access)?,
         })
     }
 
@@ -678,7 +725,7 @@ impl Config {
     /// address or `localhost`): a development setup with no proxy in front.
     #[must_use]
     pub fn public_url_is_loopback(&self) -> bool {
-        self.public_url.scheme() == "http" && crate::builder::is_this_machine(&self.public_url)
+        self.public_url.scheme() == "http" && crate::redirect::is_this_machine(&self.public_url)
     }
 
     /// Whether cookies must be `Secure` (the public URL is https).
@@ -924,6 +971,41 @@ mod tests {
             .expect_err("typo")
             .to_string();
         assert!(err.contains("idle_timout"), "{err}");
+    }
+
+    #[test]
+    fn access_rules_are_read_from_the_file_and_checked_by_number() {
+        let rules = "[access]\ndefault = \"deny\"\n\n[[access.rules]]\npaths = [\"/public/*\"]\n\
+                     policy = \"public\"\n";
+        let c = load_with_file(rules, &[]).expect("valid rules");
+        assert_eq!(c.access.default, crate::access::Policy::Deny);
+        assert_eq!(c.access.rules.len(), 1);
+        let c = load_with_file(rules, &[("LATCHKEY_ACCESS_DEFAULT", "signed_in")])
+            .expect("the environment's default");
+        assert_eq!(c.access.default, crate::access::Policy::SignedIn);
+        for (text, expected) in [
+            (
+                "[[access.rules]]\npolicy = \"public\"\n[[access.rules]]\npolicy = \"open\"\n",
+                "access rule 2: policy \"open\" is not one of",
+            ),
+            (
+                "[[access.rules]]\npolicy = \"roles\"\n",
+                "access rule 1: policy \"roles\" needs roles",
+            ),
+            ("[[access.rules]]\npolcy = \"public\"\n", "polcy"),
+            (
+                "[[access.rules]]\nhosts = \"a.example.com\"\npolicy = \"public\"\n",
+                "access.rules.0.hosts",
+            ),
+            (
+                "[access]\ndefault = \"public\"\n",
+                "LATCHKEY_ACCESS_DEFAULT",
+            ),
+        ] {
+            let err = load_with_file(text, &[]).expect_err(text).to_string();
+            assert!(err.starts_with("invalid access rules: "), "{err}");
+            assert!(err.contains(expected), "{err}");
+        }
     }
 
     #[test]

@@ -43,9 +43,7 @@
 // the service's (feature `server`, which builds its `Auth` through
 // `Auth::builder` as any app does) and `internals`, what latchkey's own
 // benchmarks and tests reach into; neither is the library's API.
-// Forward-auth's access rules (issue 12), not yet served by any route: until
-// `/auth/forward` uses them they are compiled for their tests only.
-#[cfg(test)]
+#[cfg(feature = "server")]
 mod access;
 mod auth;
 mod builder;

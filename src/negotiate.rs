@@ -47,26 +47,52 @@ pub fn is_json_media_type(value: &str) -> bool {
     essence.eq_ignore_ascii_case("application/json")
 }
 
-fn prefers_json<'a>(accept: impl IntoIterator<Item = &'a HeaderValue>) -> bool {
-    let mut json = 0.0_f32;
-    let mut html = 0.0_f32;
-    for value in accept {
-        let Ok(value) = value.to_str() else { continue };
-        for item in value.split(',') {
+/// Each media range in `Accept` with its quality.
+fn ranges<'a>(
+    accept: impl IntoIterator<Item = &'a HeaderValue>,
+) -> impl Iterator<Item = (&'a str, f32)> {
+    accept
+        .into_iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|item| {
             let mut parts = item.split(';');
             let media = parts.next().unwrap_or("").trim();
             let q = parts
                 .filter_map(|p| p.trim().strip_prefix("q="))
                 .find_map(|q| q.trim().parse::<f32>().ok())
                 .unwrap_or(1.0);
-            if media.eq_ignore_ascii_case("application/json") {
-                json = json.max(q);
-            } else if media.eq_ignore_ascii_case("text/html") {
-                html = html.max(q);
-            }
+            (media, q)
+        })
+}
+
+fn prefers_json<'a>(accept: impl IntoIterator<Item = &'a HeaderValue>) -> bool {
+    let mut json = 0.0_f32;
+    let mut html = 0.0_f32;
+    for (media, q) in ranges(accept) {
+        if media.eq_ignore_ascii_case("application/json") {
+            json = json.max(q);
+        } else if media.eq_ignore_ascii_case("text/html") {
+            html = html.max(q);
         }
     }
     json > 0.0 && json > html
+}
+
+/// Whether `Accept` names `text/html` and prefers it to every other type
+/// it names (a browser navigating; `fetch` sends `*/*`).
+#[cfg(feature = "server")]
+pub(crate) fn prefers_html(headers: &HeaderMap) -> bool {
+    let mut html = 0.0_f32;
+    let mut other = 0.0_f32;
+    for (media, q) in ranges(headers.get_all(header::ACCEPT)) {
+        if media.eq_ignore_ascii_case("text/html") {
+            html = html.max(q);
+        } else if !media.eq_ignore_ascii_case("application/xhtml+xml") && media != "*/*" {
+            other = other.max(q);
+        }
+    }
+    html > 0.0 && html >= other
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Format {

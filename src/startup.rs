@@ -230,6 +230,7 @@ impl Application {
                 auth: auth.clone(),
                 setup: Arc::new(setup),
                 public_url_is_this_listener,
+                access: Arc::new(config.access.clone()),
             },
             config.connections.request_timeout,
         );

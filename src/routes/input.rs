@@ -97,11 +97,19 @@ fn json_error(e: serde_json::Error) -> AppError {
 }
 
 fn field_error(e: serde_json::Error) -> AppError {
-    // serde's data errors name the field ("missing field `password`") and
-    // never echo the value.
+    // serde's data errors name the field ("missing field `password`"), but
+    // a value of the wrong type is quoted ("invalid type: integer
+    // `12345678`, expected a string"): only what was expected is kept, so
+    // that no value (a password sent as a number) is ever repeated back.
     let text = e.to_string();
     let text = text.split(" at line ").next().unwrap_or(&text);
-    AppError::Unprocessable(text.to_owned())
+    let text = match (text.split_once(':'), text.split_once(", expected ")) {
+        (Some((kind, _)), Some((_, expected))) if kind.starts_with("invalid ") => {
+            format!("{kind}: expected {expected}")
+        }
+        _ => text.to_owned(),
+    };
+    AppError::Unprocessable(text)
 }
 
 /// Decodes `application/x-www-form-urlencoded` strictly: invalid

@@ -101,13 +101,15 @@ pub(crate) async fn show(
         return redirect;
     }
     super::setup::close_if_done(&state).await;
-    let next = query_param(query.as_deref(), "next");
+    // `rd` is where forward-auth sent the browser from: an absolute URL.
+    let next =
+        query_param(query.as_deref(), "next").or_else(|| query_param(query.as_deref(), "rd"));
     if session.active().is_some()
         && let Some(next) = &next
     {
         // Sent here for a page while already signed in (another tab, or
         // another name of this host): straight on to that page.
-        return Redirect::to(paths.next_or_home(Some(next))).into_response();
+        return Redirect::to(super::destination(&state.auth, Some(next))).into_response();
     }
     let notice = match query_param(query.as_deref(), "reason").as_deref() {
         Some("signed_out") => Some(SIGNED_OUT),
@@ -117,7 +119,7 @@ pub(crate) async fn show(
         _ => None,
     };
     let view = FormView {
-        next: paths.next_or_home(next.as_deref()),
+        next: super::destination(&state.auth, next.as_deref()),
         username: "",
         error: None,
         notice,
@@ -165,7 +167,7 @@ pub(crate) async fn submit(
     if format == Format::Html {
         super::setup::close_if_done(&state).await;
     }
-    let next = auth.settings().paths.next_or_home(form.next.as_deref());
+    let next = super::destination(auth, form.next.as_deref());
     let shown_name = if form.username.len() <= 256 {
         form.username.as_str()
     } else {

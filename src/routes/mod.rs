@@ -7,6 +7,8 @@ mod admin;
 mod assets;
 mod errors;
 #[cfg(feature = "server")]
+mod forward;
+#[cfg(feature = "server")]
 mod health;
 pub mod input;
 mod login;
@@ -46,6 +48,9 @@ pub struct AppState {
     /// Never set when the public URL names another address: a redirect
     /// there could hand visitors (and a setup link) to whoever listens on it.
     pub public_url_is_this_listener: bool,
+    /// Who forward-auth lets through to which URL.
+    #[cfg(feature = "server")]
+    pub access: Arc<crate::access::AccessRules>,
 }
 
 /// Content-Security-Policy for every page: scripts and styles only as files
@@ -75,6 +80,8 @@ pub fn router(state: AppState, request_timeout: std::time::Duration) -> Service 
         .route("/admin", get(admin::admin))
         .route("/setup", get(setup::page_get).post(setup::submit))
         .route("/healthz", get(health::healthz))
+        .route("/auth/forward", get(forward::forward))
+        .route("/auth/nginx", get(forward::nginx))
         .route("/static/latchkey.css", get(assets::stylesheet))
         .route("/static/latchkey.js", get(assets::script))
         .fallback(errors::not_found)
@@ -127,6 +134,8 @@ impl Auth {
                 auth: self.clone(),
                 setup: Arc::new(SetupToken::closed()),
                 public_url_is_this_listener: false,
+                #[cfg(feature = "server")]
+                access: Arc::default(),
             })
     }
 
@@ -255,6 +264,16 @@ pub(crate) fn stale_form(
             }
         }
         Err(other) => Err(other),
+    }
+}
+
+/// Where a sign-in goes: `wanted` when it is a safe path on this site, or
+/// an absolute URL on this host (forward-auth's `rd`, see
+/// [`crate::redirect::is_allowed_return`]); the home page otherwise.
+pub(crate) fn destination<'a>(auth: &'a Auth, wanted: Option<&'a str>) -> &'a str {
+    match wanted {
+        Some(w) if crate::redirect::is_allowed_return(w, auth.settings().origins.public()) => w,
+        w => auth.settings().paths.next_or_home(w),
     }
 }
 

@@ -141,6 +141,23 @@ async fn malformed_bodies_get_400_415_413_or_422() {
 }
 
 #[tokio::test]
+async fn a_password_of_the_wrong_type_is_refused_without_repeating_it() {
+    let (app, _) = signed_in().await;
+    let r = app
+        .post_json(
+            "/login",
+            &serde_json::json!({ "username": "ann", "password": 12_345_678 }),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = r.json().await.unwrap();
+    let message = body["message"].as_str().unwrap();
+    assert_eq!(message, "invalid type: expected a string");
+    assert!(!message.contains("12345678"), "{message}");
+    still_fine(&app).await;
+}
+
+#[tokio::test]
 async fn over_long_usernames_and_passwords_are_refused_before_hashing() {
     let (app, _) = signed_in().await;
     let long_name = "a".repeat(300);

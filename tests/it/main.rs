@@ -14,6 +14,7 @@ mod connections;
 mod crash;
 mod embed;
 mod extractors;
+mod forward;
 mod layers;
 mod library;
 mod lockout;

@@ -104,7 +104,12 @@ impl TestApp {
         env: Vec<(String, String)>,
         clock: Arc<latchkey::clock::AdjustableClock>,
     ) -> Self {
-        let config = latchkey::Config::load_from(None, env.clone()).unwrap();
+        // `LATCHKEY_CONFIG` names the file, as for the binary.
+        let file = env
+            .iter()
+            .find(|(k, _)| k == "LATCHKEY_CONFIG")
+            .map(|(_, v)| PathBuf::from(v));
+        let config = latchkey::Config::load_from(file.as_deref(), env.clone()).unwrap();
         let app = latchkey::Application::build_with_clock(config, clock.clone())
             .await
             .unwrap();

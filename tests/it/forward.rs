@@ -1,0 +1,482 @@
+//! Forward-auth over HTTP: `/auth/forward` (X-Forwarded-*) and
+//! `/auth/nginx` (X-Original-*) against the real service, one decision
+//! behind both: method × Accept × session × rule, and every bad header.
+
+use crate::common;
+
+use common::{PASSWORD, TestApp};
+use reqwest::{Method, Response, StatusCode, header};
+
+/// The rules every test here runs under.
+const RULES: &str = r#"
+[access]
+default = "signed_in"
+
+[[access.rules]]
+paths = ["/public/*", "/health"]
+methods = ["GET", "HEAD"]
+policy = "public"
+
+[[access.rules]]
+hosts = ["admin.example.test"]
+policy = "roles"
+roles = ["admin"]
+
+[[access.rules]]
+paths = ["/admin/*"]
+policy = "deny"
+"#;
+
+async fn app() -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("latchkey.toml");
+    std::fs::write(&file, RULES).unwrap();
+    let app = TestApp::spawn_with(&[("LATCHKEY_CONFIG", file.to_str().unwrap())]).await;
+    // The file must outlive the start-up only; keep it with the app anyway.
+    std::mem::forget(dir);
+    app
+}
+
+/// A check by the Traefik/Caddy contract for `https://{host}{uri}`.
+async fn forward(
+    app: &TestApp,
+    method: &str,
+    host: &str,
+    uri: &str,
+    extra: &[(&str, &str)],
+) -> Response {
+    let mut r = app
+        .request(Method::GET, "/auth/forward")
+        .header("X-Forwarded-Method", method)
+        .header("X-Forwarded-Proto", "https")
+        .header("X-Forwarded-Host", host)
+        .header("X-Forwarded-Uri", uri);
+    for (k, v) in extra {
+        r = r.header(*k, *v);
+    }
+    r.send().await.unwrap()
+}
+
+/// A check by the nginx contract.
+async fn nginx(app: &TestApp, method: &str, url: &str, extra: &[(&str, &str)]) -> Response {
+    let mut r = app
+        .request(Method::GET, "/auth/nginx")
+        .header("X-Original-Method", method)
+        .header("X-Original-URL", url);
+    for (k, v) in extra {
+        r = r.header(*k, *v);
+    }
+    r.send().await.unwrap()
+}
+
+fn header_of<'a>(r: &'a Response, name: &str) -> Option<&'a str> {
+    r.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+fn login_location(app: &TestApp, original: &str) -> String {
+    let encoded: String =
+        percent_encoding::utf8_percent_encode(original, percent_encoding::NON_ALPHANUMERIC)
+            .to_string();
+    format!("{}/login?rd={encoded}", app.base)
+}
+
+/// A check's method, its extra headers, and the status it must get.
+type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], StatusCode);
+
+const BROWSER: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+
+#[tokio::test]
+async fn a_signed_in_user_passes_with_the_identity_headers() {
+    let app = app().await;
+    app.add_user("ann", PASSWORD, &["editor", "admin"]).await;
+    app.sign_in("ann", PASSWORD).await;
+    let r = forward(&app, "GET", "app.example.test", "/dashboard?x=1", &[]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(header_of(&r, "remote-user"), Some("ann"));
+    let groups = header_of(&r, "remote-groups").unwrap();
+    let mut groups: Vec<&str> = groups.split(',').collect();
+    groups.sort_unstable();
+    assert_eq!(groups, ["admin", "editor"]);
+    assert_eq!(header_of(&r, "remote-name"), Some(""));
+    assert_eq!(header_of(&r, "remote-email"), Some(""));
+    assert_eq!(header_of(&r, "cache-control"), Some("no-store"));
+    assert!(
+        r.text().await.unwrap().is_empty(),
+        "an allowed answer has no body"
+    );
+    let r = nginx(&app, "POST", "https://app.example.test/dashboard", &[]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(header_of(&r, "remote-user"), Some("ann"));
+}
+
+#[tokio::test]
+async fn an_anonymous_browser_is_sent_to_sign_in_and_any_other_client_gets_401() {
+    let app = app().await;
+    let original = "https://app.example.test/reports/1?tab=a%20b";
+    let location = login_location(&app, original);
+    // method, headers, expected status
+    let cases: [Case<'_>; 8] = [
+        ("GET", &[("Accept", BROWSER)], StatusCode::FOUND),
+        ("HEAD", &[("Accept", BROWSER)], StatusCode::FOUND),
+        (
+            "OPTIONS",
+            &[("Sec-Fetch-Mode", "navigate")],
+            StatusCode::FOUND,
+        ),
+        (
+            "GET",
+            &[("Sec-Fetch-Mode", "navigate"), ("Accept", "*/*")],
+            StatusCode::FOUND,
+        ),
+        ("POST", &[("Accept", BROWSER)], StatusCode::SEE_OTHER),
+        (
+            "GET",
+            &[("Accept", "application/json")],
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "GET",
+            &[("Accept", "*/*"), ("Sec-Fetch-Mode", "cors")],
+            StatusCode::UNAUTHORIZED,
+        ),
+        ("DELETE", &[], StatusCode::UNAUTHORIZED),
+    ];
+    for (method, headers, expected) in cases {
+        let r = forward(
+            &app,
+            method,
+            "app.example.test",
+            "/reports/1?tab=a%20b",
+            headers,
+        )
+        .await;
+        assert_eq!(r.status(), expected, "{method} {headers:?}");
+        assert_eq!(
+            header_of(&r, "location"),
+            Some(location.as_str()),
+            "{method} {headers:?}"
+        );
+        assert_eq!(header_of(&r, "cache-control"), Some("no-store"));
+        assert_eq!(
+            r.headers().contains_key("www-authenticate"),
+            expected == StatusCode::UNAUTHORIZED,
+            "{method} {headers:?}"
+        );
+        assert!(!r.headers().contains_key("remote-user"));
+    }
+    // nginx accepts only 2xx, 401 and 403: always 401, with the Location.
+    for headers in [
+        &[("Accept", BROWSER)][..],
+        &[("Accept", "application/json")][..],
+    ] {
+        let r = nginx(&app, "GET", original, headers).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(header_of(&r, "location"), Some(location.as_str()));
+        assert!(r.headers().contains_key("www-authenticate"));
+    }
+}
+
+#[tokio::test]
+async fn the_first_matching_rule_decides() {
+    let app = app().await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    app.add_user("root", PASSWORD, &["admin"]).await;
+    let host = "app.example.test";
+
+    // Anonymous: the public rule lets through, with empty identity headers
+    // (a proxy that deletes then copies them overwrites a client's own).
+    let r = forward(
+        &app,
+        "GET",
+        host,
+        "/public/logo.png",
+        &[("Remote-User", "root")],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    for name in [
+        "remote-user",
+        "remote-groups",
+        "remote-name",
+        "remote-email",
+    ] {
+        assert_eq!(header_of(&r, name), Some(""), "{name}");
+    }
+    assert_eq!(
+        forward(&app, "HEAD", host, "/health", &[]).await.status(),
+        StatusCode::OK
+    );
+    // The public rule is for GET and HEAD only.
+    assert_eq!(
+        forward(&app, "POST", host, "/public/form", &[])
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    app.sign_in("ann", PASSWORD).await;
+    assert_eq!(
+        forward(&app, "GET", host, "/anything", &[]).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        forward(&app, "GET", "admin.example.test", "/", &[])
+            .await
+            .status(),
+        StatusCode::FORBIDDEN,
+        "a user without the role"
+    );
+    assert_eq!(
+        forward(&app, "GET", host, "/admin/users", &[])
+            .await
+            .status(),
+        StatusCode::FORBIDDEN,
+        "a deny rule"
+    );
+
+    app.sign_in("root", PASSWORD).await;
+    let r = forward(&app, "GET", "Admin.Example.Test", "/", &[]).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "a user with the role (host case ignored)"
+    );
+    assert_eq!(header_of(&r, "remote-user"), Some("root"));
+    assert_eq!(
+        forward(&app, "GET", host, "/admin/users", &[])
+            .await
+            .status(),
+        StatusCode::FORBIDDEN,
+        "deny holds for an admin too"
+    );
+}
+
+#[tokio::test]
+async fn a_path_that_normalises_elsewhere_cannot_choose_a_more_lenient_rule() {
+    let app = app().await;
+    app.add_user("root", PASSWORD, &["admin"]).await;
+    app.sign_in("root", PASSWORD).await;
+    let host = "app.example.test";
+    for uri in [
+        "/public/../admin/x",
+        "/%61dmin/x",
+        "//admin/x",
+        "/public/%2e%2e/admin/x",
+        "/./admin/x",
+        "/admin",
+    ] {
+        assert_eq!(
+            forward(&app, "GET", host, uri, &[]).await.status(),
+            StatusCode::FORBIDDEN,
+            "{uri} is under /admin"
+        );
+    }
+    for uri in [
+        "/public/%2F..%2Fadmin",
+        "/public/..%5cadmin",
+        "/public\\..\\admin",
+        "/..",
+        "/public/%zz",
+        "/public/..;/admin",
+        "/admin;jsessionid=1",
+    ] {
+        let r = forward(&app, "GET", host, uri, &[]).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{uri}");
+        assert!(r.text().await.unwrap().contains("x-forwarded-uri"), "{uri}");
+    }
+}
+
+#[tokio::test]
+async fn forwarded_headers_missing_repeated_or_odd_are_refused_never_allowed() {
+    let app = app().await;
+    app.add_user("root", PASSWORD, &["admin"]).await;
+    app.sign_in("root", PASSWORD).await;
+    let all = [
+        ("X-Forwarded-Method", "GET"),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-Host", "app.example.test"),
+        ("X-Forwarded-Uri", "/public/x"),
+    ];
+    // Each header missing, then each sent twice: even a public path with a
+    // signed-in admin is refused, and the refusal names the header.
+    for skip in 0..all.len() {
+        for twice in [false, true] {
+            let mut r = app.request(Method::GET, "/auth/forward");
+            for (i, (k, v)) in all.iter().enumerate() {
+                if i != skip {
+                    r = r.header(*k, *v);
+                } else if twice {
+                    r = r.header(*k, *v).header(*k, *v);
+                }
+            }
+            let r = r.send().await.unwrap();
+            let name = all[skip].0.to_ascii_lowercase();
+            assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{name} twice: {twice}");
+            assert!(!r.headers().contains_key("remote-user"));
+            assert!(r.text().await.unwrap().contains(&name), "{name}");
+        }
+    }
+    let odd = [
+        ("X-Forwarded-Proto", "ftp"),
+        ("X-Forwarded-Proto", ""),
+        ("X-Forwarded-Host", "a b.example.test"),
+        ("X-Forwarded-Host", "app.example.test:99999"),
+        ("X-Forwarded-Host", ""),
+        ("X-Forwarded-Method", "G ET"),
+        ("X-Forwarded-Uri", "public/x"),
+        ("X-Forwarded-Uri", "/public/x#frag"),
+    ];
+    for (name, value) in odd {
+        let mut r = app.request(Method::GET, "/auth/forward");
+        for (k, v) in all {
+            r = r.header(k, if k == name { value } else { v });
+        }
+        let r = r.send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{name}: {value:?}");
+        assert!(
+            r.text().await.unwrap().contains(&name.to_ascii_lowercase()),
+            "{name}: {value:?}"
+        );
+    }
+    for url in [
+        "app.example.test/public/x",
+        "https://root@app.example.test/public/x",
+        "gopher://app.example.test/public/x",
+        "https:///public/x",
+        "https://app.example.test/public/%2f",
+    ] {
+        let r = nginx(&app, "GET", url, &[]).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{url}");
+        assert!(r.text().await.unwrap().contains("x-original-url"), "{url}");
+    }
+    let r = app
+        .request(Method::GET, "/auth/nginx")
+        .header("X-Original-URL", "https://app.example.test/public/x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "no X-Original-Method");
+}
+
+#[tokio::test]
+async fn a_signed_out_session_is_refused_at_the_next_check() {
+    let app = app().await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    let csrf = app.sign_in("ann", PASSWORD).await;
+    let cookie = format!("latchkey={}", app.session_cookie().unwrap());
+    let host = "app.example.test";
+    let with_cookie = [("Cookie", cookie.as_str())];
+    let (stranger, _) = common::client();
+    let check = || {
+        stranger
+            .get(app.url("/auth/forward"))
+            .header("X-Forwarded-Method", "GET")
+            .header("X-Forwarded-Proto", "https")
+            .header("X-Forwarded-Host", host)
+            .header("X-Forwarded-Uri", "/x")
+            .header(with_cookie[0].0, with_cookie[0].1)
+            .send()
+    };
+    assert_eq!(check().await.unwrap().status(), StatusCode::OK);
+    let r = app
+        .request(Method::POST, "/logout")
+        .header(header::ACCEPT, "application/json")
+        .header("X-CSRF-Token", csrf)
+        .header(header::ORIGIN, app.base.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "logout: {}", r.status());
+    // The same cookie, as a client that kept it would still send it.
+    assert_eq!(check().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn an_access_default_of_deny_refuses_what_no_rule_allows() {
+    let app = TestApp::spawn_with(&[("LATCHKEY_ACCESS_DEFAULT", "deny")]).await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    app.sign_in("ann", PASSWORD).await;
+    assert_eq!(
+        forward(&app, "GET", "app.example.test", "/", &[])
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test]
+async fn signing_in_from_the_forward_auth_redirect_lands_on_the_original_url() {
+    let app = app().await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    // An app on another port of latchkey's own host (plain http: loopback).
+    let original = format!("http://{}:9/reports?id=7", app.addr.ip());
+    let uri = "/reports?id=7";
+    let r = app
+        .request(Method::GET, "/auth/forward")
+        .header("X-Forwarded-Method", "GET")
+        .header("X-Forwarded-Proto", "http")
+        .header("X-Forwarded-Host", format!("{}:9", app.addr.ip()))
+        .header("X-Forwarded-Uri", uri)
+        .header("Accept", BROWSER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FOUND);
+    let location = header_of(&r, "location").unwrap().to_owned();
+    assert_eq!(location, login_location(&app, &original));
+    let page = common::page_text(&app.client, &location).await;
+    assert_eq!(
+        common::hidden_field(&page, "next"),
+        original.replace('&', "&amp;")
+    );
+    let r = app
+        .request(Method::POST, "/login")
+        .header(header::ORIGIN, app.base.as_str())
+        .form(&[
+            ("username", "ann"),
+            ("password", PASSWORD),
+            ("next", original.as_str()),
+            ("csrf_token", &common::hidden_field(&page, "csrf_token")),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(header_of(&r, "location"), Some(original.as_str()));
+}
+
+#[tokio::test]
+async fn a_return_url_off_this_host_is_not_followed() {
+    let app = app().await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    let ip = app.addr.ip();
+    for rd in [
+        "https://evil.example/".to_owned(),
+        format!("http://{ip}.evil.example/"),
+        format!("http://evil.example@{ip}/"),
+        format!("http://{ip}\\@evil.example/"),
+        "javascript:alert(1)".to_owned(),
+        "//evil.example/".to_owned(),
+    ] {
+        let (client, _) = common::client();
+        let encoded =
+            percent_encoding::utf8_percent_encode(&rd, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        let page = common::page_text(&client, &app.url(&format!("/login?rd={encoded}"))).await;
+        assert_eq!(common::hidden_field(&page, "next"), "/profile", "{rd}");
+        let r = client
+            .post(app.url("/login"))
+            .header(header::ORIGIN, app.base.as_str())
+            .form(&[
+                ("username", "ann"),
+                ("password", PASSWORD),
+                ("next", rd.as_str()),
+                ("csrf_token", &common::hidden_field(&page, "csrf_token")),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{rd}");
+        assert_eq!(header_of(&r, "location"), Some("/profile"), "{rd}");
+    }
+}
