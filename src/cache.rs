@@ -114,7 +114,13 @@ impl CachedSession {
 /// keeps memory flat under floods of distinct sessions).
 const MAX_ENTRIES: usize = 200_000;
 
-/// See the module documentation.
+/// This instance's copy of recently used sessions and their users, so that
+/// a request with a known session costs no store round trip. It is emptied
+/// or corrected by the stores' change feeds (a sign-out, revocation or
+/// account change anywhere holds here at the next request), and bypassed
+/// whenever a feed has been silent longer than its timeout. Requests that
+/// may change state are always decided on the stores. [`crate::Auth::cache`]
+/// exposes it for tests and metrics (its length); nothing needs to call it.
 pub struct SessionCache {
     sessions: KeyMap<Arc<CachedSession>>,
     users: DashMap<UserId, Arc<UserRecord>>,

@@ -129,8 +129,10 @@ where
 /// than the public URL's, and a request without the signed-in session's
 /// CSRF token, in the `X-CSRF-Token` header or a form's `csrf_token` field
 /// (the token is [`crate::ActiveSession::csrf_token`]). Refused requests
-/// get 403 `csrf_failed`, whose message names the origin refused and the
-/// one expected; the route's handler never runs. A request of this site
+/// get 403 `csrf_failed` (the JSON answer's message names the origin
+/// refused and those expected; a browser, with [`crate::PageLayer`], gets a
+/// page saying the request came from elsewhere and nothing was changed); the
+/// route's handler never runs. A request of this site
 /// with nobody signed in is asked to sign in instead (401, or the login
 /// page with [`crate::PageLayer`]).
 #[derive(Debug, Clone)]

@@ -36,6 +36,42 @@
 //! - A client that does not prefer `application/json` in `Accept` (a
 //!   browser, or curl's `*/*`) is answered as a browser: redirects and
 //!   pages rather than JSON.
+//!
+//! The app's `Cargo.toml` (the example also uses `anyhow`). Password
+//! hashing is slow on purpose, and unoptimised it takes seconds: a debug
+//! build needs the hashing crates optimised, or every sign-in (and the
+//! start, which calibrates) takes that long.
+//!
+//! ```toml
+//! [dependencies]
+//! latchkey = { version = "0.1", default-features = false, features = ["sqlite", "pages"] }
+//! axum = "0.8"
+//! tokio = { version = "1", features = ["full"] }
+//! anyhow = "1"
+//!
+//! [profile.dev.package.argon2]
+//! opt-level = 3
+//! [profile.dev.package.blake2]
+//! opt-level = 3
+//! ```
+//!
+//! A first user made at start-up, once (the second start finds it there):
+//!
+//! ```no_run
+//! # async fn run(auth: latchkey::Auth) -> anyhow::Result<()> {
+//! use latchkey::{AccountError, Password};
+//!
+//! let password = Password::new(std::env::var("ADMIN_PASSWORD")?);
+//! match auth
+//!     .accounts()
+//!     .create_user("alice", &password, &["admin".to_owned()])
+//!     .await
+//! {
+//!     Ok(_) | Err(AccountError::Exists(_)) => {}
+//!     Err(e) => return Err(e.into()),
+//! }
+//! # Ok(()) }
+//! ```
 
 // The library's surface is the types re-exported at the root, `store` (the
 // storage boundary, for a store or user table of one's own) and `clock`

@@ -86,7 +86,11 @@ pub(crate) fn page(status: StatusCode, template: &impl Template) -> Response {
 
 /// Turns [`AppError`] responses into HTML pages for browsers (JSON clients
 /// keep the JSON), sends anonymous browsers on protected pages to the login
-/// page, adds the security headers to every response, and answers 408 to a
+/// page, and gives the pages it renders the security headers (CSP,
+/// `X-Frame-Options`, `nosniff`). An app's own answers get only
+/// `Cache-Control: no-store` when they say nothing about caching: their
+/// other headers are the app's to set (for example with `tower-http`'s
+/// `SetResponseHeader`). In the service it also answers 408 to a
 /// request not answered within the request timeout (a body that trickles
 /// in, or work that hangs; its work is dropped, and hyper closes the
 /// connection when the body was not read to its end). The timeout is here,
