@@ -51,6 +51,24 @@ enum Command {
     /// List and revoke sessions.
     #[command(subcommand)]
     Session(SessionCommand),
+    /// Forward-auth's access rules.
+    #[command(subcommand)]
+    Access(AccessCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AccessCommand {
+    /// Print which access rule decides a URL, and what it decides.
+    Check {
+        /// The URL as the browser asks for it (https://app.example.com/path).
+        url: String,
+        /// The request's method.
+        #[arg(long, default_value = "GET", value_name = "METHOD")]
+        method: String,
+        /// Decide for this user's roles; without it, for a visitor not signed in.
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -219,7 +237,55 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             database_must_exist(&config)?;
             session(&open_admin(&config).await?.accounts(), cmd).await
         }
+        Command::Access(AccessCommand::Check { url, method, user }) => {
+            access_check(&config, &url, &method, user.as_deref()).await
+        }
     }
+}
+
+/// `latchkey access check`: the rule that matches and the verdict, as
+/// `/auth/forward` would decide for that URL (the session aside).
+async fn access_check(
+    config: &Config,
+    url: &str,
+    method: &str,
+    user: Option<&str>,
+) -> anyhow::Result<()> {
+    use crate::access::Verdict;
+    let target = crate::access::target_of_url(method, url)
+        .map_err(|e| anyhow::anyhow!("{url}: {e} (a forward-auth check would get 400)"))?;
+    let matched = config.access.matching(&target);
+    say!("{} {}", target.method, target.url());
+    match matched.rule {
+        Some(rule) => say!("rule {}: {}", rule.number, rule.policy),
+        None => say!("no rule matches: the default, {}", matched.policy),
+    }
+    let (who, roles) = match user {
+        Some(name) => {
+            database_must_exist(config)?;
+            let users = open_admin(config).await?.accounts().list_users().await?;
+            let found = users
+                .into_iter()
+                .find(|u| u.username == name)
+                .with_context(|| format!("no user {name}"))?;
+            if found.disabled {
+                say!("{name}: refused (the account is disabled)");
+                return Ok(());
+            }
+            (
+                format!("{name} (roles: {})", roles_text(&found.roles)),
+                Some(found.roles),
+            )
+        }
+        None => ("not signed in".to_owned(), None),
+    };
+    let verdict = match matched.policy.verdict(roles.as_deref()) {
+        Verdict::Allow => "allowed (200)",
+        Verdict::SignIn => "must sign in (302 or 401 with the login page's address)",
+        Verdict::Forbidden => "forbidden (403)",
+    };
+    say!("{who}: {verdict}");
+    Ok(())
 }
 
 /// Only `serve` and `user add` may start a new SQLite database: any other

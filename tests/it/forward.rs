@@ -480,3 +480,44 @@ async fn a_return_url_off_this_host_is_not_followed() {
         assert_eq!(header_of(&r, "location"), Some("/profile"), "{rd}");
     }
 }
+
+#[tokio::test]
+async fn access_check_names_the_rule_and_the_verdict() {
+    let app = app().await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    app.add_user("root", PASSWORD, &["admin"]).await;
+    let check = |args: Vec<&'static str>| async {
+        let mut all = vec!["access", "check"];
+        all.extend(args);
+        common::stdout(&app.cli_ok(&all, None).await)
+    };
+    let out = check(vec!["https://app.example.test/public/../admin/x"]).await;
+    assert!(
+        out.contains("GET https://app.example.test/admin/x"),
+        "{out}"
+    );
+    assert!(out.contains("rule 3: deny"), "{out}");
+    assert!(out.contains("not signed in: forbidden (403)"), "{out}");
+    let out = check(vec!["https://admin.example.test/", "--user", "ann"]).await;
+    assert!(out.contains("rule 2: roles (admin)"), "{out}");
+    assert!(out.contains("ann (roles: "), "{out}");
+    assert!(out.contains("forbidden (403)"), "{out}");
+    let out = check(vec!["https://admin.example.test/", "--user", "root"]).await;
+    assert!(out.contains("root (roles: admin): allowed (200)"), "{out}");
+    let out = check(vec!["https://app.example.test/x", "--method", "post"]).await;
+    assert!(out.contains("POST https://app.example.test/x"), "{out}");
+    assert!(
+        out.contains("no rule matches: the default, signed_in"),
+        "{out}"
+    );
+    assert!(out.contains("not signed in: must sign in"), "{out}");
+    let bad = app
+        .cli(&["access", "check", "https://app.example.test/a%2fb"], None)
+        .await;
+    assert!(!bad.status.success());
+    assert!(
+        common::stderr(&bad).contains("would get 400"),
+        "{}",
+        common::stderr(&bad)
+    );
+}
