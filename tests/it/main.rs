@@ -22,6 +22,7 @@ mod login;
 mod multi_instance;
 mod own_users;
 mod pages;
+mod proxies;
 mod redis_failover;
 mod revocation;
 mod session;

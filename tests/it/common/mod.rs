@@ -5,6 +5,7 @@
 
 pub mod browser;
 pub mod process;
+pub mod proxy;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

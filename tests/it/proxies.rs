@@ -1,0 +1,598 @@
+//! Forward-auth end to end, through the real proxies: nginx
+//! (`auth_request`), Caddy (`forward_auth`) and Traefik (`forwardAuth`),
+//! each started from its configuration file in `deploy/`, over TLS, in
+//! front of latchkey (the portal, `auth.example.test`) and an app that
+//! echoes what reaches it (`app.example.test`, and `admin.example.test`
+//! for users with the role `admin`).
+//!
+//! Every behaviour is one function run once per proxy (`proxies::nginx::…`,
+//! `proxies::caddy::…`, `proxies::traefik::…`); each failure names the
+//! proxy and the step.
+
+use std::collections::BTreeMap;
+
+use reqwest::{Client, Response, StatusCode, header};
+use serde_json::Value;
+
+use crate::common::proxy::{ADMIN, APP, Deployment, Proxy};
+use crate::common::{self, PASSWORD};
+
+/// What a browser sends when a person opens a page.
+const BROWSER_ACCEPT: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+
+/// The identity headers latchkey gives the proxy for the app.
+const IDENTITY: [&str; 4] = [
+    "remote-user",
+    "remote-groups",
+    "remote-name",
+    "remote-email",
+];
+
+/// A page opened by a person: top-level navigation asking for HTML.
+async fn navigate(client: &Client, url: &str) -> Response {
+    client
+        .get(url)
+        .header(header::ACCEPT, BROWSER_ACCEPT)
+        .header("Sec-Fetch-Mode", "navigate")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+/// A script or API client asking for JSON, with extra headers.
+async fn api(client: &Client, url: &str, extra: &[(&str, &str)]) -> Response {
+    let mut request = client.get(url).header(header::ACCEPT, "application/json");
+    for (name, value) in extra {
+        request = request.header(*name, *value);
+    }
+    request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+fn location(r: &Response) -> Option<String> {
+    r.headers()
+        .get(header::LOCATION)
+        .map(|v| v.to_str().unwrap().to_owned())
+}
+
+/// The headers the app received, from its echo: lower-case name → values.
+async fn headers_seen(what: &str, r: Response) -> BTreeMap<String, Vec<String>> {
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{what}: {text}");
+    let body: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{what}: the app's answer is not its JSON echo ({e}): {text}"));
+    serde_json::from_value(body["headers"].clone()).unwrap()
+}
+
+/// The values of one header the app received (none when it got none).
+fn values<'a>(seen: &'a BTreeMap<String, Vec<String>>, name: &str) -> Vec<&'a str> {
+    seen.get(name)
+        .map(|v| v.iter().map(String::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// Checks that an anonymous visitor's request was sent to sign in with
+/// `original` to come back to, and returns the sign-in URL.
+fn assert_sent_to_sign_in(d: &Deployment, step: &str, r: &Response, original: &str) -> String {
+    let p = d.proxy;
+    assert_eq!(r.status(), StatusCode::FOUND, "{p}: {step}: status");
+    let to = location(r).unwrap_or_else(|| panic!("{p}: {step}: no Location"));
+    let url = url::Url::parse(&to).unwrap_or_else(|e| panic!("{p}: {step}: Location {to}: {e}"));
+    assert_eq!(
+        url.origin().ascii_serialization(),
+        d.public_url(),
+        "{p}: {step}: the sign-in page is the portal's ({to})"
+    );
+    assert_eq!(url.path(), "/login", "{p}: {step}: {to}");
+    let rd: Vec<String> = url
+        .query_pairs()
+        .filter(|(k, _)| k == "rd")
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    assert_eq!(rd, [original], "{p}: {step}: rd is the original URL ({to})");
+    to
+}
+
+/// Signs in as `name` through the portal's form, as a browser does after
+/// being sent to `login` (the sign-in URL the proxy redirected to): the form
+/// must carry `original` along, and the answer must lead back to it.
+async fn sign_in_at(d: &Deployment, client: &Client, login: &str, name: &str, original: &str) {
+    let p = d.proxy;
+    let r = navigate(client, login).await;
+    assert_eq!(r.status(), StatusCode::OK, "{p}: the sign-in page {login}");
+    let page = r.text().await.unwrap();
+    assert_eq!(
+        common::hidden_field(&page, "next"),
+        original.replace('&', "&amp;"),
+        "{p}: the sign-in form carries the original URL"
+    );
+    let r = client
+        .post(d.portal("/login"))
+        .header(header::ORIGIN, d.public_url())
+        .header(header::ACCEPT, BROWSER_ACCEPT)
+        .form(&[
+            ("username", name),
+            ("password", PASSWORD),
+            ("csrf_token", &common::hidden_field(&page, "csrf_token")),
+            ("next", original),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let to = location(&r);
+    assert_eq!(
+        status,
+        StatusCode::SEE_OTHER,
+        "{p}: signing in as {name}: {}",
+        r.text().await.unwrap()
+    );
+    assert_eq!(
+        to.as_deref(),
+        Some(original),
+        "{p}: signing in as {name} lands on the original URL"
+    );
+}
+
+/// Opens `original` anonymously, is sent to sign in, and signs in as
+/// `name`: the whole round trip a person makes.
+async fn sign_in_from(d: &Deployment, client: &Client, name: &str, original: &str) {
+    let r = navigate(client, original).await;
+    let login = assert_sent_to_sign_in(
+        d,
+        &format!("opening {original} before signing in"),
+        &r,
+        original,
+    );
+    sign_in_at(d, client, &login, name, original).await;
+}
+
+/// What the client's jar would send to the app: the shared session cookie.
+fn cookies_for_app(d: &Deployment, jar: &reqwest::cookie::Jar) -> String {
+    use reqwest::cookie::CookieStore as _;
+    let url = d.url(APP, "/").parse().unwrap();
+    let cookies = jar
+        .cookies(&url)
+        .unwrap_or_else(|| panic!("{}: no cookie for the app", d.proxy));
+    cookies.to_str().unwrap().to_owned()
+}
+
+async fn an_anonymous_browser_is_sent_to_sign_in_and_an_api_client_gets_401(proxy: Proxy) {
+    let Some(d) = Deployment::start(proxy).await else {
+        return;
+    };
+    let p = d.proxy;
+    let (client, _) = d.client();
+    let uri = "/reports/1?tab=a%20b&x=1";
+    let original = d.url(APP, uri);
+
+    let r = navigate(&client, &original).await;
+    assert_sent_to_sign_in(&d, "a browser opening the app", &r, &original);
+
+    // A script on a page (fetch) and an API client: 401, not a page.
+    for (what, extra) in [
+        ("an API client", &[][..]),
+        (
+            "a fetch from a page",
+            &[("Accept", "*/*"), ("Sec-Fetch-Mode", "cors")][..],
+        ),
+    ] {
+        let mut request = client.get(&original);
+        request = if extra.is_empty() {
+            request.header(header::ACCEPT, "application/json")
+        } else {
+            extra
+                .iter()
+                .fold(request, |r, (name, value)| r.header(*name, *value))
+        };
+        let r = request.send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{p}: {what}");
+        assert!(
+            r.headers().contains_key(header::WWW_AUTHENTICATE),
+            "{p}: {what}: a 401 says how to authenticate"
+        );
+    }
+    // The other host is protected the same way.
+    let admin = d.url(ADMIN, "/");
+    let r = navigate(&client, &admin).await;
+    assert_sent_to_sign_in(&d, "a browser opening the admin app", &r, &admin);
+    assert!(
+        !d.upstream.saw(uri) && !d.upstream.saw("/"),
+        "{p}: nothing reached the app"
+    );
+}
+
+async fn signing_in_through_the_portal_lands_on_the_original_url_and_the_app_learns_who(
+    proxy: Proxy,
+) {
+    let Some(d) = Deployment::start(proxy).await else {
+        return;
+    };
+    let p = d.proxy;
+    d.latchkey
+        .add_user("ann", PASSWORD, &["editor", "ops"])
+        .await;
+    let (client, _) = d.client();
+    let uri = "/reports/7?tab=a%20b&sort=up";
+    let original = d.url(APP, uri);
+    sign_in_from(&d, &client, "ann", &original).await;
+
+    // Following the redirect back: the app answers, and knows who it is.
+    let seen = headers_seen(
+        &format!("{p}: the original URL after signing in"),
+        navigate(&client, &original).await,
+    )
+    .await;
+    assert!(d.upstream.saw(uri), "{p}: the app got {uri}");
+    assert_eq!(values(&seen, "remote-user"), ["ann"], "{p}: Remote-User");
+    let groups = values(&seen, "remote-groups");
+    assert_eq!(groups.len(), 1, "{p}: one Remote-Groups: {groups:?}");
+    let mut groups: Vec<&str> = groups[0].split(',').collect();
+    groups.sort_unstable();
+    assert_eq!(groups, ["editor", "ops"], "{p}: Remote-Groups");
+    // An API call of the app's own page, with the same session.
+    let seen = headers_seen(
+        &format!("{p}: an API call after signing in"),
+        api(&client, &d.url(APP, "/api/items"), &[]).await,
+    )
+    .await;
+    assert_eq!(values(&seen, "remote-user"), ["ann"], "{p}: Remote-User");
+}
+
+async fn identity_headers_a_client_sends_never_reach_the_app(proxy: Proxy) {
+    let Some(d) = Deployment::start(proxy).await else {
+        return;
+    };
+    let p = d.proxy;
+    let forged = [
+        ("Remote-User", "admin"),
+        ("Remote-Groups", "admin"),
+        ("Remote-Name", "The Administrator"),
+        ("Remote-Email", "admin@example.test"),
+    ];
+    let (client, _) = d.client();
+
+    // Anonymous, on a public path: the app sees no identity at all (or
+    // empty values), never the client's.
+    let seen = headers_seen(
+        &format!("{p}: an anonymous request with forged headers to a public path"),
+        api(&client, &d.url(APP, "/public/logo.png"), &forged).await,
+    )
+    .await;
+    for name in IDENTITY {
+        let v = values(&seen, name);
+        assert!(
+            v.iter().all(|v| v.is_empty()),
+            "{p}: anonymous: the app got {name}: {v:?}"
+        );
+    }
+
+    // Signed in as a user who is not an admin: the app sees the real
+    // values, once.
+    d.latchkey.add_user("ann", PASSWORD, &["editor"]).await;
+    let original = d.url(APP, "/");
+    sign_in_from(&d, &client, "ann", &original).await;
+    let seen = headers_seen(
+        &format!("{p}: ann with forged headers"),
+        api(&client, &d.url(APP, "/mine"), &forged).await,
+    )
+    .await;
+    assert_eq!(values(&seen, "remote-user"), ["ann"], "{p}: Remote-User");
+    assert_eq!(
+        values(&seen, "remote-groups"),
+        ["editor"],
+        "{p}: Remote-Groups"
+    );
+    for name in ["remote-name", "remote-email"] {
+        let v = values(&seen, name);
+        assert!(
+            v.iter().all(|v| v.is_empty()),
+            "{p}: ann: the app got {name}: {v:?}"
+        );
+    }
+    // Nor do forged headers open the admin app.
+    let r = api(&client, &d.url(ADMIN, "/"), &forged).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::FORBIDDEN,
+        "{p}: ann with a forged Remote-Groups: admin on the admin app"
+    );
+}
+
+async fn forwarded_headers_a_client_sends_cannot_choose_the_rule(proxy: Proxy) {
+    let Some(d) = Deployment::start(proxy).await else {
+        return;
+    };
+    let p = d.proxy;
+    let (client, _) = d.client();
+    let public = d.url(APP, "/public/x");
+    // Every header a proxy tells latchkey the original request by, pointing
+    // at the public path.
+    let forged = [
+        ("X-Forwarded-Method", "GET"),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-Host", APP),
+        ("X-Forwarded-Uri", "/public/x"),
+        ("X-Forwarded-Port", "443"),
+        ("X-Original-URL", public.as_str()),
+        ("X-Original-Method", "GET"),
+        ("X-Original-URI", "/public/x"),
+    ];
+    let r = api(&client, &d.url(APP, "/private/report"), &forged).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "{p}: an anonymous request for a private path, with forwarded headers naming a public one"
+    );
+    assert!(
+        !d.upstream.saw("/private/report"),
+        "{p}: the private path never reached the app"
+    );
+    // Signed in without the role: naming the app's host does not open
+    // the admin host.
+    d.latchkey.add_user("ann", PASSWORD, &[]).await;
+    sign_in_from(&d, &client, "ann", &d.url(APP, "/")).await;
+    let r = api(
+        &client,
+        &d.url(ADMIN, "/users"),
+        &[
+            ("X-Forwarded-Host", APP),
+            ("X-Original-URL", &d.url(APP, "/users")),
+        ],
+    )
+    .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::FORBIDDEN,
+        "{p}: ann on the admin app, with forwarded headers naming the app"
+    );
+    assert!(
+        !d.upstream.saw("/users"),
+        "{p}: /users never reached the app"
+    );
+}
+
+async fn a_user_without_the_required_role_gets_403_and_one_with_it_passes(proxy: Proxy) {
+    let Some(d) = Deployment::start(proxy).await else {
+        return;
+    };
+    let p = d.proxy;
+    d.latchkey.add_user("ann", PASSWORD, &["editor"]).await;
+    d.latchkey.add_user("root", PASSWORD, &["admin"]).await;
+    let original = d.url(ADMIN, "/settings?tab=users");
+
+    let (ann, _) = d.client();
+    sign_in_from(&d, &ann, "ann", &original).await;
+    let r = navigate(&ann, &original).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::FORBIDDEN,
+        "{p}: ann (editor) on the admin app"
+    );
+    let r = api(&ann, &original, &[]).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::FORBIDDEN,
+        "{p}: ann's API call on the admin app"
+    );
+    assert!(
+        !d.upstream.saw("/settings?tab=users"),
+        "{p}: ann's requests never reached the app"
+    );
+    // The same session still opens the app, which needs no role.
+    let r = api(&ann, &d.url(APP, "/"), &[]).await;
+    assert_eq!(r.status(), StatusCode::OK, "{p}: ann on the app");
+
+    let (root, _) = d.client();
+    sign_in_from(&d, &root, "root", &original).await;
+    let seen = headers_seen(
+        &format!("{p}: root (admin) on the admin app"),
+        navigate(&root, &original).await,
+    )
+    .await;
+    assert_eq!(values(&seen, "remote-user"), ["root"], "{p}: Remote-User");
+    assert_eq!(
+        values(&seen, "remote-groups"),
+        ["admin"],
+        "{p}: Remote-Groups"
+    );
+}
+
+async fn a_public_path_passes_without_sign_in_for_reading_only(proxy: Proxy) {
+    let Some(d) = Deployment::start(proxy).await else {
+        return;
+    };
+    let p = d.proxy;
+    let (client, _) = d.client();
+    for (what, r) in [
+        (
+            "a browser",
+            navigate(&client, &d.url(APP, "/public/about")).await,
+        ),
+        (
+            "an API client",
+            api(&client, &d.url(APP, "/public/logo.png?v=2"), &[]).await,
+        ),
+    ] {
+        assert_eq!(r.status(), StatusCode::OK, "{p}: {what} on a public path");
+    }
+    assert!(
+        d.upstream.saw("/public/about") && d.upstream.saw("/public/logo.png?v=2"),
+        "{p}: the public pages reached the app"
+    );
+    let r = client
+        .head(d.url(APP, "/public/logo.png"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{p}: HEAD on a public path");
+    // The rule is for GET and HEAD: the proxy tells latchkey the method.
+    let r = client
+        .post(d.url(APP, "/public/form"))
+        .header(header::ACCEPT, "application/json")
+        .form(&[("a", "b")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "{p}: POST on a public path needs a sign-in"
+    );
+    assert!(
+        !d.upstream.saw("/public/form"),
+        "{p}: the POST never reached the app"
+    );
+    // The public rule is the app's only: the admin host has none.
+    let r = api(&client, &d.url(ADMIN, "/public/about"), &[]).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "{p}: /public/ on the admin app"
+    );
+}
+
+async fn after_signing_out_the_next_request_is_refused(proxy: Proxy) {
+    let Some(d) = Deployment::start(proxy).await else {
+        return;
+    };
+    let p = d.proxy;
+    d.latchkey.add_user("ann", PASSWORD, &[]).await;
+    let (client, jar) = d.client();
+    let original = d.url(APP, "/inbox");
+    sign_in_from(&d, &client, "ann", &original).await;
+    let r = api(&client, &original, &[]).await;
+    assert_eq!(r.status(), StatusCode::OK, "{p}: signed in");
+    let cookies = cookies_for_app(&d, &jar);
+
+    // Signing out as a person does: the portal's sign-out page, its form.
+    let r = navigate(&client, &d.portal("/logout")).await;
+    assert_eq!(r.status(), StatusCode::OK, "{p}: the sign-out page");
+    let page = r.text().await.unwrap();
+    let r = client
+        .post(d.portal("/logout"))
+        .header(header::ORIGIN, d.public_url())
+        .header(header::ACCEPT, BROWSER_ACCEPT)
+        .form(&[("csrf_token", common::hidden_field(&page, "csrf_token"))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "{p}: signing out");
+
+    let r = api(&client, &original, &[]).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "{p}: the next request after signing out"
+    );
+    let r = navigate(&client, &original).await;
+    assert_sent_to_sign_in(&d, "the next page after signing out", &r, &original);
+    // The cookie a client might have kept is worth nothing either.
+    let r = d
+        .bare_client()
+        .get(&original)
+        .header(header::ACCEPT, "application/json")
+        .header(header::COOKIE, &cookies)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "{p}: the signed-out session's cookie, replayed"
+    );
+}
+
+async fn after_the_session_is_revoked_the_next_request_is_refused(proxy: Proxy) {
+    let Some(d) = Deployment::start(proxy).await else {
+        return;
+    };
+    let p = d.proxy;
+    d.latchkey.add_user("ann", PASSWORD, &[]).await;
+    let (client, _) = d.client();
+    let original = d.url(APP, "/inbox");
+    sign_in_from(&d, &client, "ann", &original).await;
+    let status = || async { api(&client, &original, &[]).await.status() };
+    assert_eq!(status().await, StatusCode::OK, "{p}: signed in");
+
+    d.latchkey
+        .cli_ok(&["session", "revoke", "--user", "ann"], None)
+        .await;
+    // The CLI is another process: its change reaches the running server
+    // through the store's change feed, within the feed's bound.
+    common::within_the_feed_bound(
+        &format!("{p}: the next request after `latchkey session revoke`"),
+        StatusCode::OK,
+        StatusCode::UNAUTHORIZED,
+        status,
+    )
+    .await;
+}
+
+/// One module per proxy, with every behaviour above as a test of its own.
+macro_rules! behind {
+    ($proxy:ident, $module:ident) => {
+        mod $module {
+            use super::Proxy;
+
+            #[tokio::test]
+            async fn an_anonymous_browser_is_sent_to_sign_in_and_an_api_client_gets_401() {
+                super::an_anonymous_browser_is_sent_to_sign_in_and_an_api_client_gets_401(
+                    Proxy::$proxy,
+                )
+                .await;
+            }
+
+            #[tokio::test]
+            async fn signing_in_through_the_portal_lands_on_the_original_url_and_the_app_learns_who()
+             {
+                super::signing_in_through_the_portal_lands_on_the_original_url_and_the_app_learns_who(
+                    Proxy::$proxy,
+                )
+                .await;
+            }
+
+            #[tokio::test]
+            async fn identity_headers_a_client_sends_never_reach_the_app() {
+                super::identity_headers_a_client_sends_never_reach_the_app(Proxy::$proxy).await;
+            }
+
+            #[tokio::test]
+            async fn forwarded_headers_a_client_sends_cannot_choose_the_rule() {
+                super::forwarded_headers_a_client_sends_cannot_choose_the_rule(Proxy::$proxy)
+                    .await;
+            }
+
+            #[tokio::test]
+            async fn a_user_without_the_required_role_gets_403_and_one_with_it_passes() {
+                super::a_user_without_the_required_role_gets_403_and_one_with_it_passes(
+                    Proxy::$proxy,
+                )
+                .await;
+            }
+
+            #[tokio::test]
+            async fn a_public_path_passes_without_sign_in_for_reading_only() {
+                super::a_public_path_passes_without_sign_in_for_reading_only(Proxy::$proxy).await;
+            }
+
+            #[tokio::test]
+            async fn after_signing_out_the_next_request_is_refused() {
+                super::after_signing_out_the_next_request_is_refused(Proxy::$proxy).await;
+            }
+
+            #[tokio::test]
+            async fn after_the_session_is_revoked_the_next_request_is_refused() {
+                super::after_the_session_is_revoked_the_next_request_is_refused(Proxy::$proxy)
+                    .await;
+            }
+        }
+    };
+}
+
+behind!(Nginx, nginx);
+behind!(Caddy, caddy);
+behind!(Traefik, traefik);
