@@ -252,6 +252,12 @@ async fn identity_headers_a_client_sends_never_reach_the_app(proxy: Proxy) {
         ("Remote-Groups", "admin"),
         ("Remote-Name", "The Administrator"),
         ("Remote-Email", "admin@example.test"),
+        // The same names as CGI-style servers (PHP, WSGI) read them: both
+        // spellings are HTTP_REMOTE_USER to the app.
+        ("Remote_User", "admin"),
+        ("Remote_Groups", "admin"),
+        ("Remote_Name", "The Administrator"),
+        ("Remote_Email", "admin@example.test"),
     ];
     let (client, _) = d.client();
 
@@ -269,6 +275,7 @@ async fn identity_headers_a_client_sends_never_reach_the_app(proxy: Proxy) {
             "{p}: anonymous: the app got {name}: {v:?}"
         );
     }
+    assert_no_underscore_spelling(p, "anonymous", &seen);
 
     // Signed in as a user who is not an admin: the app sees the real
     // values, once.
@@ -293,6 +300,7 @@ async fn identity_headers_a_client_sends_never_reach_the_app(proxy: Proxy) {
             "{p}: ann: the app got {name}: {v:?}"
         );
     }
+    assert_no_underscore_spelling(p, "ann", &seen);
     // Nor do forged headers open the admin app.
     let r = api(&client, &d.url(ADMIN, "/"), &forged).await;
     assert_eq!(
@@ -300,6 +308,18 @@ async fn identity_headers_a_client_sends_never_reach_the_app(proxy: Proxy) {
         StatusCode::FORBIDDEN,
         "{p}: ann with a forged Remote-Groups: admin on the admin app"
     );
+}
+
+/// No `Remote_User` (or the like) reached the app.
+fn assert_no_underscore_spelling(p: Proxy, who: &str, seen: &BTreeMap<String, Vec<String>>) {
+    for name in IDENTITY {
+        let underscored = name.replace('-', "_");
+        assert_eq!(
+            seen.get(&underscored),
+            None,
+            "{p}: {who}: the app got the client's {underscored}"
+        );
+    }
 }
 
 async fn forwarded_headers_a_client_sends_cannot_choose_the_rule(proxy: Proxy) {
