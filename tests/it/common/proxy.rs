@@ -17,7 +17,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -27,6 +26,7 @@ use axum::http::{HeaderMap, Method, Uri, header};
 use axum::response::{Html, IntoResponse, Response};
 use reqwest::cookie::Jar;
 use reqwest::{Client, StatusCode};
+use rustix::process::Signal;
 use tempfile::TempDir;
 
 use super::TestApp;
@@ -247,18 +247,31 @@ fn echo(method: &Method, uri: &Uri, headers: &HeaderMap) -> Response {
     }
 }
 
-/// A proxy process, with its output in a file; killed with its children
-/// (nginx's workers) when dropped.
+/// A proxy process, with its output in a file; stopped when dropped.
+///
+/// It stays in the test's process group, so that a Ctrl-C that stops the
+/// tests stops it too.
 pub struct ProxyProcess {
     child: Child,
+    /// How it is stopped: nginx with SIGTERM, after which its master stops
+    /// its workers (SIGKILL would leave them running, holding the port);
+    /// the others, single processes, with SIGKILL (Traefik would spend
+    /// seconds on a graceful stop).
+    stop: Signal,
     pub log: PathBuf,
 }
 
 impl Drop for ProxyProcess {
     fn drop(&mut self) {
-        // Its own process group: nginx's workers go with their master.
         if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
-            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+            let _ = rustix::process::kill_process(pid, self.stop);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -266,16 +279,15 @@ impl Drop for ProxyProcess {
 }
 
 impl ProxyProcess {
-    fn spawn(mut command: Command, log: PathBuf) -> Self {
+    fn spawn(mut command: Command, stop: Signal, log: PathBuf) -> Self {
         let out = File::create(&log).unwrap();
         let child = command
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
-            .process_group(0)
             .spawn()
             .unwrap_or_else(|e| panic!("could not start {command:?}: {e}"));
-        Self { child, log }
+        Self { child, stop, log }
     }
 
     /// Everything the proxy has written so far.
@@ -381,7 +393,11 @@ impl Deployment {
             Proxy::Caddy => caddy(binary, dir.path(), &values),
             Proxy::Traefik => traefik(binary, dir.path(), &values),
         };
-        let process = ProxyProcess::spawn(command, dir.path().join("proxy.log"));
+        let stop = match proxy {
+            Proxy::Nginx => Signal::TERM,
+            Proxy::Caddy | Proxy::Traefik => Signal::KILL,
+        };
+        let process = ProxyProcess::spawn(command, stop, dir.path().join("proxy.log"));
         let mut deployment = Self {
             proxy,
             port,
