@@ -66,6 +66,14 @@ pub(crate) struct AuthSettings {
     /// Read only by the pages (feature `pages`).
     #[cfg_attr(not(feature = "pages"), allow(dead_code))]
     pub paths: crate::paths::Paths,
+    /// Where `rd` may send a browser after sign-in or sign-out.
+    #[cfg_attr(not(feature = "pages"), allow(dead_code))]
+    pub returns: crate::redirect::Returns,
+    /// The sign-in and sign-out pages' Content-Security-Policy: the
+    /// others' with a `form-action` that lets their forms' answers
+    /// redirect to where `rd` may go.
+    #[cfg_attr(not(feature = "pages"), allow(dead_code))]
+    pub form_page_csp: axum::http::HeaderValue,
 }
 
 /// A handle on the login: cheap to clone, shared by the layer, the routes

@@ -33,6 +33,7 @@ pub struct AuthBuilder {
     public_url: String,
     allowed_origins: Vec<String>,
     same_site: SameSite,
+    cookie_domain: Option<String>,
     idle_timeout: Duration,
     absolute_timeout: Duration,
     account_failures: FailurePolicy,
@@ -107,6 +108,15 @@ pub enum BuildError {
         /// What went wrong, with its causes.
         reason: String,
     },
+    /// The cookie domain is not a host name the public URL is under, or
+    /// the public URL is not https.
+    #[error("cookie domain {domain:?}: {reason}")]
+    CookieDomain {
+        /// The domain given.
+        domain: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// A setting that would leave the login without a limit or a session
     /// without a lifetime.
     #[error("{0}")]
@@ -151,6 +161,7 @@ impl Auth {
             public_url: defaults::PUBLIC_URL.into(),
             allowed_origins: Vec::new(),
             same_site: SameSite::Lax,
+            cookie_domain: None,
             idle_timeout: defaults::IDLE_TIMEOUT,
             absolute_timeout: defaults::ABSOLUTE_TIMEOUT,
             account_failures: policy(defaults::ACCOUNT_MAX_FAILURES),
@@ -241,6 +252,19 @@ impl AuthBuilder {
     /// The cookies' `SameSite` (default `Lax`).
     pub fn same_site(mut self, same_site: SameSite) -> Self {
         self.same_site = same_site;
+        self
+    }
+
+    /// Shares the session with every host under `domain` (`example.com`:
+    /// one sign-on for `auth.example.com`, `app.example.com` …, as
+    /// forward-auth needs when latchkey's pages and the apps it protects
+    /// have host names of their own). The session and CSRF cookies then
+    /// carry `Domain` and the `__Secure-` prefix, and a return URL (`rd`)
+    /// may name any host under it. The public URL must be https and under
+    /// `domain`. Every host under it can then read (and set) the cookie:
+    /// give it only to hosts you trust.
+    pub fn cookie_domain(mut self, domain: impl Into<String>) -> Self {
+        self.cookie_domain = Some(domain.into());
         self
     }
 
@@ -374,6 +398,21 @@ impl AuthBuilder {
             origins = origins.also(parsed);
         }
         let paths = Paths::new(&self.prefix, &self.home)?;
+        let mut cookies = CookieSettings::new(secure, self.same_site);
+        if let Some(domain) = &self.cookie_domain {
+            let domain = check_cookie_domain(domain, &public)?;
+            cookies = cookies.with_domain(&domain);
+        }
+        let returns = crate::redirect::Returns::new(&public, cookies.domain());
+        let form_page_csp = axum::http::HeaderValue::try_from(format!(
+            "{}; {}",
+            crate::defaults::PAGE_CSP_WITHOUT_FORM_ACTION,
+            returns.form_action()
+        ))
+        .map_err(|_| BuildError::PublicUrl {
+            url: self.public_url.clone(),
+            reason: "the host cannot be written in a header",
+        })?;
         self.check_limits()?;
         let secret = self.read_secret()?;
         let stores = match self.stores {
@@ -404,7 +443,7 @@ impl AuthBuilder {
             .map_err(|e| BuildError::Hasher(crate::error::chain(&e)))?;
         let settings = AuthSettings {
             origins,
-            cookies: CookieSettings::new(secure, self.same_site),
+            cookies,
             idle_timeout: self.idle_timeout,
             absolute_timeout: self.absolute_timeout,
             account_failures: self.account_failures,
@@ -415,6 +454,8 @@ impl AuthBuilder {
             login_rate: self.login_rate,
             clock: self.clock,
             paths,
+            returns,
+            form_page_csp,
         };
         let auth = Auth::from_parts(settings, &secret, &self.previous_secrets, stores, hasher);
         auth.learn_hash_schemes()
@@ -488,4 +529,50 @@ impl AuthBuilder {
             reason: reason.to_string(),
         })
     }
+}
+
+/// The cookie domain in lower case without a leading dot, when it is a host
+/// name of two labels or more (browsers refuse a cookie for a top-level
+/// domain) and the https public URL is under it.
+fn check_cookie_domain(domain: &str, public: &url::Url) -> Result<String, BuildError> {
+    let refuse = |reason| {
+        Err(BuildError::CookieDomain {
+            domain: domain.to_owned(),
+            reason,
+        })
+    };
+    let name = domain
+        .strip_prefix('.')
+        .unwrap_or(domain)
+        .to_ascii_lowercase();
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    // A last label of digits only is an address, not a name.
+    let numeric = name
+        .rsplit('.')
+        .next()
+        .is_some_and(|top| top.bytes().all(|b| b.is_ascii_digit()));
+    if name.len() > 253 || !name.split('.').all(label_ok) || numeric {
+        return refuse("not a host name like example.com");
+    }
+    if !name.contains('.') {
+        return refuse("a cookie domain needs two labels or more, like example.com");
+    }
+    if public.scheme() != "https" {
+        return refuse("a shared cookie is only sent over https: the public URL must be https");
+    }
+    let under = public
+        .domain()
+        .is_some_and(|host| crate::redirect::is_under(host, &name));
+    if !under {
+        return refuse("the public URL's host must be this domain or under it");
+    }
+    Ok(name)
 }

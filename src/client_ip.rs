@@ -126,6 +126,11 @@ mod tests {
             throttle_key("::ffff:192.0.2.1".parse().expect("ip")),
             "192.0.2.1"
         );
+    }
+
+    #[cfg(feature = "server")]
+    #[test]
+    fn ipv6_connections_are_counted_per_64() {
         let net = |ip: &str| network_of(ip.parse().expect("ip"));
         assert_eq!(net("2001:db8:1:2:aaaa::1"), net("2001:db8:1:2:bbbb::9"));
         assert_ne!(net("2001:db8:1:2::1"), net("2001:db8:1:3::1"));

@@ -61,6 +61,7 @@ struct Raw {
     trusted_proxies: Vec<IpNet>,
     #[serde(deserialize_with = "read::same_site")]
     same_site: SameSite,
+    cookie_domain: Option<String>,
     #[serde(deserialize_with = "read::whole")]
     argon2_memory_kib: u32,
     #[serde(deserialize_with = "read::whole")]
@@ -129,6 +130,7 @@ impl Default for Raw {
             change_feed_timeout: crate::store::feed::DEFAULT_LIVENESS,
             trusted_proxies: Vec::new(),
             same_site: SameSite::Lax,
+            cookie_domain: None,
             argon2_memory_kib: hash.memory_kib,
             argon2_iterations: hash.iterations,
             argon2_parallelism: hash.parallelism,
@@ -419,6 +421,9 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// Session cookie `SameSite`.
     pub same_site: SameSite,
+    /// The domain the session cookie is shared under (forward-auth across
+    /// subdomains); `None` keeps it to the public URL's host.
+    pub cookie_domain: Option<String>,
     /// argon2id parameters for new hashes.
     pub hash_params: HashParams,
     /// How many password hashes run at once (default: the number of cores).
@@ -706,6 +711,7 @@ impl Config {
             login_rate: raw.login_rate,
             trusted_proxies: raw.trusted_proxies,
             same_site: raw.same_site,
+            cookie_domain: raw.cookie_domain.filter(|d| !d.is_empty()),
             hash_params,
             hash_concurrency,
             log_format: raw.log_format,

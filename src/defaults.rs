@@ -27,3 +27,15 @@ pub(crate) const REFUSAL_DELAY: Duration = Duration::from_secs(1);
 /// The shortest change-feed timeout: heartbeats go out four times per
 /// timeout, and shorter ones would make the feeds mostly heartbeats.
 pub(crate) const MIN_CHANGE_FEED_TIMEOUT: Duration = Duration::from_millis(40);
+
+/// Content-Security-Policy for every page: scripts and styles only as files
+/// from this origin (the one script is `static/latchkey.js`; nothing inline,
+/// no eval), forms only to this origin, no framing.
+pub(crate) const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+                                   img-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
+                                   form-action 'self'";
+
+/// [`PAGE_CSP`] without its `form-action`, for the sign-in and sign-out
+/// pages, which add their own (a directive given twice counts once).
+pub(crate) const PAGE_CSP_WITHOUT_FORM_ACTION: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     img-src 'self'; frame-ancestors 'none'; base-uri 'none'";

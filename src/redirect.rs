@@ -17,33 +17,80 @@ pub(crate) fn is_safe(next: &str) -> bool {
             .any(|c| c == '\\' || c.is_control() || c.is_whitespace())
 }
 
-/// Whether `url`, an absolute URL (forward-auth's `rd`: the page a proxy
-/// sent the browser from), may be followed after sign-in: https (plain http
-/// only while `public_origin` is plain http on this machine), on the public
-/// origin's host (any port), no userinfo, and none of what [`is_safe`]
-/// refuses anywhere in it.
-#[cfg(feature = "pages")]
-pub(crate) fn is_allowed_return(url: &str, public_origin: &str) -> bool {
-    if url.len() > 2048
-        || url
-            .chars()
-            .any(|c| c == '\\' || c.is_control() || c.is_whitespace())
-    {
-        return false;
+/// Where a browser may be sent back to by an absolute URL (forward-auth's
+/// `rd`: the page a proxy sent it from): the public URL's host (any port),
+/// and with a cookie domain every host under it.
+#[derive(Debug, Clone)]
+pub(crate) struct Returns {
+    /// Plain http is followed only while the public URL is plain http on this machine.
+    http_allowed: bool,
+    /// The public URL's host, as `url` writes it (lower case, IPv6 in brackets).
+    host: String,
+    /// `LATCHKEY_COOKIE_DOMAIN`, lower case.
+    domain: Option<String>,
+}
+
+impl Returns {
+    pub(crate) fn new(public: &url::Url, domain: Option<&str>) -> Self {
+        Self {
+            http_allowed: public.scheme() == "http" && is_this_machine(public),
+            host: public.host_str().unwrap_or_default().to_owned(),
+            domain: domain.map(str::to_ascii_lowercase),
+        }
     }
-    let (Ok(url), Ok(public)) = (url::Url::parse(url), url::Url::parse(public_origin)) else {
-        return false;
-    };
-    let scheme = match url.scheme() {
-        "https" => true,
-        "http" => public.scheme() == "http" && is_this_machine(&public),
-        _ => false,
-    };
-    scheme
-        && url.username().is_empty()
-        && url.password().is_none()
-        && url.host_str().is_some()
-        && url.host_str() == public.host_str()
+
+    /// Whether `url` may be followed after sign-in or sign-out: https
+    /// (or plain http, see above), on an allowed host, no userinfo, and
+    /// none of what [`is_safe`] refuses anywhere in it.
+    pub(crate) fn allows(&self, url: &str) -> bool {
+        if url.len() > 2048
+            || url
+                .chars()
+                .any(|c| c == '\\' || c.is_control() || c.is_whitespace())
+        {
+            return false;
+        }
+        let Ok(url) = url::Url::parse(url) else {
+            return false;
+        };
+        let scheme = match url.scheme() {
+            "https" => true,
+            "http" => self.http_allowed,
+            _ => false,
+        };
+        let host = match url.host() {
+            Some(url::Host::Domain(name)) => {
+                name == self.host
+                    || self
+                        .domain
+                        .as_deref()
+                        .is_some_and(|domain| is_under(name, domain))
+            }
+            Some(_) => url.host_str() == Some(self.host.as_str()),
+            None => false,
+        };
+        scheme && host && url.username().is_empty() && url.password().is_none()
+    }
+
+    /// The page CSP's `form-action`: a sign-in form's answer may redirect
+    /// (browsers hold form redirects to it) only where [`Returns::allows`]
+    /// may send it.
+    pub(crate) fn form_action(&self) -> String {
+        let scheme = if self.http_allowed { "http" } else { "https" };
+        let mut directive = format!("form-action 'self' {scheme}://{}:*", self.host);
+        if let Some(domain) = &self.domain {
+            directive.push_str(&format!(" https://{domain}:* https://*.{domain}:*"));
+        }
+        directive
+    }
+}
+
+/// Whether the host name `host` is `domain` or under it at a dot boundary
+/// (`app.example.com` is under `example.com`; `evilexample.com` and
+/// `example.com.evil.net` are not). Both in lower case.
+pub(crate) fn is_under(host: &str, domain: &str) -> bool {
+    host.strip_suffix(domain)
+        .is_some_and(|rest| rest.is_empty() || rest.ends_with('.'))
 }
 
 /// Whether a URL names this machine: a loopback address or `localhost`.
@@ -60,7 +107,14 @@ pub(crate) fn is_this_machine(url: &url::Url) -> bool {
 mod tests {
     use super::*;
 
-    #[cfg(feature = "pages")]
+    fn is_allowed_return(url: &str, public: &str) -> bool {
+        returns(public, None).allows(url)
+    }
+
+    fn returns(public: &str, domain: Option<&str>) -> Returns {
+        Returns::new(&url::Url::parse(public).expect("a URL"), domain)
+    }
+
     #[test]
     fn a_return_url_on_this_host_is_followed() {
         let public = "https://auth.example.com";
@@ -77,7 +131,6 @@ mod tests {
         ));
     }
 
-    #[cfg(feature = "pages")]
     #[test]
     fn a_return_url_anywhere_else_is_refused() {
         let public = "https://auth.example.com";
@@ -102,6 +155,45 @@ mod tests {
         }
         let long = format!("https://auth.example.com/{}", "a".repeat(2048));
         assert!(!is_allowed_return(&long, public));
+    }
+
+    #[test]
+    fn a_cookie_domain_allows_its_hosts_at_a_dot_boundary_only() {
+        let r = returns("https://auth.example.com", Some("Example.com"));
+        for good in [
+            "https://app.example.com/x?y=1",
+            "https://example.com/",
+            "https://a.b.example.com:8443/",
+            "https://APP.EXAMPLE.COM/",
+            "https://auth.example.com/",
+        ] {
+            assert!(r.allows(good), "{good:?}");
+        }
+        for bad in [
+            "https://example.com.evil.net/",
+            "https://evilexample.com/",
+            "https://app.example.com@evil.net/",
+            "https://evil.net/?app.example.com",
+            "https://evil.net#.example.com",
+            "http://app.example.com/",
+            "https://app.example.com\\@evil.net/",
+            "https://com/",
+            "https://127.0.0.1/",
+        ] {
+            assert!(!r.allows(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn form_action_names_what_may_be_returned_to() {
+        assert_eq!(
+            returns("https://auth.example.com", Some("example.com")).form_action(),
+            "form-action 'self' https://auth.example.com:* https://example.com:* https://*.example.com:*"
+        );
+        assert_eq!(
+            returns("http://127.0.0.1:8080", None).form_action(),
+            "form-action 'self' http://127.0.0.1:*"
+        );
     }
 
     #[test]

@@ -71,31 +71,34 @@ async fn auth_with(config: &Config, stores: Stores, clock: Arc<dyn Clock>) -> an
         window: millis(config.login_window),
         lockout: millis(config.login_lockout),
     };
-    let builder = config.allowed_origins.iter().fold(
-        Auth::builder()
-            .database_url(config.database_url.clone())
-            .stores(stores)
-            .secret(config.load_secret()?)
-            .previous_secrets(config.load_previous_secrets()?)
-            .public_url(config.public_origin())
-            .same_site(config.same_site)
-            .idle_timeout(config.idle_timeout)
-            .absolute_timeout(config.absolute_timeout)
-            .account_failures(policy(config.login_max_failures))
-            .address_failures(policy(config.login_ip_max_failures))
-            .login_rate(config.login_rate)
-            .refusal_delay(config.refusal_delay)
-            .trusted_proxies(config.trusted_proxies.clone())
-            .hash_params(config.hash_params)
-            .hash_threads(config.hash_concurrency)
-            .pages_prefix("")
-            .home("/profile")
-            .change_feed_timeout(config.change_feed_timeout)
-            .clock(clock)
-            // `Application::run` starts it, and stops it at shutdown.
-            .cleanup(false),
-        |builder, origin| builder.allowed_origin(origin.clone()),
-    );
+    let mut builder = Auth::builder()
+        .database_url(config.database_url.clone())
+        .stores(stores)
+        .secret(config.load_secret()?)
+        .previous_secrets(config.load_previous_secrets()?)
+        .public_url(config.public_origin())
+        .same_site(config.same_site)
+        .idle_timeout(config.idle_timeout)
+        .absolute_timeout(config.absolute_timeout)
+        .account_failures(policy(config.login_max_failures))
+        .address_failures(policy(config.login_ip_max_failures))
+        .login_rate(config.login_rate)
+        .refusal_delay(config.refusal_delay)
+        .trusted_proxies(config.trusted_proxies.clone())
+        .hash_params(config.hash_params)
+        .hash_threads(config.hash_concurrency)
+        .pages_prefix("")
+        .home("/profile")
+        .change_feed_timeout(config.change_feed_timeout)
+        .clock(clock)
+        // `Application::run` starts it, and stops it at shutdown.
+        .cleanup(false);
+    for origin in &config.allowed_origins {
+        builder = builder.allowed_origin(origin.clone());
+    }
+    if let Some(domain) = &config.cookie_domain {
+        builder = builder.cookie_domain(domain.clone());
+    }
     Ok(builder.build().await?)
 }
 

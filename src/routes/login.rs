@@ -85,6 +85,10 @@ fn render_form(
     if let Some(cookie) = cookie {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        state.auth.settings().form_page_csp.clone(),
+    );
     response
 }
 

@@ -53,12 +53,6 @@ pub struct AppState {
     pub access: Arc<crate::access::AccessRules>,
 }
 
-/// Content-Security-Policy for every page: scripts and styles only as files
-/// from this origin (the one script is `static/latchkey.js`; nothing inline,
-/// no eval), forms only to this origin, no framing.
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
-                   form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
-
 #[cfg(feature = "server")]
 /// The whole service: every route, inside the two layers every request
 /// passes (error pages, security headers and the request timeout outside,
@@ -183,10 +177,14 @@ pub(crate) fn security_headers(
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     if html {
-        headers.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CSP),
-        );
+        // The sign-in and sign-out pages bring their own (see
+        // `AuthSettings::form_page_csp`).
+        if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+            headers.insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(crate::defaults::PAGE_CSP),
+            );
+        }
         headers.insert(
             header::REFERRER_POLICY,
             // Referrers stay on this site (a `next` path in a page's URL
@@ -268,11 +266,11 @@ pub(crate) fn stale_form(
 }
 
 /// Where a sign-in goes: `wanted` when it is a safe path on this site, or
-/// an absolute URL on this host (forward-auth's `rd`, see
-/// [`crate::redirect::is_allowed_return`]); the home page otherwise.
+/// an absolute URL on this host or under the cookie domain (forward-auth's
+/// `rd`, see [`crate::redirect::Returns`]); the home page otherwise.
 pub(crate) fn destination<'a>(auth: &'a Auth, wanted: Option<&'a str>) -> &'a str {
     match wanted {
-        Some(w) if crate::redirect::is_allowed_return(w, auth.settings().origins.public()) => w,
+        Some(w) if auth.settings().returns.allows(w) => w,
         w => auth.settings().paths.next_or_home(w),
     }
 }

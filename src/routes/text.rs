@@ -92,6 +92,7 @@ mod tests {
         assert_eq!(wait_in_words(2 * 3_600), "2 hours");
     }
 
+    #[cfg(feature = "server")]
     #[test]
     fn timestamps_read_as_a_date_and_a_time_with_the_zone() {
         assert_eq!(
@@ -105,6 +106,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "server")]
     #[test]
     fn messages_become_sentences() {
         assert_eq!(
@@ -115,6 +117,7 @@ mod tests {
         assert_eq!(sentence(""), ".");
     }
 
+    #[cfg(feature = "server")]
     #[test]
     fn no_roles_reads_none() {
         assert_eq!(roles_text(&[]), "none");

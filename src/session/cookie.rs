@@ -23,6 +23,9 @@ pub struct CookieSettings {
     device_name: &'static str,
     secure: bool,
     same_site: SameSite,
+    domain: Option<String>,
+    /// `; Path=/; …` as every session and CSRF cookie line ends, made once.
+    attributes: String,
 }
 
 impl CookieSettings {
@@ -41,13 +44,56 @@ impl CookieSettings {
         } else {
             ("latchkey", "latchkey-csrf", "latchkey-device")
         };
-        Self {
+        let mut settings = Self {
             session_name,
             csrf_name,
             device_name,
             secure,
             same_site,
+            domain: None,
+            attributes: String::new(),
+        };
+        settings.attributes = settings.attributes_line();
+        settings
+    }
+
+    /// The same, shared with every host under `domain` (one sign-on for
+    /// `auth.example.com` and `app.example.com`): the session and CSRF
+    /// cookies carry `Domain={domain}` and the `__Secure-` prefix, since
+    /// `__Host-` forbids a domain. The device cookie keeps `__Host-`: only
+    /// the sign-in form on latchkey's own host needs it. Only for an https
+    /// site (the builder checks that `domain` is a name the public URL is under).
+    #[must_use]
+    pub fn with_domain(mut self, domain: &str) -> Self {
+        self.session_name = "__Secure-latchkey";
+        self.csrf_name = "__Secure-latchkey-csrf";
+        self.secure = true;
+        self.domain = Some(domain.to_ascii_lowercase());
+        self.attributes = self.attributes_line();
+        self
+    }
+
+    fn attributes_line(&self) -> String {
+        let mut line = String::from("; Path=/");
+        if let Some(domain) = &self.domain {
+            line.push_str("; Domain=");
+            line.push_str(domain);
         }
+        line.push_str("; HttpOnly");
+        if self.secure {
+            line.push_str("; Secure");
+        }
+        line.push_str(match self.same_site {
+            SameSite::Lax => "; SameSite=Lax",
+            SameSite::Strict => "; SameSite=Strict",
+        });
+        line
+    }
+
+    /// The domain the session cookie is shared under, if any.
+    #[must_use]
+    pub fn domain(&self) -> Option<&str> {
+        self.domain.as_deref()
     }
 
     /// Whether cookies are `Secure` (the site is served over https).
@@ -91,20 +137,11 @@ impl CookieSettings {
         header
     }
 
-    fn attributes(&self) -> &'static str {
-        match (self.secure, self.same_site) {
-            (true, SameSite::Lax) => "; Path=/; HttpOnly; Secure; SameSite=Lax",
-            (true, SameSite::Strict) => "; Path=/; HttpOnly; Secure; SameSite=Strict",
-            (false, SameSite::Lax) => "; Path=/; HttpOnly; SameSite=Lax",
-            (false, SameSite::Strict) => "; Path=/; HttpOnly; SameSite=Strict",
-        }
-    }
-
     /// `Set-Cookie` for a value of the named cookie. No `Max-Age`: the cookie
     /// ends with the browser; the server's timeouts decide how long it is good for.
     #[must_use]
     pub fn set(&self, name: &str, value: &str) -> HeaderValue {
-        let line = format!("{name}={value}{}", self.attributes());
+        let line = format!("{name}={value}{}", self.attributes);
         let mut header =
             HeaderValue::try_from(line).unwrap_or_else(|_| HeaderValue::from_static(""));
         // Keeps it out of HTTP/2 header compression tables and debug output.
@@ -117,7 +154,7 @@ impl CookieSettings {
     pub fn clear(&self, name: &str) -> HeaderValue {
         let line = format!(
             "{name}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT{}",
-            self.attributes()
+            self.attributes
         );
         HeaderValue::try_from(line).unwrap_or_else(|_| HeaderValue::from_static(""))
     }
@@ -155,6 +192,29 @@ mod tests {
         assert!(v.starts_with("__Host-latchkey=abc;"));
         assert!(v.contains("Secure") && v.contains("HttpOnly") && v.contains("SameSite=Lax"));
         assert!(v.contains("Path=/"));
+    }
+
+    #[test]
+    fn a_shared_domain_uses_the_secure_prefix_and_names_the_domain() {
+        let c = CookieSettings::new(true, SameSite::Lax).with_domain("Example.test");
+        for name in [c.session_name(), c.csrf_name()] {
+            let v = c.set(name, "abc");
+            let v = v.to_str().expect("ascii");
+            assert!(v.starts_with("__Secure-latchkey"), "{v}");
+            assert!(
+                v.contains("; Domain=example.test;") && v.contains("; Secure"),
+                "{v}"
+            );
+            let gone = c.clear(name);
+            assert!(
+                gone.to_str()
+                    .expect("ascii")
+                    .contains("Domain=example.test")
+            );
+        }
+        let device = c.set_device("d");
+        let device = device.to_str().expect("ascii");
+        assert!(device.starts_with("__Host-latchkey-device=") && !device.contains("Domain"));
     }
 
     #[test]

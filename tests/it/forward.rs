@@ -521,3 +521,252 @@ async fn access_check_names_the_rule_and_the_verdict() {
         common::stderr(&bad)
     );
 }
+
+/// A portal at `https://auth.example.test` sharing its session with every
+/// host under `example.test` (TLS ends at a proxy in front; the test talks
+/// to the listener directly, so it carries the `Secure` cookies by hand).
+async fn portal() -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("latchkey.toml");
+    std::fs::write(&file, RULES).unwrap();
+    let app = TestApp::spawn_with(&[
+        ("LATCHKEY_CONFIG", file.to_str().unwrap()),
+        ("LATCHKEY_PUBLIC_URL", "https://auth.example.test"),
+        ("LATCHKEY_COOKIE_DOMAIN", "example.test"),
+    ])
+    .await;
+    std::mem::forget(dir);
+    app
+}
+
+const PORTAL: &str = "https://auth.example.test";
+
+/// `name=value` of the cookie `name` that a response sets.
+fn set_cookie(r: &Response, name: &str) -> Option<(String, String)> {
+    r.headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(|line| {
+            let pair = line.split(';').next().unwrap_or_default().to_owned();
+            (pair, line.to_owned())
+        })
+}
+
+fn encoded(url: &str) -> String {
+    percent_encoding::utf8_percent_encode(url, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// Signs in through the portal's form with `next` = `rd`; the answer.
+async fn sign_in_at_portal(app: &TestApp, rd: &str) -> Response {
+    let page = app.get(&format!("/login?rd={}", encoded(rd))).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let (csrf_cookie, _) = set_cookie(&page, "__Secure-latchkey-csrf").expect("a CSRF cookie");
+    let html = page.text().await.unwrap();
+    app.request(Method::POST, "/login")
+        .header(header::ORIGIN, PORTAL)
+        .header(header::COOKIE, csrf_cookie)
+        .form(&[
+            ("username", "ann"),
+            ("password", PASSWORD),
+            ("next", common::hidden_field(&html, "next").as_str()),
+            ("csrf_token", &common::hidden_field(&html, "csrf_token")),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_cookie_domain_shares_the_session_with_every_host_under_it() {
+    let app = portal().await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    let rd = "https://app.example.test/reports?id=7";
+    let page = app.get(&format!("/login?rd={}", encoded(rd))).await;
+    let (_, line) = set_cookie(&page, "__Secure-latchkey-csrf").expect("a CSRF cookie");
+    assert!(
+        line.contains("; Domain=example.test;") && line.contains("; Secure"),
+        "{line}"
+    );
+    let csp = header_of(&page, "content-security-policy")
+        .unwrap()
+        .to_owned();
+    // The form's answer redirects to the app's host: browsers hold form
+    // redirects to `form-action`.
+    assert!(
+        csp.contains("form-action 'self' https://auth.example.test:* https://example.test:* https://*.example.test:*"),
+        "{csp}"
+    );
+    assert_eq!(
+        common::hidden_field(&page.text().await.unwrap(), "next"),
+        rd.replace('&', "&amp;")
+    );
+
+    let r = sign_in_at_portal(&app, rd).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(header_of(&r, "location"), Some(rd));
+    let (session, line) = set_cookie(&r, "__Secure-latchkey").expect("a session cookie");
+    assert!(
+        line.contains("; Domain=example.test;") && line.contains("HttpOnly"),
+        "{line}"
+    );
+
+    // The app's host sends the same cookie: the check lets it through.
+    let r = forward(
+        &app,
+        "GET",
+        "app.example.test",
+        "/reports?id=7",
+        &[("Cookie", &session)],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(header_of(&r, "remote-user"), Some("ann"));
+}
+
+#[tokio::test]
+async fn a_return_url_outside_the_cookie_domain_is_not_followed() {
+    let app = portal().await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    for rd in [
+        "https://example.test.evil.net/",
+        "https://evilexample.test/",
+        "https://app.example.test@evil.net/",
+        "https://evil.net/?https://app.example.test/",
+        "http://app.example.test/",
+        "https://app.example.test\\@evil.net/",
+        "https://test/",
+    ] {
+        let page = app.get(&format!("/login?rd={}", encoded(rd))).await;
+        let html = page.text().await.unwrap();
+        assert_eq!(common::hidden_field(&html, "next"), "/profile", "{rd}");
+        let r = sign_in_at_portal(&app, rd).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{rd}");
+        assert_eq!(header_of(&r, "location"), Some("/profile"), "{rd}");
+    }
+}
+
+/// `GET path` with the session cookie.
+async fn get_with(app: &TestApp, path: &str, session: &str) -> Response {
+    app.request(Method::GET, path)
+        .header(header::COOKIE, session)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Signs out through the portal's form, with `rd` in it; the answer.
+async fn sign_out_at_portal(app: &TestApp, session: &str, rd: &str) -> Response {
+    let html = get_with(app, "/logout", session)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let token = common::hidden_field(&html, "csrf_token");
+    app.request(Method::POST, "/logout")
+        .header(header::ORIGIN, PORTAL)
+        .header(header::COOKIE, session)
+        .form(&[("csrf_token", token.as_str()), ("rd", rd)])
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn signing_out_with_rd_returns_to_the_app_and_ends_the_session_everywhere() {
+    let app = portal().await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    let rd = "https://app.example.test/";
+    let r = sign_in_at_portal(&app, rd).await;
+    let (session, _) = set_cookie(&r, "__Secure-latchkey").unwrap();
+
+    let page = get_with(&app, &format!("/logout?rd={}", encoded(rd)), &session).await;
+    let csp = header_of(&page, "content-security-policy").unwrap();
+    assert!(csp.contains("https://*.example.test:*"), "{csp}");
+    assert_eq!(common::hidden_field(&page.text().await.unwrap(), "rd"), rd);
+    // A return URL elsewhere is not even put in the form.
+    let elsewhere = get_with(&app, "/logout?rd=https%3A%2F%2Fevil.net%2F", &session).await;
+    let elsewhere = elsewhere.text().await.unwrap();
+    assert!(
+        !elsewhere.contains("name=\"rd\"") && !elsewhere.contains("evil.net"),
+        "{elsewhere}"
+    );
+
+    let r = sign_out_at_portal(&app, &session, rd).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(header_of(&r, "location"), Some(rd));
+    let (_, cleared) = set_cookie(&r, "__Secure-latchkey").expect("the cookie removed");
+    assert!(
+        cleared.contains("Max-Age=0") && cleared.contains("Domain=example.test"),
+        "{cleared}"
+    );
+    let r = forward(
+        &app,
+        "GET",
+        "app.example.test",
+        "/",
+        &[("Cookie", &session)],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn signing_out_with_a_foreign_rd_lands_on_the_sign_in_page() {
+    let app = portal().await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    let r = sign_in_at_portal(&app, "https://app.example.test/").await;
+    let (session, _) = set_cookie(&r, "__Secure-latchkey").unwrap();
+    let r = sign_out_at_portal(&app, &session, "https://evilexample.test/").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(header_of(&r, "location"), Some("/login?reason=signed_out"));
+    let r = forward(
+        &app,
+        "GET",
+        "app.example.test",
+        "/",
+        &[("Cookie", &session)],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_cookie_domain_the_public_url_is_not_under_is_refused_at_start() {
+    for (public, domain, says) in [
+        (
+            "https://auth.example.test",
+            "other.test",
+            "the public URL's host must be this domain or under it",
+        ),
+        (
+            "https://auth.example.test",
+            "xample.test",
+            "the public URL's host must be this domain or under it",
+        ),
+        ("http://127.0.0.1:0", "example.test", "must be https"),
+        ("https://auth.example.test", "test", "two labels or more"),
+        (
+            "https://auth.example.test",
+            "exa mple.test",
+            "not a host name",
+        ),
+        ("https://127.0.0.1", "0.0.1", "not a host name"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut env = common::base_env(&dir);
+        env.push(("LATCHKEY_PUBLIC_URL".into(), public.into()));
+        env.push(("LATCHKEY_COOKIE_DOMAIN".into(), domain.into()));
+        let config = latchkey::Config::load_from(None, env).unwrap();
+        let Err(e) = latchkey::Application::build(config).await else {
+            panic!("{public} with {domain} was accepted");
+        };
+        let message = format!("{e:#}");
+        assert!(
+            message.contains(&format!("cookie domain {domain:?}")),
+            "{message}"
+        );
+        assert!(message.contains(says), "{domain}: {message}");
+    }
+}
