@@ -264,10 +264,15 @@ async fn signing_in_through_the_portal_lands_on_the_original_url_and_the_app_lea
     d.latchkey
         .add_user("ann", PASSWORD, &["editor", "ops"])
         .await;
-    let (client, _) = d.client();
+    let (client, jar) = d.client();
     let uri = "/reports/7?tab=a%20b&sort=up";
     let original = d.url(APP, uri);
     sign_in_from(&d, &client, "ann", &original).await;
+    let cookies = cookies_for_app(&d, &jar);
+    assert!(
+        cookies.contains("__Secure-latchkey="),
+        "{p}: the session begun at the portal is the app's too: {cookies}"
+    );
 
     // Following the redirect back: the app answers, and knows who it is.
     let seen = headers_seen(
@@ -537,19 +542,35 @@ async fn after_signing_out_the_next_request_is_refused(proxy: Proxy) {
     assert_eq!(r.status(), StatusCode::OK, "{p}: signed in");
     let cookies = cookies_for_app(&d, &jar);
 
-    // Signing out as a person does: the portal's sign-out page, its form.
-    let r = navigate(&client, &d.portal("/logout")).await;
+    // Signing out as a person does, from the app's "Sign out" link: the
+    // portal's sign-out page, its form, and back to the app.
+    let link = format!(
+        "{}?rd={}",
+        d.portal("/logout"),
+        percent_encoding::utf8_percent_encode(&original, percent_encoding::NON_ALPHANUMERIC)
+    );
+    let r = navigate(&client, &link).await;
     assert_eq!(r.status(), StatusCode::OK, "{p}: the sign-out page");
     let page = r.text().await.unwrap();
+    let rd = html_unescape(&common::hidden_field(&page, "rd"));
+    assert_eq!(rd, original, "{p}: the sign-out form carries the app's URL");
     let r = client
         .post(d.portal("/logout"))
         .header(header::ORIGIN, d.public_url())
         .header(header::ACCEPT, BROWSER_ACCEPT)
-        .form(&[("csrf_token", common::hidden_field(&page, "csrf_token"))])
+        .form(&[
+            ("csrf_token", common::hidden_field(&page, "csrf_token")),
+            ("rd", rd),
+        ])
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER, "{p}: signing out");
+    assert_eq!(
+        location(&r).as_deref(),
+        Some(original.as_str()),
+        "{p}: signing out goes back to the app"
+    );
 
     let r = api(&client, &original, &[]).await;
     assert_eq!(
