@@ -343,8 +343,6 @@ impl Deployment {
             );
             return None;
         };
-        // rustls for the test's clients, on ring (one provider per process).
-        let _ = rustls::crypto::ring::default_provider().install_default();
         // The port is picked before the proxy binds it; another process may
         // take it in between, and then the whole deployment starts again
         // (latchkey's public URL names the port).
