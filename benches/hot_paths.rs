@@ -87,6 +87,8 @@ async fn fill(stores: &Stores) -> anyhow::Result<SessionKey> {
             username_key: "bench".into(),
             password_hash: "$argon2id$not-used-here".into(),
             roles: vec!["admin".into()],
+            display_name: None,
+            email: None,
         })
         .await
         .context("creating the user")?;

@@ -20,6 +20,8 @@ fn member((id, username, password_hash, roles, disabled): Row) -> AppUser {
         password_hash,
         roles,
         disabled,
+        display_name: None,
+        email: None,
     }
 }
 

@@ -567,6 +567,8 @@ impl Auth {
             user_id: user.id,
             username: user.username.clone(),
             roles: user.roles.clone(),
+            display_name: user.display_name.clone(),
+            email: user.email.clone(),
             csrf_token: self.inner.csrf.session_token(&record.key),
             created_at: record.created_at,
             signed_in_at: crate::clock::rfc3339(record.created_at),

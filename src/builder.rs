@@ -545,32 +545,19 @@ fn check_cookie_domain(domain: &str, public: &url::Url) -> Result<String, BuildE
         .strip_prefix('.')
         .unwrap_or(domain)
         .to_ascii_lowercase();
-    let label_ok = |label: &str| {
-        !label.is_empty()
-            && label.len() <= 63
-            && !label.starts_with('-')
-            && !label.ends_with('-')
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    };
-    // A last label of digits only is an address, not a name.
-    let numeric = name
-        .rsplit('.')
-        .next()
-        .is_some_and(|top| top.bytes().all(|b| b.is_ascii_digit()));
-    if name.len() > 253 || !name.split('.').all(label_ok) || numeric {
-        return refuse("not a host name like example.com");
-    }
-    if !name.contains('.') {
-        return refuse("a cookie domain needs two labels or more, like example.com");
+    if !crate::host_name::is_host_name(&name) {
+        return refuse(if name.contains('.') {
+            "not a host name like example.com"
+        } else {
+            "a cookie domain needs two labels or more, like example.com"
+        });
     }
     if public.scheme() != "https" {
         return refuse("a shared cookie is only sent over https: the public URL must be https");
     }
     let under = public
         .domain()
-        .is_some_and(|host| crate::redirect::is_under(host, &name));
+        .is_some_and(|host| crate::host_name::is_under(host, &name));
     if !under {
         return refuse("the public URL's host must be this domain or under it");
     }

@@ -23,6 +23,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, LogFormat};
+use crate::profile::Profile;
 use crate::secret::Password;
 use crate::startup::{Application, open_admin};
 use crate::users::Accounts;
@@ -80,8 +81,26 @@ enum UserCommand {
         /// Role to grant; repeat for several.
         #[arg(long = "role", value_name = "ROLE")]
         roles: Vec<String>,
+        /// Display name (sent to apps behind forward-auth as Remote-Name).
+        #[arg(long = "name", value_name = "TEXT")]
+        display_name: Option<String>,
+        /// E-mail address (sent as Remote-Email).
+        #[arg(long, value_name = "ADDR")]
+        email: Option<String>,
         #[command(flatten)]
         input: PasswordInput,
+    },
+    /// Change a user's display name or e-mail address ("" clears one);
+    /// their sessions see it at their next request.
+    Set {
+        /// Username.
+        name: String,
+        /// Display name.
+        #[arg(long = "name", value_name = "TEXT")]
+        display_name: Option<String>,
+        /// E-mail address.
+        #[arg(long, value_name = "ADDR")]
+        email: Option<String>,
     },
     /// List users.
     List {
@@ -360,9 +379,19 @@ fn read_password(input: &PasswordInput) -> anyhow::Result<Password> {
 
 async fn user(accounts: &Accounts, cmd: UserCommand) -> anyhow::Result<()> {
     match cmd {
-        UserCommand::Add { name, roles, input } => {
+        UserCommand::Add {
+            name,
+            roles,
+            display_name,
+            email,
+            input,
+        } => {
+            // Checked before the password is asked for.
+            let profile = Profile::new(display_name.as_deref(), email.as_deref())?;
             let password = read_password(&input)?;
-            let user = accounts.create_user(&name, &password, &roles).await?;
+            let user = accounts
+                .create_user_with(&name, &password, &roles, &profile)
+                .await?;
             say!(
                 "created user {} (roles: {})",
                 user.username,
@@ -374,15 +403,24 @@ async fn user(accounts: &Accounts, cmd: UserCommand) -> anyhow::Result<()> {
             if json {
                 say!("{}", serde_json::to_string_pretty(&users)?);
             } else {
-                say!("{:<24} {:<24} {:<9} CREATED", "USERNAME", "ROLES", "STATUS");
+                say!(
+                    "{:<24} {:<24} {:<9} {:<25} {:<24} EMAIL",
+                    "USERNAME",
+                    "ROLES",
+                    "STATUS",
+                    "CREATED",
+                    "NAME"
+                );
                 for u in users {
                     let status = if u.disabled { "disabled" } else { "active" };
                     say!(
-                        "{:<24} {:<24} {:<9} {}",
+                        "{:<24} {:<24} {:<9} {:<25} {:<24} {}",
                         u.username,
                         roles_text(&u.roles),
                         status,
-                        u.created_at
+                        u.created_at,
+                        u.display_name.as_deref().unwrap_or("-"),
+                        u.email.as_deref().unwrap_or("-"),
                     );
                 }
             }
@@ -391,6 +429,26 @@ async fn user(accounts: &Accounts, cmd: UserCommand) -> anyhow::Result<()> {
             let password = read_password(&input)?;
             accounts.change_password(&name, &password).await?;
             say!("password changed for {name}; their sessions have ended");
+        }
+        UserCommand::Set {
+            name,
+            display_name,
+            email,
+        } => {
+            if display_name.is_none() && email.is_none() {
+                bail!("nothing to change: give --name TEXT or --email ADDR (\"\" clears one)");
+            }
+            let old = accounts.profile(&name).await?;
+            let profile = Profile::new(
+                display_name.as_deref().or(old.display_name()),
+                email.as_deref().or(old.email()),
+            )?;
+            accounts.set_profile(&name, &profile).await?;
+            say!(
+                "{name}: name {}, e-mail {}",
+                profile.display_name().unwrap_or("(none)"),
+                profile.email().unwrap_or("(none)")
+            );
         }
         UserCommand::Roles { name, add, remove } => {
             if add.is_empty() && remove.is_empty() {

@@ -99,10 +99,12 @@ mod defaults;
 mod device;
 mod error;
 mod guard;
+mod host_name;
 mod layer;
 mod negotiate;
 mod password;
 mod paths;
+mod profile;
 pub(crate) mod random;
 pub(crate) mod rate;
 mod redirect;
@@ -133,6 +135,7 @@ pub use guard::{
 pub use layer::{AuthUser, SessionLayer, SessionService};
 pub use password::{HashParams, HashScheme, PasswordHasher};
 pub use paths::{PathError, Paths};
+pub use profile::{Profile, ProfileRejected};
 #[cfg(feature = "pages")]
 pub use routes::{PageLayer, PageService};
 pub use secret::{MIN_SECRET_LEN, Password, SecretTooShort, ServerSecret};

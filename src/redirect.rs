@@ -64,7 +64,7 @@ impl Returns {
                     || self
                         .domain
                         .as_deref()
-                        .is_some_and(|domain| is_under(name, domain))
+                        .is_some_and(|domain| crate::host_name::is_under(name, domain))
             }
             Some(_) => url.host_str() == Some(self.host.as_str()),
             None => false,
@@ -83,14 +83,6 @@ impl Returns {
         }
         directive
     }
-}
-
-/// Whether the host name `host` is `domain` or under it at a dot boundary
-/// (`app.example.com` is under `example.com`; `evilexample.com` and
-/// `example.com.evil.net` are not). Both in lower case.
-pub(crate) fn is_under(host: &str, domain: &str) -> bool {
-    host.strip_suffix(domain)
-        .is_some_and(|rest| rest.is_empty() || rest.ends_with('.'))
 }
 
 /// Whether a URL names this machine: a loopback address or `localhost`.

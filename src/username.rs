@@ -256,7 +256,7 @@ const INVISIBLE: [(char, char); 17] = [
 ];
 
 /// Whether a character shows nothing by itself (see [`INVISIBLE`]).
-fn is_invisible(c: char) -> bool {
+pub(crate) fn is_invisible(c: char) -> bool {
     INVISIBLE
         .iter()
         .any(|&(first, last)| (first..=last).contains(&c))

@@ -6,6 +6,7 @@
 use crate::auth::{AUDIT_TARGET, Auth};
 use crate::cache::Change;
 use crate::password::{HashError, PasswordRejected, check_new_password_async};
+use crate::profile::{Profile, ProfileRejected};
 use crate::secret::Password;
 use crate::store::{NewUser, SessionRecord, StoreError, UserRecord};
 use crate::username::{Username, UsernameRejected, lookup_keys, skeletons_of};
@@ -25,6 +26,9 @@ pub enum AccountError {
     /// The password is not acceptable.
     #[error("password refused: {0}")]
     Password(#[from] PasswordRejected),
+    /// The display name or e-mail address is not acceptable.
+    #[error("{0}")]
+    Profile(#[from] ProfileRejected),
     /// A role name is not acceptable.
     #[error("invalid role {0:?}: use 1 to 64 letters, digits, '-', '_', '.' or ':'")]
     Role(String),
@@ -43,6 +47,10 @@ pub struct UserSummary {
     pub username: String,
     /// Roles.
     pub roles: Vec<String>,
+    /// Display name, if set.
+    pub display_name: Option<String>,
+    /// E-mail address, if set.
+    pub email: Option<String>,
     /// Whether the account is disabled.
     pub disabled: bool,
     /// Creation time, RFC 3339.
@@ -70,6 +78,8 @@ fn summary(u: &UserRecord) -> UserSummary {
     UserSummary {
         username: u.username.clone(),
         roles: u.roles.clone(),
+        display_name: u.display_name.clone(),
+        email: u.email.clone(),
         disabled: u.disabled,
         created_at: rfc3339(u.created_at),
         updated_at: rfc3339(u.updated_at),
@@ -143,6 +153,22 @@ impl Accounts {
         password: &Password,
         roles: &[String],
     ) -> Result<UserSummary, AccountError> {
+        self.create_user_with(name, password, roles, &Profile::default())
+            .await
+    }
+
+    /// [`Accounts::create_user`] with a display name and e-mail address.
+    ///
+    /// # Errors
+    /// See [`AccountError`].
+    #[tracing::instrument(skip(self, password))]
+    pub async fn create_user_with(
+        &self,
+        name: &str,
+        password: &Password,
+        roles: &[String],
+        profile: &Profile,
+    ) -> Result<UserSummary, AccountError> {
         let username = Username::parse(name)?;
         self.refuse_look_alikes(&username).await?;
         let roles = normalise_roles(roles)?;
@@ -157,6 +183,8 @@ impl Accounts {
                 username_key: username.key().to_owned(),
                 password_hash: hash,
                 roles,
+                display_name: profile.display_name().map(str::to_owned),
+                email: profile.email().map(str::to_owned),
             })
             .await
             .map_err(|e| match e {
@@ -274,6 +302,37 @@ impl Accounts {
         }
         tracing::info!(target: AUDIT_TARGET, event = "roles_changed", username = %crate::username::InLog(&user.username), roles = ?roles);
         Ok(roles)
+    }
+
+    /// The user's display name and e-mail address.
+    ///
+    /// # Errors
+    /// [`AccountError::NotFound`], or the store's.
+    pub async fn profile(&self, name: &str) -> Result<Profile, AccountError> {
+        let user = self.find(name).await?;
+        Ok(Profile::from_stored(user.display_name, user.email))
+    }
+
+    /// Replaces the display name and e-mail address (a [`Profile`] with
+    /// none clears them); the user's sessions, and the apps behind
+    /// forward-auth, see the new ones at their next request.
+    ///
+    /// # Errors
+    /// See [`AccountError`].
+    pub async fn set_profile(&self, name: &str, profile: &Profile) -> Result<(), AccountError> {
+        let user = self.find(name).await?;
+        let changed = self
+            .auth
+            .stores()
+            .users
+            .set_profile(user.id, profile.display_name(), profile.email())
+            .await?;
+        self.auth.invalidate(&Change::User(user.id));
+        if !changed {
+            return Err(AccountError::NotFound(name.to_owned()));
+        }
+        tracing::info!(target: AUDIT_TARGET, event = "profile_changed", username = %crate::username::InLog(&user.username));
+        Ok(())
     }
 
     /// Disables (every session ends, login refused) or enables a user.

@@ -136,22 +136,25 @@ fn answer(
 }
 
 fn allowed(session: &Session) -> Response {
-    let active = session.active.as_deref();
-    let values = [
-        active.map(|a| a.username.clone()),
-        active.map(|a| a.roles.join(",")),
-        // Users' display names and e-mail addresses are not kept yet.
-        None,
-        None,
-    ];
+    // Names may be Unicode: sent as UTF-8 bytes, which HTTP allows. What
+    // could end a header line was refused when the value was stored.
+    let value = |text: Option<&str>| {
+        HeaderValue::from_bytes(text.unwrap_or_default().as_bytes())
+            .unwrap_or_else(|_| HeaderValue::from_static(""))
+    };
+    let values = match session.active.as_deref() {
+        Some(a) => [
+            value(Some(&a.username)),
+            value(Some(&a.roles.join(","))),
+            value(a.display_name.as_deref()),
+            value(a.email.as_deref()),
+        ],
+        None => std::array::from_fn(|_| HeaderValue::from_static("")),
+    };
     let mut response = StatusCode::OK.into_response();
     let out = response.headers_mut();
     out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     for (name, value) in IDENTITY.iter().zip(values) {
-        let value = value.unwrap_or_default();
-        // User names may be Unicode: sent as UTF-8 bytes, which HTTP allows.
-        let value = HeaderValue::from_bytes(value.as_bytes())
-            .unwrap_or_else(|_| HeaderValue::from_static(""));
         out.insert(HeaderName::from_static(name), value);
     }
     response

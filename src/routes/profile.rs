@@ -14,6 +14,8 @@ use crate::negotiate::Format;
 struct ProfilePage<'a> {
     paths: &'a crate::paths::Paths,
     username: &'a str,
+    display_name: Option<&'a str>,
+    email: Option<&'a str>,
     roles: String,
     signed_in_at: &'a str,
     signed_in_at_text: String,
@@ -30,6 +32,10 @@ pub(crate) async fn index() -> Redirect {
 struct ProfileJson<'a> {
     username: &'a str,
     roles: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    display_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<&'a str>,
     csrf_token: &'a str,
     signed_in_at: &'a str,
 }
@@ -39,6 +45,8 @@ pub(crate) async fn profile(user: AuthUser, format: Format) -> Response {
         Format::Json => Json(ProfileJson {
             username: &user.username,
             roles: &user.roles,
+            display_name: user.display_name.as_deref(),
+            email: user.email.as_deref(),
             csrf_token: &user.csrf_token,
             signed_in_at: &user.signed_in_at,
         })
@@ -48,6 +56,8 @@ pub(crate) async fn profile(user: AuthUser, format: Format) -> Response {
             &ProfilePage {
                 paths: &crate::paths::Paths::service(),
                 username: &user.username,
+                display_name: user.display_name.as_deref(),
+                email: user.email.as_deref(),
                 roles: super::text::roles_text(&user.roles),
                 signed_in_at: &user.signed_in_at,
                 signed_in_at_text: super::text::readable_time(&user.signed_in_at),

@@ -14,6 +14,10 @@ pub struct ActiveSession {
     pub username: String,
     /// The user's roles, current as of this request.
     pub roles: Vec<String>,
+    /// What the user is called, if set (`Remote-Name` in forward-auth).
+    pub display_name: Option<String>,
+    /// The user's e-mail address, if set (`Remote-Email`).
+    pub email: Option<String>,
     /// The token that state-changing requests must carry.
     pub csrf_token: String,
     /// When the user signed in.

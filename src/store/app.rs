@@ -27,6 +27,11 @@ pub struct AppUser {
     pub roles: Vec<String>,
     /// A disabled user cannot sign in, and their sessions end.
     pub disabled: bool,
+    /// What they are called, sent to apps behind forward-auth as
+    /// `Remote-Name` (not checked: the app's to keep clean of line breaks).
+    pub display_name: Option<String>,
+    /// Their e-mail address, sent as `Remote-Email`.
+    pub email: Option<String>,
 }
 
 impl std::fmt::Debug for AppUser {
@@ -37,6 +42,8 @@ impl std::fmt::Debug for AppUser {
             .field("password_hash", &"[redacted]")
             .field("roles", &self.roles)
             .field("disabled", &self.disabled)
+            .field("display_name", &self.display_name)
+            .field("email", &self.email)
             .finish()
     }
 }
@@ -101,6 +108,8 @@ fn record(user: AppUser) -> UserRecord {
         password_hash: user.password_hash,
         roles_epoch: epoch_of(&[joined.as_bytes()]),
         roles,
+        display_name: user.display_name,
+        email: user.email,
         disabled: user.disabled,
         credential_epoch,
         created_at: 0,
@@ -171,6 +180,10 @@ impl UserStore for AppUserStore {
         Err(managed())
     }
 
+    async fn set_profile(&self, _: UserId, _: Option<&str>, _: Option<&str>) -> StoreResult<bool> {
+        Err(managed())
+    }
+
     async fn set_disabled(&self, _: UserId, _: bool) -> StoreResult<bool> {
         Err(managed())
     }
@@ -195,6 +208,8 @@ mod tests {
             password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo".into(),
             roles: vec!["ops".into(), "admin".into()],
             disabled: false,
+            display_name: None,
+            email: None,
         }
     }
 

@@ -70,6 +70,8 @@ impl UserStore for MemoryStore {
             username_key: user.username_key,
             password_hash: user.password_hash,
             roles: user.roles,
+            display_name: user.display_name,
+            email: user.email,
             disabled: false,
             credential_epoch: 0,
             roles_epoch: 0,
@@ -130,6 +132,18 @@ impl UserStore for MemoryStore {
         Ok(self.update_user(id, |u| {
             u.roles = roles.to_vec();
             u.roles_epoch += 1;
+        }))
+    }
+
+    async fn set_profile(
+        &self,
+        id: UserId,
+        display_name: Option<&str>,
+        email: Option<&str>,
+    ) -> StoreResult<bool> {
+        Ok(self.update_user(id, |u| {
+            u.display_name = display_name.map(str::to_owned);
+            u.email = email.map(str::to_owned);
         }))
     }
 

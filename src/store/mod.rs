@@ -80,6 +80,10 @@ pub struct UserRecord {
     pub password_hash: String,
     /// Role names, sorted and without duplicates.
     pub roles: Vec<String>,
+    /// What the user is called (see [`crate::Profile`]), if set.
+    pub display_name: Option<String>,
+    /// Their e-mail address, if set.
+    pub email: Option<String>,
     /// A disabled user cannot sign in and has no valid sessions.
     pub disabled: bool,
     /// Bumped whenever the password changes or the user is disabled: sessions
@@ -119,6 +123,10 @@ pub struct NewUser {
     pub password_hash: String,
     /// Roles, sorted and deduplicated.
     pub roles: Vec<String>,
+    /// Display name (checked by [`crate::Profile`]), if any.
+    pub display_name: Option<String>,
+    /// E-mail address (checked by [`crate::Profile`]), if any.
+    pub email: Option<String>,
 }
 
 /// The SHA-256 hash of a session token: the only form in which a store sees it.
@@ -195,6 +203,14 @@ pub trait UserStore: Send + Sync + 'static {
     ) -> StoreResult<bool>;
     /// Replaces the roles and bumps the roles epoch. Returns false if the user is gone.
     async fn set_roles(&self, id: UserId, roles: &[String]) -> StoreResult<bool>;
+    /// Replaces the display name and e-mail address (`None` clears one);
+    /// sessions see them at their next request. Returns false if the user is gone.
+    async fn set_profile(
+        &self,
+        id: UserId,
+        display_name: Option<&str>,
+        email: Option<&str>,
+    ) -> StoreResult<bool>;
     /// Disables or enables; disabling bumps the credential epoch. Returns false if the user is gone.
     async fn set_disabled(&self, id: UserId, disabled: bool) -> StoreResult<bool>;
     /// Deletes a user. Returns false if there was none.

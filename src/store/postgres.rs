@@ -102,6 +102,15 @@ impl UserStore for PostgresStore {
         Q::set_roles(&self.pool, id, roles, now_millis()).await
     }
 
+    async fn set_profile(
+        &self,
+        id: UserId,
+        display_name: Option<&str>,
+        email: Option<&str>,
+    ) -> StoreResult<bool> {
+        Q::set_profile(&self.pool, id, display_name, email, now_millis()).await
+    }
+
     async fn set_disabled(&self, id: UserId, disabled: bool) -> StoreResult<bool> {
         Q::set_disabled(&self.pool, id, disabled, now_millis()).await
     }

@@ -44,6 +44,8 @@ pub(crate) struct UserRow {
     username_key: String,
     password_hash: String,
     roles: String,
+    display_name: Option<String>,
+    email: Option<String>,
     disabled: bool,
     credential_epoch: i64,
     roles_epoch: i64,
@@ -61,6 +63,8 @@ impl TryFrom<UserRow> for UserRecord {
             username_key: row.username_key,
             password_hash: row.password_hash,
             roles: roles_from_json(&row.roles)?,
+            display_name: row.display_name,
+            email: row.email,
             disabled: row.disabled,
             credential_epoch: row.credential_epoch,
             roles_epoch: row.roles_epoch,
@@ -104,8 +108,8 @@ impl TryFrom<SessionRow> for SessionRecord {
 /// allocation per query).
 macro_rules! user_columns {
     () => {
-        "id, username, username_key, password_hash, roles, disabled, credential_epoch, \
-         roles_epoch, created_at, updated_at"
+        "id, username, username_key, password_hash, roles, display_name, email, disabled, \
+         credential_epoch, roles_epoch, created_at, updated_at"
     };
 }
 
@@ -173,6 +177,7 @@ where
     for<'r> Option<i64>: Encode<'r, DB>,
     for<'r> String: Encode<'r, DB> + Decode<'r, DB> + Type<DB>,
     for<'r> &'r str: Encode<'r, DB> + Type<DB>,
+    for<'r> Option<&'r str>: Encode<'r, DB>,
     for<'r> &'r [u8]: Encode<'r, DB> + Type<DB>,
     usize: sqlx::ColumnIndex<DB::Row>,
     DB::QueryResult: RowsAffected,
@@ -196,7 +201,8 @@ where
     ) -> StoreResult<UserRecord> {
         sqlx::query_as::<DB, UserRow>(concat!(
             "INSERT INTO users (username, username_key, password_hash, roles, created_at, \
-             updated_at) VALUES ($1, $2, $3, $4, $5, $5) RETURNING ",
+             updated_at, display_name, email) VALUES ($1, $2, $3, $4, $5, $5, $6, $7) \
+             RETURNING ",
             user_columns!()
         ))
         .bind(user.username.as_str())
@@ -204,6 +210,8 @@ where
         .bind(user.password_hash.as_str())
         .bind(roles_to_json(&user.roles))
         .bind(now)
+        .bind(user.display_name.as_deref())
+        .bind(user.email.as_deref())
         .fetch_one(ex)
         .await
         .map_err(unavailable)?
@@ -318,6 +326,27 @@ where
              WHERE id = $3",
             )
             .bind(roles_to_json(roles))
+            .bind(now)
+            .bind(id.0),
+        )
+        .await
+        .map(|n| n > 0)
+    }
+
+    pub(crate) async fn set_profile<'c>(
+        ex: impl Executor<'c, Database = DB>,
+        id: UserId,
+        display_name: Option<&str>,
+        email: Option<&str>,
+        now: Millis,
+    ) -> StoreResult<bool> {
+        Self::changed(
+            ex,
+            sqlx::query::<DB>(
+                "UPDATE users SET display_name = $1, email = $2, updated_at = $3 WHERE id = $4",
+            )
+            .bind(display_name)
+            .bind(email)
             .bind(now)
             .bind(id.0),
         )

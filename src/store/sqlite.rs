@@ -154,6 +154,22 @@ impl UserStore for SqliteStore {
         Q::set_roles(&mut *self.writer().await?, id, roles, now_millis()).await
     }
 
+    async fn set_profile(
+        &self,
+        id: UserId,
+        display_name: Option<&str>,
+        email: Option<&str>,
+    ) -> StoreResult<bool> {
+        Q::set_profile(
+            &mut *self.writer().await?,
+            id,
+            display_name,
+            email,
+            now_millis(),
+        )
+        .await
+    }
+
     async fn set_disabled(&self, id: UserId, disabled: bool) -> StoreResult<bool> {
         Q::set_disabled(&mut *self.writer().await?, id, disabled, now_millis()).await
     }

@@ -770,3 +770,144 @@ async fn a_cookie_domain_the_public_url_is_not_under_is_refused_at_start() {
         assert!(message.contains(says), "{domain}: {message}");
     }
 }
+
+/// `Remote-Name` and `Remote-Email` of a check of `https://app.example.test/`.
+async fn name_and_email(app: &TestApp) -> (String, String) {
+    let r = forward(app, "GET", "app.example.test", "/", &[]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let text = |name| String::from_utf8(r.headers()[name].as_bytes().to_vec()).unwrap();
+    (text("remote-name"), text("remote-email"))
+}
+
+#[tokio::test]
+async fn display_names_and_emails_are_kept_listed_and_sent_to_apps() {
+    let app = app().await;
+    app.cli_ok(
+        &[
+            "user",
+            "add",
+            "zoe",
+            "--name",
+            " Zoë Ōkubo ",
+            "--email",
+            "zoe@Example.com",
+            "--password-stdin",
+        ],
+        Some(PASSWORD),
+    )
+    .await;
+    let list = common::stdout(&app.cli_ok(&["user", "list"], None).await);
+    assert!(list.contains("NAME") && list.contains("EMAIL"), "{list}");
+    assert!(
+        list.contains("Zoë Ōkubo") && list.contains("zoe@example.com"),
+        "{list}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&common::stdout(
+        &app.cli_ok(&["user", "list", "--json"], None).await,
+    ))
+    .unwrap();
+    assert_eq!(json[0]["display_name"], "Zoë Ōkubo");
+    assert_eq!(json[0]["email"], "zoe@example.com");
+
+    app.sign_in("zoe", PASSWORD).await;
+    assert_eq!(
+        name_and_email(&app).await,
+        ("Zoë Ōkubo".to_owned(), "zoe@example.com".to_owned())
+    );
+    let profile: serde_json::Value = app.get_json("/profile").await.json().await.unwrap();
+    assert_eq!(profile["display_name"], "Zoë Ōkubo");
+
+    // Changed by another process: the next checks see it within the feed's bound.
+    let out = app
+        .cli_ok(&["user", "set", "zoe", "--email", ""], None)
+        .await;
+    assert!(
+        common::stdout(&out).contains("e-mail (none)"),
+        "{}",
+        common::stdout(&out)
+    );
+    common::eventually(common::FEED_BOUND, "the e-mail cleared", || async {
+        name_and_email(&app).await == ("Zoë Ōkubo".to_owned(), String::new())
+    })
+    .await;
+    app.cli_ok(&["user", "set", "zoe", "--name", "Zoe"], None)
+        .await;
+    common::eventually(common::FEED_BOUND, "the new name", || async {
+        name_and_email(&app).await.0 == "Zoe"
+    })
+    .await;
+    assert_eq!(
+        app.profile_status().await,
+        StatusCode::OK,
+        "a new name ends no session"
+    );
+}
+
+#[tokio::test]
+async fn a_display_name_or_email_that_could_forge_a_header_is_refused_and_changes_nothing() {
+    let app = app().await;
+    app.cli_ok(
+        &[
+            "user",
+            "add",
+            "zoe",
+            "--name",
+            "Zoe",
+            "--email",
+            "zoe@example.com",
+            "--password-stdin",
+        ],
+        Some(PASSWORD),
+    )
+    .await;
+    let before = common::stdout(&app.cli_ok(&["user", "list", "--json"], None).await);
+    for (args, says) in [
+        (
+            vec!["user", "set", "zoe", "--name", "Zoe\r\nRemote-User: admin"],
+            "control characters",
+        ),
+        (
+            vec!["user", "set", "zoe", "--name", "Zoe\u{202E}nimda"],
+            "invisible characters",
+        ),
+        (
+            vec![
+                "user",
+                "set",
+                "zoe",
+                "--email",
+                "zoe@example.com\r\nRemote-User: admin",
+            ],
+            "e-mail address",
+        ),
+        (
+            vec!["user", "set", "zoe", "--email", "admin, zoe@example.com"],
+            "e-mail address",
+        ),
+        (vec!["user", "set", "zoe"], "nothing to change"),
+        (
+            vec!["user", "set", "nobody", "--name", "X"],
+            "no user named \"nobody\"",
+        ),
+    ] {
+        let out = app.cli(&args, None).await;
+        assert!(!out.status.success(), "{args:?}");
+        let err = common::stderr(&out);
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+    let out = app
+        .cli(
+            &["user", "add", "bob", "--email", "bob", "--password-stdin"],
+            Some(PASSWORD),
+        )
+        .await;
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("e-mail address"),
+        "{}",
+        common::stderr(&out)
+    );
+    let after = common::stdout(&app.cli_ok(&["user", "list", "--json"], None).await);
+    assert_eq!(before, after, "nothing changed");
+}

@@ -17,6 +17,8 @@ fn new_user(name: &str) -> NewUser {
         username_key: name.to_lowercase(),
         password_hash: "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".to_owned(),
         roles: vec!["admin".to_owned()],
+        display_name: None,
+        email: None,
     }
 }
 
@@ -103,6 +105,46 @@ async fn user_changes_bump_the_right_epochs(s: &Stores) {
     assert!(!s.users.set_roles(missing, &[]).await.unwrap());
     assert!(!s.users.set_disabled(missing, true).await.unwrap());
     assert!(!s.users.set_password_hash(missing, "x", true).await.unwrap());
+}
+
+async fn profiles_are_kept_changed_and_cleared_without_touching_epochs(s: &Stores) {
+    let u = s
+        .users
+        .create_user(NewUser {
+            display_name: Some("Zoë Ōkubo".to_owned()),
+            email: Some("zoe@example.com".to_owned()),
+            ..new_user("zoe")
+        })
+        .await
+        .unwrap();
+    assert_eq!(u.display_name.as_deref(), Some("Zoë Ōkubo"));
+    let found = s.users.user_by_key("zoe").await.unwrap().unwrap();
+    assert_eq!(found.display_name.as_deref(), Some("Zoë Ōkubo"));
+    assert_eq!(found.email.as_deref(), Some("zoe@example.com"));
+    assert!(
+        s.users
+            .set_profile(u.id, Some("Zoe O."), None)
+            .await
+            .unwrap()
+    );
+    let changed = s.users.user_by_id(u.id).await.unwrap().unwrap();
+    assert_eq!(changed.display_name.as_deref(), Some("Zoe O."));
+    assert_eq!(changed.email, None);
+    assert_eq!(
+        (changed.credential_epoch, changed.roles_epoch),
+        (u.credential_epoch, u.roles_epoch),
+        "a new name ends and rotates no session"
+    );
+    let listed = s.users.list_users().await.unwrap();
+    assert_eq!(listed[0].display_name.as_deref(), Some("Zoe O."));
+    let plain = s.users.create_user(new_user("ann")).await.unwrap();
+    assert_eq!((plain.display_name, plain.email), (None, None));
+    assert!(
+        !s.users
+            .set_profile(UserId(987_654), None, None)
+            .await
+            .unwrap()
+    );
 }
 
 async fn every_password_hash_is_visited_once(s: &Stores) {
@@ -593,6 +635,7 @@ macro_rules! conformance {
 conformance!(
     users_are_unique_by_key_and_round_trip,
     user_changes_bump_the_right_epochs,
+    profiles_are_kept_changed_and_cleared_without_touching_epochs,
     every_password_hash_is_visited_once,
     removed_users_are_gone,
     sessions_round_trip_and_never_duplicate,

@@ -266,6 +266,8 @@ pub async fn plant_users(db: &std::path::Path, users: &[(&str, String)]) {
                 username_key: latchkey::internals::key_of(name),
                 password_hash: hash.clone(),
                 roles: vec![],
+                display_name: None,
+                email: None,
             })
             .await
             .unwrap();
