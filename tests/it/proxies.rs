@@ -264,6 +264,22 @@ async fn signing_in_through_the_portal_lands_on_the_original_url_and_the_app_lea
     d.latchkey
         .add_user("ann", PASSWORD, &["editor", "ops"])
         .await;
+    // A display name beyond ASCII: latchkey sends it as UTF-8 bytes, which
+    // the proxy must pass on as they are.
+    d.latchkey
+        .cli_ok(
+            &[
+                "user",
+                "set",
+                "ann",
+                "--name",
+                "Ann Ånström",
+                "--email",
+                "ann@example.test",
+            ],
+            None,
+        )
+        .await;
     let (client, jar) = d.client();
     let uri = "/reports/7?tab=a%20b&sort=up";
     let original = d.url(APP, uri);
@@ -287,6 +303,16 @@ async fn signing_in_through_the_portal_lands_on_the_original_url_and_the_app_lea
     let mut groups: Vec<&str> = groups[0].split(',').collect();
     groups.sort_unstable();
     assert_eq!(groups, ["editor", "ops"], "{p}: Remote-Groups");
+    assert_eq!(
+        values(&seen, "remote-name"),
+        ["Ann Ånström"],
+        "{p}: Remote-Name"
+    );
+    assert_eq!(
+        values(&seen, "remote-email"),
+        ["ann@example.test"],
+        "{p}: Remote-Email"
+    );
     // An API call of the app's own page, with the same session.
     let seen = headers_seen(
         &format!("{p}: an API call after signing in"),
@@ -334,6 +360,20 @@ async fn identity_headers_a_client_sends_never_reach_the_app(proxy: Proxy) {
     // Signed in as a user who is not an admin: the app sees the real
     // values, once.
     d.latchkey.add_user("ann", PASSWORD, &["editor"]).await;
+    d.latchkey
+        .cli_ok(
+            &[
+                "user",
+                "set",
+                "ann",
+                "--name",
+                "Ann Example",
+                "--email",
+                "ann@example.test",
+            ],
+            None,
+        )
+        .await;
     let original = d.url(APP, "/");
     sign_in_from(&d, &client, "ann", &original).await;
     let seen = headers_seen(
@@ -347,13 +387,16 @@ async fn identity_headers_a_client_sends_never_reach_the_app(proxy: Proxy) {
         ["editor"],
         "{p}: Remote-Groups"
     );
-    for name in ["remote-name", "remote-email"] {
-        let v = values(&seen, name);
-        assert!(
-            v.iter().all(|v| v.is_empty()),
-            "{p}: ann: the app got {name}: {v:?}"
-        );
-    }
+    assert_eq!(
+        values(&seen, "remote-name"),
+        ["Ann Example"],
+        "{p}: Remote-Name"
+    );
+    assert_eq!(
+        values(&seen, "remote-email"),
+        ["ann@example.test"],
+        "{p}: Remote-Email"
+    );
     assert_no_underscore_spelling(p, "ann", &seen);
     // Nor do forged headers open the admin app.
     let r = api(&client, &d.url(ADMIN, "/"), &forged).await;
