@@ -665,6 +665,49 @@ async fn after_the_session_is_revoked_the_next_request_is_refused(proxy: Proxy) 
     .await;
 }
 
+async fn the_portal_counts_failed_sign_ins_against_the_clients_address_not_the_proxys(
+    proxy: Proxy,
+) {
+    let Some(d) = Deployment::start_with(proxy, &[("LATCHKEY_LOGIN_IP_MAX_FAILURES", "2")]).await
+    else {
+        return;
+    };
+    let p = d.proxy;
+    d.latchkey.add_user("ann", PASSWORD, &[]).await;
+    let sign_in = |client: Client, name: &'static str, password: &'static str| {
+        let url = d.portal("/login");
+        async move {
+            common::json_login(&client, url, name, password)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    // Two addresses on this machine, neither the proxy's 127.0.0.1.
+    let guesser = d.client_from([127, 0, 0, 2].into());
+    let owner = d.client_from([127, 0, 0, 3].into());
+    for name in ["nobody", "noone"] {
+        assert_eq!(
+            sign_in(guesser.clone(), name, "wrong-guess-12-wrong").await,
+            StatusCode::UNAUTHORIZED,
+            "{p}: a failed sign-in from 127.0.0.2"
+        );
+    }
+    assert_eq!(
+        sign_in(guesser, "ann", PASSWORD).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{p}: 127.0.0.2 is locked after its failures"
+    );
+    // Were the proxy's address taken for the client's, this would be locked
+    // too.
+    assert_eq!(
+        sign_in(owner, "ann", PASSWORD).await,
+        StatusCode::OK,
+        "{p}: ann signs in from 127.0.0.3"
+    );
+}
+
 /// One module per proxy, with every behaviour above as a test of its own.
 macro_rules! behind {
     ($proxy:ident, $module:ident) => {
@@ -715,6 +758,15 @@ macro_rules! behind {
             #[tokio::test]
             async fn after_signing_out_the_next_request_is_refused() {
                 super::after_signing_out_the_next_request_is_refused(Proxy::$proxy).await;
+            }
+
+            #[tokio::test]
+            async fn the_portal_counts_failed_sign_ins_against_the_clients_address_not_the_proxys()
+             {
+                super::the_portal_counts_failed_sign_ins_against_the_clients_address_not_the_proxys(
+                    Proxy::$proxy,
+                )
+                .await;
             }
 
             #[tokio::test]

@@ -332,6 +332,11 @@ impl Deployment {
     /// answers for the portal and the app; `None` (after a message) when
     /// the proxy is not installed and backends are not required.
     pub async fn start(proxy: Proxy) -> Option<Self> {
+        Self::start_with(proxy, &[]).await
+    }
+
+    /// [`Deployment::start`] with extra `LATCHKEY_*` settings.
+    pub async fn start_with(proxy: Proxy, settings: &[(&str, &str)]) -> Option<Self> {
         let Some(binary) = proxy.binary() else {
             crate::support::skip(
                 &format!("{proxy} proxy"),
@@ -347,7 +352,7 @@ impl Deployment {
         // take it in between, and then the whole deployment starts again
         // (latchkey's public URL names the port).
         for _ in 0..3 {
-            match Self::try_start(proxy, &binary).await {
+            match Self::try_start(proxy, &binary, settings).await {
                 Ok(deployment) => return Some(deployment),
                 Err(Taken(output)) => {
                     eprintln!("{proxy}: the port was taken, trying another:\n{output}");
@@ -357,7 +362,11 @@ impl Deployment {
         panic!("{proxy}: three ports in a row were taken before the proxy bound them");
     }
 
-    async fn try_start(proxy: Proxy, binary: &Path) -> Result<Self, Taken> {
+    async fn try_start(
+        proxy: Proxy,
+        binary: &Path,
+        settings: &[(&str, &str)],
+    ) -> Result<Self, Taken> {
         let dir = tempfile::tempdir().unwrap();
         let certs = Certs::make(dir.path());
         let upstream = Upstream::start().await;
@@ -366,15 +375,16 @@ impl Deployment {
         let access = dir.path().join("access.toml");
         std::fs::write(&access, ACCESS_TOML).unwrap();
         let public = format!("https://{PORTAL}:{port}");
-        let latchkey = TestApp::spawn_with(&[
+        let mut env = vec![
             ("LATCHKEY_CONFIG", access.to_str().unwrap()),
-            ("LATCHKEY_PUBLIC_URL", &public),
+            ("LATCHKEY_PUBLIC_URL", public.as_str()),
             ("LATCHKEY_COOKIE_DOMAIN", COOKIE_DOMAIN),
-            // The proxy connects from loopback: its X-Forwarded-For is
-            // believed.
+            // The proxy connects from 127.0.0.1: its X-Forwarded-For is
+            // believed (clients come from other loopback addresses).
             ("LATCHKEY_TRUSTED_PROXIES", "127.0.0.1"),
-        ])
-        .await;
+        ];
+        env.extend_from_slice(settings);
+        let latchkey = TestApp::spawn_with(&env).await;
 
         let port_text = port.to_string();
         let latchkey_addr = latchkey.addr.to_string();
@@ -480,6 +490,15 @@ impl Deployment {
             .build()
             .unwrap();
         (client, jar)
+    }
+
+    /// A client like [`Deployment::client`] that connects from `from`, a
+    /// loopback address other than the proxy's own 127.0.0.1.
+    pub fn client_from(&self, from: std::net::Ipv4Addr) -> Client {
+        self.client_builder()
+            .local_address(Some(from.into()))
+            .build()
+            .unwrap()
     }
 
     /// A client like [`Deployment::client`] without a cookie jar, for
