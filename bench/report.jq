@@ -62,6 +62,7 @@ def factor: "\(.value | fixed(2))×";
 "- while a locked address floods invented names: GET /profile \(first_ratio("locked_flood") // "n/a") the throughput without the flood, another user's sign-in p50 \(first_ratio("locked_flood_login") // "n/a") its latency without it (targets: ≥ 0.8×, ≤ 1.2×)",
 (["revocation_sqlite", "revocation_postgres", "revocation_redis"][] as $id | line($id) | select(. != null)
   | "- \(.name): \(check(.))"),
+"- forward-auth through nginx: auth_request to latchkey \(first_ratio("nginx_latchkey") // "n/a") the requests/s of nginx without authentication, p99 \(ratio_named("nginx_latchkey"; "nginx ceiling") as $x | [ratios(line("nginx_latchkey"))[] | select(.kind == "p99")][0] // null | if . == null then "n/a" else factor + spread end); auth_basic with SHA-512-crypt \(first_ratio("nginx_basic") // "n/a") (targets for auth_request: ≥ 0.6×, p99 ≤ 2×)",
 "- peak RSS under the login flood: \(value("login"; .rss_mb) | num(1)) MB (GET /profile with one session: \(value("sqlite"; .rss_mb) | num(1)) MB)",
 "- RSS with \(line("sessions_mid").name // "" | capture("(?<n>[0-9,]+) sessions").n // "100,000") sessions in SQLite: \(value("sessions_mid"; .rss_mb) | num(1)) MB",
 "- GET /profile with many vs few sessions in SQLite: \(first_ratio("sessions_many") // "n/a")",

@@ -1052,6 +1052,164 @@ machine_json() {
                   pair_rounds: ($pair_rounds | tonumber) } }'
 }
 
+# ----------------------------------------------- forward-auth through nginx ----
+
+# wrk → nginx → the bare axum server, three ways, taking turns round after round:
+# no authentication (the ceiling of this group), auth_request to latchkey's
+# /auth/nginx over a keep-alive pool, and what one might use instead, auth_basic
+# with a SHA-512-crypt htpasswd. nginx runs two workers, on the same cores.
+NGINX_LINES=(nginx_open nginx_latchkey nginx_basic)
+declare -A NGINX_NAME=(
+    [nginx_open]="nginx → bare axum, no authentication (ceiling of the nginx lines)"
+    [nginx_latchkey]="nginx auth_request → latchkey /auth/nginx (SQLite), → bare axum"
+    [nginx_basic]="nginx auth_basic, SHA-512-crypt htpasswd, → bare axum"
+)
+
+nginx_conf() { # dir, bare address, latchkey address, three ports
+    local d=$1
+    mkdir -p "$d/tmp" "$d/logs"
+    # Run as root, nginx would hand its workers to nobody, who cannot read
+    # this private directory (the htpasswd file).
+    local user=
+    [[ $EUID == 0 ]] && user="user root;"
+    cat >"$d/nginx.conf" <<CONF
+$user
+worker_processes 2;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $d/tmp/body;
+    proxy_temp_path $d/tmp/proxy;
+    fastcgi_temp_path $d/tmp/fastcgi;
+    uwsgi_temp_path $d/tmp/uwsgi;
+    scgi_temp_path $d/tmp/scgi;
+    upstream app { server $2; keepalive 64; }
+    upstream latchkey { server $3; keepalive 64; }
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    server {
+        listen 127.0.0.1:$4;
+        location / { proxy_pass http://app; }
+    }
+    server {
+        listen 127.0.0.1:$5;
+        location / {
+            auth_request /latchkey-check;
+            auth_request_set \$remote_user_from_latchkey \$upstream_http_remote_user;
+            proxy_set_header Remote-User \$remote_user_from_latchkey;
+            proxy_pass http://app;
+        }
+        location = /latchkey-check {
+            internal;
+            proxy_pass http://latchkey/auth/nginx;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header Connection "";
+            proxy_set_header X-Original-URL \$scheme://\$http_host\$request_uri;
+            proxy_set_header X-Original-Method \$request_method;
+        }
+    }
+    server {
+        listen 127.0.0.1:$6;
+        location / {
+            auth_basic "bench";
+            auth_basic_user_file $d/htpasswd;
+            proxy_pass http://app;
+        }
+    }
+}
+CONF
+    printf '%s:%s\n' "$USERNAME" "$(openssl passwd -6 "$PASSWORD")" >"$d/htpasswd"
+}
+
+time_wait_to() { # port: sockets in TIME_WAIT to or from it
+    ss -Htan state time-wait "( sport = :$1 or dport = :$1 )" | wc -l
+}
+
+lines_nginx() {
+    need nginx nginx
+    need openssl openssl
+    local d=$WORK/nginx id r k
+    log "nginx: no authentication, auth_request to latchkey, auth_basic; $PAIR_ROUNDS rounds"
+    local fault=
+    start_bare nginx_upstream "$d/bare" || fault="bare server did not start"
+    local bare=${URL#http://}
+    latchkey_env nginx_lk "sqlite://$d/latchkey.db"
+    if [[ -z $fault ]] && ! { create_user && start_latchkey nginx_lk && sign_in; }; then
+        fault="latchkey did not start or sign in: ${CHECK_ERROR:-}"
+    fi
+    local lk=${URL#http://} lk_port=${URL##*:}
+    local p_open p_lk p_basic
+    p_open=$(free_port); p_lk=$(free_port); p_basic=$(free_port)
+    if [[ -z $fault ]]; then
+        nginx_conf "$d" "$bare" "$lk" "$p_open" "$p_lk" "$p_basic"
+        nginx -p "$d" -c "$d/nginx.conf" -g 'daemon off;' 2>>"$d/error.log" &
+        PIDS[nginx]=$!
+        local up=
+        for _ in $(seq 1 100); do
+            if curl -s -o /dev/null "http://127.0.0.1:$p_basic/"; then up=1; break; fi
+            sleep 0.05
+        done
+        [[ -n $up ]] || fault="nginx did not start: $(tail -n 1 "$d/error.log")"
+    fi
+    declare -A url=([nginx_open]=http://127.0.0.1:$p_open/profile
+                    [nginx_latchkey]=http://127.0.0.1:$p_lk/profile
+                    [nginx_basic]=http://127.0.0.1:$p_basic/profile)
+    local basic
+    basic="Basic $(printf '%s:%s' "$USERNAME" "$PASSWORD" | base64 -w0)"
+    declare -A settings=([nginx_open]="" [nginx_latchkey]="BENCH_COOKIE=$COOKIE"
+                         [nginx_basic]="BENCH_AUTHORIZATION=$basic")
+    if [[ -z $fault ]]; then
+        # One request each: allowed with credentials, refused without.
+        local got
+        for id in "${NGINX_LINES[@]}"; do
+            got=$(env ${settings[$id]:+"${settings[$id]}"} bash -c '
+                curl -s -o /dev/null -w "%{http_code}" ${BENCH_COOKIE:+-H "Cookie: latchkey=$BENCH_COOKIE"} \
+                    ${BENCH_AUTHORIZATION:+-H "Authorization: $BENCH_AUTHORIZATION"} "$0"' "${url[$id]}")
+            [[ $got == 200 ]] || { fault="$id: one request got $got, expected 200"; break; }
+        done
+        got=$(curl -s -o /dev/null -w '%{http_code}' "${url[nginx_latchkey]}")
+        [[ -z $fault && $got != 401 ]] && fault="nginx_latchkey without a cookie got $got, expected 401"
+        got=$(curl -s -o /dev/null -w '%{http_code}' "${url[nginx_basic]}")
+        [[ -z $fault && $got != 401 ]] && fault="nginx_basic without credentials got $got, expected 401"
+    fi
+    if [[ -n $fault ]]; then
+        for id in "${NGINX_LINES[@]}"; do record "$id" "${NGINX_NAME[$id]}" "" "" failed "$fault"; done
+        stop_server nginx; stop_server nginx_lk; stop_server nginx_upstream
+        return
+    fi
+    local tw_before tw_after
+    tw_before=$(time_wait_to "$lk_port")
+    local n=${#NGINX_LINES[@]}
+    for r in $(seq 1 "$PAIR_ROUNDS"); do
+        log "round $r of $PAIR_ROUNDS: through nginx, $ROUND_DURATION per line"
+        for k in $(seq 0 $(( n - 1 ))); do
+            id=${NGINX_LINES[$(( (k + r - 1) % n ))]}
+            # shellcheck disable=SC2086 # one VAR=value setting, or none
+            load "$id" "$id.r$r" "${url[$id]}" "$ROUND_DURATION" ${settings[$id]:+"${settings[$id]}"}
+        done
+    done
+    tw_after=$(time_wait_to "$lk_port")
+    local ceiling_rps ceiling_p99 pairs note
+    ceiling_rps=$(round_values "$WORK/nginx_open.rounds" rps)
+    ceiling_p99=$(round_values "$WORK/nginx_open.rounds" '.p99_us / 1000')
+    record nginx_open "${NGINX_NAME[nginx_open]}" "$WORK/nginx_open.rounds" "" ok "nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), 2 workers, keep-alive pools to the upstream and to latchkey"
+    for id in nginx_latchkey nginx_basic; do
+        pairs=$(jq -c -s 'add' <(pair "nginx ceiling" nginx_open rps true "$ceiling_rps") \
+            <(pair "nginx ceiling" nginx_open p99 true "$ceiling_p99"))
+        note=
+        if [[ $id == nginx_latchkey ]]; then
+            note="sockets in TIME_WAIT to latchkey: $tw_before before the loads, $tw_after after (nginx keeps its connections to latchkey open); RSS is latchkey's"
+            record "$id" "${NGINX_NAME[$id]}" "$WORK/$id.rounds" "$(peak_rss_mb nginx_lk)" ok "$note" "$pairs"
+        else
+            record "$id" "${NGINX_NAME[$id]}" "$WORK/$id.rounds" "" ok "what nginx alone offers instead: one SHA-512-crypt (5,000 rounds) per request" "$pairs"
+        fi
+    done
+    stop_server nginx; stop_server nginx_lk; stop_server nginx_upstream
+}
+
 # ------------------------------------------------------------------ main ----
 
 # Which lines to run (BENCH_LINES, space-separated; all by default).
@@ -1060,7 +1218,7 @@ wanted() { [[ -z ${BENCH_LINES:-} || " $BENCH_LINES " == *" $1 "* ]]; }
 MACHINE=$(machine_json)
 ARGON2=null
 for part in lines_profile lines_login line_flood line_locked_flood lines_revocation \
-    line_sessions_few line_sessions_mid line_sessions_many line_soak; do
+    lines_nginx line_sessions_few line_sessions_mid line_sessions_many line_soak; do
     if wanted "$part"; then "$part"; fi
 done
 

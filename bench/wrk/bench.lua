@@ -4,6 +4,7 @@
 --   BENCH_COOKIE       value of the `latchkey` cookie sent on every request
 --   BENCH_COOKIE_FILE  file of cookie values, one per line: each request picks one at random
 --   BENCH_EXPECT       the status that counts as success (default 200)
+--   BENCH_AUTHORIZATION  Authorization header sent on every request (nginx auth_basic)
 --   BENCH_FORWARDED_FOR  X-Forwarded-For value sent on every request (the client
 --                      address, for a server that trusts loopback as its proxy)
 --   BENCH_INVENTED_NAMES  1: every request is a sign-in for a new invented user
@@ -24,6 +25,10 @@ if body and body ~= "" then
 end
 if cookie and cookie ~= "" then
    wrk.headers["Cookie"] = "latchkey=" .. cookie
+end
+local authorization = os.getenv("BENCH_AUTHORIZATION")
+if authorization and authorization ~= "" then
+   wrk.headers["Authorization"] = authorization
 end
 local forwarded_for = os.getenv("BENCH_FORWARDED_FOR")
 if forwarded_for and forwarded_for ~= "" then

@@ -130,7 +130,24 @@ fn answer(
     );
     match verdict {
         Verdict::Allow => allowed(session),
-        Verdict::Forbidden => plain(StatusCode::FORBIDDEN, "forbidden"),
+        Verdict::Forbidden => {
+            // Audited when someone signed in was refused: what they tried
+            // is worth an administrator's eye. (Anonymous refusals are not:
+            // anyone can make them, as many as they like.)
+            if let Some(active) = session.active() {
+                tracing::info!(
+                    target: crate::auth::AUDIT_TARGET,
+                    event = "forward_auth_denied",
+                    username = %crate::username::InLog(&active.username),
+                    session = %active.label(),
+                    method = %target.method,
+                    // No space or control character gets this far: one field.
+                    url = %target.url(),
+                    rule = matched.rule.map(|r| r.number),
+                );
+            }
+            plain(StatusCode::FORBIDDEN, "forbidden")
+        }
         Verdict::SignIn => sign_in(state, headers, &target, contract),
     }
 }

@@ -911,3 +911,141 @@ async fn a_display_name_or_email_that_could_forge_a_header_is_refused_and_change
     let after = common::stdout(&app.cli_ok(&["user", "list", "--json"], None).await);
     assert_eq!(before, after, "nothing changed");
 }
+
+#[tokio::test]
+async fn a_signed_in_users_refused_check_is_audited_and_nothing_else_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("latchkey.toml");
+    std::fs::write(&file, RULES).unwrap();
+    let mut env = common::base_env(&dir);
+    env.push(("LATCHKEY_CONFIG".into(), file.display().to_string()));
+    common::add_user(&env, "ann", PASSWORD, &[]).await;
+    let mut server = common::process::ServerProcess::start(dir.path(), &env).await;
+    let (client, jar) = common::client();
+    let r = client
+        .post(server.url("/login"))
+        .header(header::ACCEPT, "application/json")
+        .json(&serde_json::json!({"username": "ann", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let cookie = format!(
+        "latchkey={}",
+        common::cookie_named(&jar, &server.base, "latchkey").unwrap()
+    );
+    // Without a cookie jar: the cookie goes only where it is given.
+    let bare = reqwest::Client::new();
+    let check = |uri: &'static str, cookie: Option<String>| {
+        let mut r = bare
+            .get(server.url("/auth/forward"))
+            .header("X-Forwarded-Method", "GET")
+            .header("X-Forwarded-Proto", "https")
+            .header("X-Forwarded-Host", "app.example.test")
+            .header("X-Forwarded-Uri", uri);
+        if let Some(cookie) = cookie {
+            r = r.header(header::COOKIE, cookie);
+        }
+        async move { r.send().await.unwrap().status() }
+    };
+    assert_eq!(
+        check("/reports", Some(cookie.clone())).await,
+        StatusCode::OK
+    );
+    assert_eq!(check("/admin/anonymous", None).await, StatusCode::FORBIDDEN);
+    // A quote in the path cannot close the field early.
+    let uri = "/admin/x\"outcome=allowed";
+    assert_eq!(check(uri, Some(cookie)).await, StatusCode::FORBIDDEN);
+    let line = server.wait_for("forward_auth_denied").await;
+    let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(event["target"], "latchkey::audit");
+    let fields = &event["fields"];
+    assert_eq!(fields["username"], "ann");
+    assert_eq!(fields["method"], "GET");
+    assert_eq!(fields["url"], format!("https://app.example.test{uri}"));
+    assert_eq!(fields["rule"], 3);
+    // The allowed and the anonymous checks came before it, and left no audit line.
+    let audited: Vec<&String> = server
+        .seen
+        .iter()
+        .filter(|l| l.contains("latchkey::audit") && !l.contains("\"login\""))
+        .collect();
+    assert_eq!(audited.len(), 1, "{audited:#?}");
+}
+
+/// The `last_seen` of the one session in the app's database.
+async fn last_seen(app: &TestApp) -> i64 {
+    let url = format!("sqlite://{}", app.db_path().display());
+    let stores = latchkey::store::Stores::open(&url).await.unwrap();
+    let sessions = stores.sessions.list(None).await.unwrap();
+    assert_eq!(sessions.len(), 1);
+    sessions[0].last_seen
+}
+
+async fn check_status(app: &TestApp) -> StatusCode {
+    forward(app, "GET", "app.example.test", "/reports", &[])
+        .await
+        .status()
+}
+
+#[tokio::test]
+async fn a_check_is_activity_without_a_store_write_per_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("latchkey.toml");
+    std::fs::write(&file, RULES).unwrap();
+    // Activity is written at most once per tenth of the idle timeout: 1 s.
+    let app = TestApp::spawn_with(&[
+        ("LATCHKEY_CONFIG", file.to_str().unwrap()),
+        ("LATCHKEY_IDLE_TIMEOUT", "10s"),
+    ])
+    .await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    app.sign_in("ann", PASSWORD).await;
+    let signed_in = last_seen(&app).await;
+    for _ in 0..20 {
+        app.clock.advance(std::time::Duration::from_millis(40));
+        assert_eq!(check_status(&app).await, StatusCode::OK);
+    }
+    assert_eq!(last_seen(&app).await, signed_in, "20 checks, no write");
+    app.clock.advance(std::time::Duration::from_millis(300));
+    assert_eq!(check_status(&app).await, StatusCode::OK);
+    let written = last_seen(&app).await;
+    assert!(written >= signed_in + 1_000, "one write after a second");
+    for _ in 0..20 {
+        assert_eq!(check_status(&app).await, StatusCode::OK);
+    }
+    assert_eq!(last_seen(&app).await, written);
+}
+
+#[tokio::test]
+async fn checks_keep_a_session_alive_but_not_past_its_idle_or_absolute_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("latchkey.toml");
+    std::fs::write(&file, RULES).unwrap();
+    let app = TestApp::spawn_with(&[
+        ("LATCHKEY_CONFIG", file.to_str().unwrap()),
+        ("LATCHKEY_IDLE_TIMEOUT", "2s"),
+        ("LATCHKEY_ABSOLUTE_TIMEOUT", "5s"),
+    ])
+    .await;
+    app.add_user("ann", PASSWORD, &[]).await;
+    app.sign_in("ann", PASSWORD).await;
+    // Checks every second carry the session past the idle timeout…
+    for _ in 0..4 {
+        app.clock.advance(std::time::Duration::from_secs(1));
+        assert_eq!(check_status(&app).await, StatusCode::OK, "active");
+    }
+    // …but not past the absolute one.
+    app.clock.advance(std::time::Duration::from_millis(1_001));
+    assert_eq!(
+        check_status(&app).await,
+        StatusCode::UNAUTHORIZED,
+        "absolute"
+    );
+
+    app.sign_in("ann", PASSWORD).await;
+    app.clock.advance(std::time::Duration::from_millis(1_900));
+    assert_eq!(check_status(&app).await, StatusCode::OK);
+    app.clock.advance(std::time::Duration::from_millis(2_001));
+    assert_eq!(check_status(&app).await, StatusCode::UNAUTHORIZED, "idle");
+}
