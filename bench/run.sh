@@ -1098,7 +1098,10 @@ http {
         location / {
             auth_request /latchkey-check;
             auth_request_set \$remote_user_from_latchkey \$upstream_http_remote_user;
+            # A proxy_set_header here drops those of the http block: the
+            # keep-alive one must be said again.
             proxy_set_header Remote-User \$remote_user_from_latchkey;
+            proxy_set_header Connection "";
             proxy_pass http://app;
         }
         location = /latchkey-check {

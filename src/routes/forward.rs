@@ -113,6 +113,7 @@ fn answer(
             // proxy or a forged request, and either must fail closed.
             tracing::warn!(header = name, reason = %reason, "forward-auth check refused: bad forwarded header");
             return plain(
+                Contract::Forward,
                 StatusCode::BAD_REQUEST,
                 &format!("bad forwarded request: {name}: {reason}"),
             );
@@ -146,7 +147,7 @@ fn answer(
                     rule = matched.rule.map(|r| r.number),
                 );
             }
-            plain(StatusCode::FORBIDDEN, "forbidden")
+            plain(contract, StatusCode::FORBIDDEN, "forbidden")
         }
         Verdict::SignIn => sign_in(state, headers, &target, contract),
     }
@@ -199,7 +200,7 @@ fn sign_in(state: &AppState, headers: &HeaderMap, target: &Target, contract: Con
         }
         _ => StatusCode::UNAUTHORIZED,
     };
-    let mut response = plain(status, "sign-in required");
+    let mut response = plain(contract, status, "sign-in required");
     let out = response.headers_mut();
     if let Ok(location) = HeaderValue::from_str(&login) {
         out.insert(header::LOCATION, location);
@@ -213,8 +214,15 @@ fn sign_in(state: &AppState, headers: &HeaderMap, target: &Target, contract: Con
     response
 }
 
-fn plain(status: StatusCode, text: &str) -> Response {
-    let mut response = (status, text.to_owned()).into_response();
+/// A refusal: with a short text for Traefik and Caddy, which show the check's
+/// answer to the visitor; empty for nginx, which never reads a check's body
+/// and so closes the connection to latchkey after one that has one (every
+/// refused request would then cost a new connection).
+fn plain(contract: Contract, status: StatusCode, text: &str) -> Response {
+    let mut response = match contract {
+        Contract::Forward => (status, text.to_owned()).into_response(),
+        Contract::Nginx => status.into_response(),
+    };
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

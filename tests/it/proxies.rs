@@ -781,7 +781,7 @@ async fn refused_checks_reuse_the_proxys_connections_to_latchkey(proxy: Proxy) {
 
 /// One module per proxy, with every behaviour above as a test of its own.
 macro_rules! behind {
-    ($proxy:ident, $module:ident $(, #[$refused:meta])?) => {
+    ($proxy:ident, $module:ident) => {
         mod $module {
             use super::Proxy;
 
@@ -847,7 +847,6 @@ macro_rules! behind {
             }
 
             #[tokio::test]
-            $(#[$refused])?
             async fn refused_checks_reuse_the_proxys_connections_to_latchkey() {
                 super::refused_checks_reuse_the_proxys_connections_to_latchkey(Proxy::$proxy)
                     .await;
@@ -862,14 +861,6 @@ macro_rules! behind {
     };
 }
 
-// latchkey's 401 and 403 on /auth/nginx carry a body ("sign-in
-// required", "forbidden"), which nginx does not read from a check: it
-// closes the connection instead of keeping it, so each refused check costs
-// a new connection. An empty body would let it keep them.
-behind!(
-    Nginx,
-    nginx,
-    #[ignore = "latchkey bug: /auth/nginx refusals carry a body, so nginx closes the connection after each"]
-);
+behind!(Nginx, nginx);
 behind!(Caddy, caddy);
 behind!(Traefik, traefik);
