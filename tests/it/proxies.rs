@@ -864,3 +864,33 @@ macro_rules! behind {
 behind!(Nginx, nginx);
 behind!(Caddy, caddy);
 behind!(Traefik, traefik);
+
+/// The README shows each tested configuration file whole: after a line
+/// `<!-- path -->`, the first fenced block is the file as it is.
+#[test]
+fn the_readme_shows_the_tested_configuration_files_as_they_are() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    for path in [
+        "deploy/access.toml",
+        "deploy/nginx/latchkey.conf",
+        "deploy/caddy/Caddyfile",
+        "deploy/traefik/traefik.yml",
+        "deploy/traefik/dynamic.yml",
+    ] {
+        let file = std::fs::read_to_string(root.join(path)).unwrap();
+        let marker = format!("<!-- {path} -->");
+        let after = &readme[readme
+            .find(&marker)
+            .unwrap_or_else(|| panic!("the README does not show {path}"))..];
+        let fence = after.find("```").unwrap();
+        let body = &after[fence..];
+        let body = &body[body.find('\n').unwrap() + 1..];
+        let body = &body[..body.find("```").unwrap()];
+        assert_eq!(
+            body.trim_end(),
+            file.trim_end(),
+            "the README's copy of {path} differs from the file"
+        );
+    }
+}
