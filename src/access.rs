@@ -246,6 +246,19 @@ pub struct AccessRules {
     pub rules: Vec<Rule>,
 }
 
+impl AccessRules {
+    /// Every host name a rule names (for `*.example.com`, `example.com`),
+    /// with the rule's number.
+    pub fn named_hosts(&self) -> impl Iterator<Item = (usize, &str)> {
+        self.rules.iter().flat_map(|rule| {
+            rule.hosts.iter().map(move |host| match host {
+                HostPattern::Exact(name) => (rule.number, name.as_str()),
+                HostPattern::Under(suffix) => (rule.number, &suffix[1..]),
+            })
+        })
+    }
+}
+
 impl Default for AccessRules {
     fn default() -> Self {
         Self {

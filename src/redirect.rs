@@ -59,17 +59,21 @@ impl Returns {
             _ => false,
         };
         let host = match url.host() {
-            Some(url::Host::Domain(name)) => {
-                name == self.host
-                    || self
-                        .domain
-                        .as_deref()
-                        .is_some_and(|domain| crate::host_name::is_under(name, domain))
-            }
+            Some(url::Host::Domain(name)) => self.reaches(name),
             Some(_) => url.host_str() == Some(self.host.as_str()),
             None => false,
         };
         scheme && host && url.username().is_empty() && url.password().is_none()
+    }
+
+    /// Whether the session cookie reaches `host` (lower case): the public
+    /// URL's host, or a name under the cookie domain.
+    pub(crate) fn reaches(&self, host: &str) -> bool {
+        host == self.host
+            || self
+                .domain
+                .as_deref()
+                .is_some_and(|domain| crate::host_name::is_under(host, domain))
     }
 
     /// The page CSP's `form-action`: a sign-in form's answer may redirect

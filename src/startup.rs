@@ -228,6 +228,7 @@ impl Application {
                 "no user exists yet. Open this one-time link to create the first administrator: {link}"
             );
         }
+        warn_of_hosts_the_cookie_misses(&config, &auth);
         let router = router(
             AppState {
                 auth: auth.clone(),
@@ -308,5 +309,23 @@ impl Application {
     /// When serving fails.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.run_until(std::future::pending()).await
+    }
+}
+
+/// A forward-auth rule for a host the session cookie never reaches would
+/// send its visitors to sign in on every visit, however often they do:
+/// said at start-up, with the setting that fixes it.
+fn warn_of_hosts_the_cookie_misses(config: &Config, auth: &Auth) {
+    let returns = &auth.settings().returns;
+    for (rule, host) in config.access.named_hosts() {
+        if !returns.reaches(host) {
+            tracing::warn!(
+                rule,
+                host,
+                "access rule {rule} names {host}, which latchkey's session cookie does not reach: \
+                 its visitors would be asked to sign in again and again. Serve the app on \
+                 latchkey's own host name, or set LATCHKEY_COOKIE_DOMAIN to a domain both are under"
+            );
+        }
     }
 }

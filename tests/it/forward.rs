@@ -1049,3 +1049,42 @@ async fn checks_keep_a_session_alive_but_not_past_its_idle_or_absolute_timeout()
     app.clock.advance(std::time::Duration::from_millis(2_001));
     assert_eq!(check_status(&app).await, StatusCode::UNAUTHORIZED, "idle");
 }
+
+#[tokio::test]
+async fn a_rule_for_a_host_the_cookie_never_reaches_is_warned_of_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("latchkey.toml");
+    // The test rules name app.example.test and admin.example.test, which a
+    // session on 127.0.0.1 never reaches.
+    std::fs::write(&file, RULES).unwrap();
+    let mut env = common::base_env(&dir);
+    env.push(("LATCHKEY_CONFIG".into(), file.display().to_string()));
+    // Said before the server listens, so among the lines seen by then.
+    let server = common::process::ServerProcess::start(dir.path(), &env).await;
+    let line = server
+        .seen
+        .iter()
+        .find(|l| l.contains("does not reach"))
+        .unwrap_or_else(|| panic!("no warning in {:#?}", server.seen));
+    assert!(
+        line.contains("access rule 2 names admin.example.test"),
+        "{line}"
+    );
+    assert!(line.contains("LATCHKEY_COOKIE_DOMAIN"), "{line}");
+
+    // Under a cookie domain that covers it, nothing is said.
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = common::base_env(&dir);
+    env.push(("LATCHKEY_CONFIG".into(), file.display().to_string()));
+    env.push((
+        "LATCHKEY_PUBLIC_URL".into(),
+        "https://auth.example.test".into(),
+    ));
+    env.push(("LATCHKEY_COOKIE_DOMAIN".into(), "example.test".into()));
+    let mut server = common::process::ServerProcess::start(dir.path(), &env).await;
+    let seen = server.drain().await;
+    assert!(
+        !seen.iter().any(|l| l.contains("does not reach")),
+        "{seen:#?}"
+    );
+}
