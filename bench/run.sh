@@ -1054,18 +1054,22 @@ machine_json() {
 
 # ----------------------------------------------- forward-auth through nginx ----
 
-# wrk → nginx → the bare axum server, three ways, taking turns round after round:
-# no authentication (the ceiling of this group), auth_request to latchkey's
-# /auth/nginx over a keep-alive pool, and what one might use instead, auth_basic
-# with a SHA-512-crypt htpasswd. nginx runs two workers, on the same cores.
-NGINX_LINES=(nginx_open nginx_latchkey nginx_basic)
+# wrk → nginx → the bare axum server, four ways, taking turns round after round:
+# no authentication (the ceiling of this group); auth_request to a check that
+# does nothing (bare axum's GET /check: the floor any authentication server
+# behind auth_request starts from, since nginx then proxies two requests for
+# one); auth_request to latchkey's /auth/nginx over a keep-alive pool; and what
+# one might use instead, auth_basic with a SHA-512-crypt htpasswd. nginx runs
+# two workers, on the same cores.
+NGINX_LINES=(nginx_open nginx_noop nginx_latchkey nginx_basic)
 declare -A NGINX_NAME=(
     [nginx_open]="nginx → bare axum, no authentication (ceiling of the nginx lines)"
+    [nginx_noop]="nginx auth_request → a check that lets everyone in (bare axum, empty 200), → bare axum"
     [nginx_latchkey]="nginx auth_request → latchkey /auth/nginx (SQLite), → bare axum"
     [nginx_basic]="nginx auth_basic, SHA-512-crypt htpasswd, → bare axum"
 )
 
-nginx_conf() { # dir, bare address, latchkey address, three ports
+nginx_conf() { # dir, bare address, latchkey address, four ports
     local d=$1
     mkdir -p "$d/tmp" "$d/logs"
     # Run as root, nginx would hand its workers to nobody, who cannot read
@@ -1115,6 +1119,25 @@ http {
         }
     }
     server {
+        listen 127.0.0.1:$7;
+        location / {
+            auth_request /noop-check;
+            auth_request_set \$remote_user_from_check \$upstream_http_remote_user;
+            proxy_set_header Remote-User \$remote_user_from_check;
+            proxy_set_header Connection "";
+            proxy_pass http://app;
+        }
+        location = /noop-check {
+            internal;
+            proxy_pass http://app/check;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header Connection "";
+            proxy_set_header X-Original-URL \$scheme://\$http_host\$request_uri;
+            proxy_set_header X-Original-Method \$request_method;
+        }
+    }
+    server {
         listen 127.0.0.1:$6;
         location / {
             auth_basic "bench";
@@ -1144,10 +1167,10 @@ lines_nginx() {
         fault="latchkey did not start or sign in: ${CHECK_ERROR:-}"
     fi
     local lk=${URL#http://} lk_port=${URL##*:}
-    local p_open p_lk p_basic
-    p_open=$(free_port); p_lk=$(free_port); p_basic=$(free_port)
+    local p_open p_lk p_basic p_noop
+    p_open=$(free_port); p_lk=$(free_port); p_basic=$(free_port); p_noop=$(free_port)
     if [[ -z $fault ]]; then
-        nginx_conf "$d" "$bare" "$lk" "$p_open" "$p_lk" "$p_basic"
+        nginx_conf "$d" "$bare" "$lk" "$p_open" "$p_lk" "$p_basic" "$p_noop"
         nginx -p "$d" -c "$d/nginx.conf" -g 'daemon off;' 2>>"$d/error.log" &
         PIDS[nginx]=$!
         local up=
@@ -1158,11 +1181,12 @@ lines_nginx() {
         [[ -n $up ]] || fault="nginx did not start: $(tail -n 1 "$d/error.log")"
     fi
     declare -A url=([nginx_open]=http://127.0.0.1:$p_open/profile
+                    [nginx_noop]=http://127.0.0.1:$p_noop/profile
                     [nginx_latchkey]=http://127.0.0.1:$p_lk/profile
                     [nginx_basic]=http://127.0.0.1:$p_basic/profile)
     local basic
     basic="Basic $(printf '%s:%s' "$USERNAME" "$PASSWORD" | base64 -w0)"
-    declare -A settings=([nginx_open]="" [nginx_latchkey]="BENCH_COOKIE=$COOKIE"
+    declare -A settings=([nginx_open]="" [nginx_noop]="" [nginx_latchkey]="BENCH_COOKIE=$COOKIE"
                          [nginx_basic]="BENCH_AUTHORIZATION=$basic")
     if [[ -z $fault ]]; then
         # One request each: allowed with credentials, refused without.
@@ -1199,11 +1223,17 @@ lines_nginx() {
     ceiling_rps=$(round_values "$WORK/nginx_open.rounds" rps)
     ceiling_p99=$(round_values "$WORK/nginx_open.rounds" '.p99_us / 1000')
     record nginx_open "${NGINX_NAME[nginx_open]}" "$WORK/nginx_open.rounds" "" ok "nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), 2 workers, keep-alive pools to the upstream and to latchkey"
-    for id in nginx_latchkey nginx_basic; do
+    local noop_rps
+    noop_rps=$(round_values "$WORK/nginx_noop.rounds" rps)
+    for id in nginx_noop nginx_latchkey nginx_basic; do
         pairs=$(jq -c -s 'add' <(pair "nginx ceiling" nginx_open rps true "$ceiling_rps") \
             <(pair "nginx ceiling" nginx_open p99 true "$ceiling_p99"))
         note=
-        if [[ $id == nginx_latchkey ]]; then
+        if [[ $id == nginx_noop ]]; then
+            record "$id" "${NGINX_NAME[$id]}" "$WORK/$id.rounds" "" ok "the floor: what auth_request costs nginx with a check that costs nothing" "$pairs"
+        elif [[ $id == nginx_latchkey ]]; then
+            pairs=$(jq -c -s 'add' <(echo "$pairs") \
+                <(pair "the no-op check" nginx_noop rps true "$noop_rps"))
             note="sockets in TIME_WAIT to latchkey: $tw_before before the loads, $tw_after after (nginx keeps its connections to latchkey open); RSS is latchkey's"
             record "$id" "${NGINX_NAME[$id]}" "$WORK/$id.rounds" "$(peak_rss_mb nginx_lk)" ok "$note" "$pairs"
         else

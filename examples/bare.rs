@@ -6,6 +6,9 @@
 //! cargo run --release --example bare -- 127.0.0.1:0    # or BIND=127.0.0.1:0
 //! ```
 //!
+//! `GET /check` answers as an authentication server that lets everyone in
+//! (the floor of the nginx forward-auth lines).
+//!
 //! It prints the bound address on standard output, then serves on tokio's
 //! multi-threaded runtime (as latchkey does) until it is killed. Used by
 //! `bench/run.sh`.
@@ -28,6 +31,13 @@ async fn profile() -> Json<serde_json::Value> {
     }))
 }
 
+/// The least an authentication server behind nginx's `auth_request` can
+/// do: 200, no body, one identity header, without looking at anything.
+/// The benchmark's floor for forward-auth through nginx.
+async fn check() -> ([(&'static str, &'static str); 1], ()) {
+    ([("remote-user", "bench")], ())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let bind = std::env::args()
@@ -40,6 +50,7 @@ async fn main() -> anyhow::Result<()> {
     println!("{}", listener.local_addr()?);
     let app = Router::new()
         .route("/profile", get(profile))
+        .route("/check", get(check))
         .route("/healthz", get(|| async { "ok" }));
     axum::serve(listener, app).await.context("serving")?;
     Ok(())
