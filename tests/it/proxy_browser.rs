@@ -151,14 +151,36 @@ async fn a_person_signs_in_at_the_portal_lands_back_on_the_app_and_signs_out_fro
     let uri = "/some/page?x=1";
     let original = d.url(APP, uri);
 
-    // 1. The app, opened anonymously: the portal's sign-in page, which
+    // The pages the browser is about to use hold their forms' answers to
+    // latchkey's host and the hosts under the cookie domain: Chromium
+    // enforces that on the redirect after signing in and out.
+    let csp = d
+        .bare_client()
+        .get(d.portal("/login"))
+        .send()
+        .await
+        .unwrap()
+        .headers()
+        .get(header::CONTENT_SECURITY_POLICY)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let form_action = format!(
+        "form-action 'self' https://{PORTAL}:* https://{COOKIE_DOMAIN}:* https://*.{COOKIE_DOMAIN}:*"
+    );
+    assert!(
+        csp.split(';')
+            .any(|directive| directive.trim() == form_action),
+        "{p}: the sign-in page's policy has {form_action}: {csp}"
+    );
+
+    // The app, opened anonymously: the portal's sign-in page, which
     // knows where to come back to.
     browser.goto(&original).await;
     wait_for_sign_in(&browser, &d, &original).await;
     assert!(!d.upstream.saw(uri), "{p}: nothing reached the app yet");
     screenshots.push(browser.screenshot(&name("1_sent_to_sign_in")).await);
 
-    // 2. Signing in, by typing and clicking: back on the very page first
+    // Signing in, by typing and clicking: back on the very page first
     // opened, which the app now serves knowing who it is.
     browser.fill("#username", "ann").await;
     browser.fill("#password", PASSWORD).await;
@@ -185,8 +207,8 @@ async fn a_person_signs_in_at_the_portal_lands_back_on_the_app_and_signs_out_fro
     assert_eq!(groups, ["editor", "ops"], "{p}: Remote-Groups");
     screenshots.push(browser.screenshot(&name("2_signed_in_on_the_app")).await);
 
-    // 5. The session cookie the browser holds, seen from the app and from
-    // the portal: the same single cookie for the whole domain.
+    // The session cookie the browser holds, seen from the app (and below
+    // from the portal): one cookie for the whole domain.
     let cookie = assert_session_cookie(p, &browser.cookies().await);
     // The app's own scripts reach it with the session too.
     let (status, body) = fetch_from_page(&browser, uri).await;
@@ -204,7 +226,7 @@ async fn a_person_signs_in_at_the_portal_lands_back_on_the_app_and_signs_out_fro
     let r = replay(&d, &original, &cookie).await;
     assert_eq!(r.status(), StatusCode::OK, "{p}: the cookie, replayed");
 
-    // 3. Signing out from the app's link: the portal's sign-out page, its
+    // Signing out from the app's link: the portal's sign-out page, its
     // button, and back to the app, which sends the browser to sign in.
     browser.click("#sign-out").await;
     let sign_out = browser
@@ -222,8 +244,8 @@ async fn a_person_signs_in_at_the_portal_lands_back_on_the_app_and_signs_out_fro
     );
     screenshots.push(browser.screenshot(&name("3_sign_out_page")).await);
     browser.submit("form[action='/logout']").await;
-    // Back to the app's front page, which nginx no longer lets through: it
-    // sends the browser to sign in, to come back there.
+    // Back to the app's front page, which the proxy no longer lets
+    // through: it sends the browser to sign in, to come back there.
     wait_for_sign_in(&browser, &d, &app_root).await;
     assert_eq!(
         csp_complaints(&browser).await,
@@ -241,7 +263,7 @@ async fn a_person_signs_in_at_the_portal_lands_back_on_the_app_and_signs_out_fro
             .await,
     );
 
-    // 4. The app refuses what comes next: the page opened again, its own
+    // The app refuses what comes next: the page opened again, its own
     // script's fetch(), and the old cookie replayed by another client.
     browser.goto(&original).await;
     wait_for_sign_in(&browser, &d, &original).await;
