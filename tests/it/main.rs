@@ -23,6 +23,7 @@ mod multi_instance;
 mod own_users;
 mod pages;
 mod proxies;
+mod proxy_browser;
 mod redis_failover;
 mod revocation;
 mod session;

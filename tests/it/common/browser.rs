@@ -166,6 +166,8 @@ impl Browser {
         let capabilities = json!({
             "browserName": "chrome",
             "goog:chromeOptions": { "binary": chromium, "args": args },
+            // Keeps what the page's console says, for [`Browser::console`].
+            "goog:loggingPrefs": { "browser": "ALL" },
             // Bounded, so that a page that never loads fails the test instead of hanging it.
             "timeouts": { "pageLoad": TIMEOUT.as_millis() as u64, "script": TIMEOUT.as_millis() as u64 },
         });
@@ -349,6 +351,7 @@ impl Browser {
                 value: c.value().to_owned(),
                 http_only: c.http_only().unwrap_or(false),
                 secure: c.secure().unwrap_or(false),
+                domain: c.domain().map(str::to_owned),
                 same_site: c.same_site().map(|s| s.to_string()),
                 path: c.path().map(str::to_owned),
             })
@@ -383,6 +386,48 @@ impl Browser {
         let found = self.script(AXE_RUN).await;
         serde_json::from_value(found.clone())
             .unwrap_or_else(|e| panic!("unexpected axe result {found}: {e}"))
+    }
+
+    /// What the page's console said since the last call (Chromium's own
+    /// messages among them, e.g. a `Content-Security-Policy` refusal), one
+    /// line each as `LEVEL message`.
+    pub async fn console(&self) -> Vec<String> {
+        match self.console_entries().await {
+            Ok(lines) => lines,
+            Err(e) => panic!("could not read the browser's console: {e}"),
+        }
+    }
+
+    /// The console, from chromedriver's log endpoint, which fantoccini does
+    /// not cover. Reading it empties it.
+    async fn console_entries(&self) -> Result<Vec<String>, String> {
+        let url = format!(
+            "http://{}/session/{}/se/log",
+            self.driver.addr, self.session
+        );
+        let answer: Value = reqwest::Client::new()
+            .post(&url)
+            .json(&json!({ "type": "browser" }))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        let entries = answer["value"]
+            .as_array()
+            .ok_or_else(|| format!("unexpected answer {answer}"))?;
+        Ok(entries
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {}",
+                    e["level"].as_str().unwrap_or("?"),
+                    e["message"].as_str().unwrap_or("?")
+                )
+            })
+            .collect())
     }
 
     /// The WebDriver client, for what the helpers above do not cover.
@@ -427,8 +472,8 @@ impl Browser {
         .await;
     }
 
-    /// `message`, with the address and text of the page the browser shows,
-    /// for a panic (after which `Drop` keeps a screenshot).
+    /// `message`, with the address and text of the page the browser shows
+    /// and what its console said, for a panic (after which `Drop` keeps a screenshot).
     async fn failure(&self, message: &str) -> String {
         let url = match self.client.current_url().await {
             Ok(url) => url.to_string(),
@@ -445,7 +490,11 @@ impl Browser {
             Ok(Value::String(text)) => text,
             other => format!("{other:?}"),
         };
-        format!("{message}\npage: {url}\ntext:\n{text}")
+        let console = match self.console_entries().await {
+            Ok(lines) => lines.join("\n"),
+            Err(e) => format!("unknown ({e})"),
+        };
+        format!("{message}\npage: {url}\ntext:\n{text}\nconsole:\n{console}")
     }
 
     /// A blocking request to chromedriver, for `Drop`, where nothing can be
@@ -624,6 +673,9 @@ pub struct BrowserCookie {
     /// `Strict`, `Lax` or `None`, as the browser reports it.
     pub same_site: Option<String>,
     pub path: Option<String>,
+    /// The `Domain` it was set for, as the browser reports it (a leading
+    /// dot for a domain cookie), or `None` for a host-only cookie.
+    pub domain: Option<String>,
 }
 
 /// One rule that axe-core found broken, with where.

@@ -136,13 +136,19 @@ pub struct Certs {
     pub ca_pem: String,
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// The certificate's public key as Chromium pins one: the base64 of the
+    /// SHA-256 of its DER `SubjectPublicKeyInfo`.
+    pub spki_sha256: String,
 }
 
 impl Certs {
     pub fn make(dir: &Path) -> Self {
+        use base64::Engine as _;
         use rcgen::{
             BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+            PublicKeyData as _,
         };
+        use sha2::Digest as _;
         let ca_key = KeyPair::generate().unwrap();
         let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -165,16 +171,19 @@ impl Certs {
         // The chain, as servers send it: the certificate, then its issuer.
         std::fs::write(&cert_path, format!("{}{}", cert.pem(), ca_cert.pem())).unwrap();
         std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        let spki = sha2::Sha256::digest(key.subject_public_key_info());
         Self {
             ca_pem: ca_cert.pem(),
             cert: cert_path,
             key: key_path,
+            spki_sha256: base64::engine::general_purpose::STANDARD.encode(spki),
         }
     }
 }
 
 /// The app behind the proxy: answers every request with the method, URI
-/// and headers it received, as JSON (or in a small HTML page to a browser),
+/// and headers it received, as JSON (or in a small HTML page to a browser,
+/// which also says who signed in and links to the portal's sign-out page),
 /// and remembers the URIs that reached it.
 pub struct Upstream {
     pub addr: SocketAddr,
@@ -189,15 +198,19 @@ impl Drop for Upstream {
 }
 
 impl Upstream {
-    pub async fn start() -> Self {
+    /// The app, whose pages link to `sign_out` as a real app links to the
+    /// portal's sign-out page.
+    pub async fn start(sign_out: String) -> Self {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
+        let sign_out: Arc<str> = sign_out.into();
         let app =
             axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap| {
                 let log = log.clone();
+                let sign_out = sign_out.clone();
                 async move {
                     log.lock().unwrap().push(uri.to_string());
-                    echo(&method, &uri, &headers)
+                    echo(&method, &uri, &headers, &sign_out)
                 }
             });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -214,7 +227,7 @@ impl Upstream {
     }
 }
 
-fn echo(method: &Method, uri: &Uri, headers: &HeaderMap) -> Response {
+fn echo(method: &Method, uri: &Uri, headers: &HeaderMap, sign_out: &str) -> Response {
     let mut names: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, value) in headers {
         names
@@ -232,14 +245,31 @@ fn echo(method: &Method, uri: &Uri, headers: &HeaderMap) -> Response {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/html"));
     if html {
-        let text = serde_json::to_string_pretty(&body)
-            .unwrap()
-            .replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;");
+        let escape = |text: &str| {
+            text.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('"', "&quot;")
+        };
+        let identity = |name: &str| {
+            let value = names.get(name).map(|v| v.join(", ")).unwrap_or_default();
+            if value.is_empty() {
+                "(none)".to_owned()
+            } else {
+                escape(&value)
+            }
+        };
+        let user = identity("remote-user");
+        let groups = identity("remote-groups");
+        let text = escape(&serde_json::to_string_pretty(&body).unwrap());
+        let sign_out = escape(sign_out);
         Html(format!(
             "<!doctype html><html lang=\"en\"><head><title>The app</title></head>\
-             <body><h1>The app</h1><p>What the proxy passed on:</p><pre>{text}</pre></body></html>"
+             <body><h1>The app</h1>\
+             <dl><dt>Remote-User</dt><dd id=\"remote-user\">{user}</dd>\
+             <dt>Remote-Groups</dt><dd id=\"remote-groups\">{groups}</dd></dl>\
+             <p><a id=\"sign-out\" href=\"{sign_out}\">Sign out</a></p>\
+             <p>What the proxy passed on:</p><pre>{text}</pre></body></html>"
         ))
         .into_response()
     } else {
@@ -309,6 +339,7 @@ pub struct Deployment {
     pub upstream: Upstream,
     process: ProxyProcess,
     ca_pem: String,
+    spki_sha256: String,
     dir: TempDir,
 }
 
@@ -369,8 +400,15 @@ impl Deployment {
     ) -> Result<Self, Taken> {
         let dir = tempfile::tempdir().unwrap();
         let certs = Certs::make(dir.path());
-        let upstream = Upstream::start().await;
         let port = free_port();
+        // The app's "Sign out", as a real app links it: the portal's
+        // sign-out page, coming back to the app's front page.
+        let app_root = format!("https://{APP}:{port}/");
+        let sign_out = format!(
+            "https://{PORTAL}:{port}/logout?rd={}",
+            percent_encoding::utf8_percent_encode(&app_root, percent_encoding::NON_ALPHANUMERIC)
+        );
+        let upstream = Upstream::start(sign_out).await;
 
         let access = dir.path().join("access.toml");
         std::fs::write(&access, ACCESS_TOML).unwrap();
@@ -413,6 +451,7 @@ impl Deployment {
             upstream,
             process,
             ca_pem: certs.ca_pem,
+            spki_sha256: certs.spki_sha256,
             dir,
         };
         deployment.wait_until_it_answers().await?;
@@ -517,6 +556,26 @@ impl Deployment {
             .resolve(APP, here)
             .resolve(ADMIN, here)
             .timeout(Duration::from_secs(30))
+    }
+
+    /// The Chromium flags that make a browser see this deployment as a
+    /// person's browser sees the real one: every `*.example.test` host name
+    /// found at the proxy's loopback address (the URLs keep the port), and
+    /// the test's certificate accepted.
+    ///
+    /// chromedriver cannot add an authority to Chromium's trust store (that
+    /// is the NSS database, and `certutil` is not installed here), so the
+    /// server's key is pinned instead: `--ignore-certificate-errors-spki-list`
+    /// accepts a chain only when one of its certificates has that key (it
+    /// needs `--user-data-dir`, which every test browser has), unlike
+    /// `--ignore-certificate-errors`, which would accept any certificate.
+    /// Without it Chromium stops at "Your connection is not private"
+    /// (`NET::ERR_CERT_AUTHORITY_INVALID`).
+    pub fn chromium_flags(&self) -> Vec<String> {
+        vec![
+            format!("--host-resolver-rules=MAP *.{COOKIE_DOMAIN} 127.0.0.1"),
+            format!("--ignore-certificate-errors-spki-list={}", self.spki_sha256),
+        ]
     }
 
     /// Everything the proxy has written so far.
