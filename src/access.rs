@@ -80,8 +80,9 @@ impl HostPattern {
 }
 
 /// A path a rule applies to: `/api/health` exactly, or `/public/*` for
-/// `/public`, `/public/` and everything below it. Paths are compared
-/// case-sensitively, as most apps route.
+/// `/public`, `/public/` and everything below it. Compared as written for
+/// rules that let visitors through, and ignoring case for rules that
+/// restrict (see [`Rule::matches`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum PathPattern {
     Exact(String),
@@ -122,13 +123,25 @@ impl PathPattern {
         })
     }
 
-    fn matches(&self, path: &str) -> bool {
+    /// Whether `path` is this one's; `any_case` ignores ASCII case.
+    fn matches(&self, path: &str, any_case: bool) -> bool {
+        let same = |a: &[u8], b: &[u8]| {
+            if any_case {
+                a.eq_ignore_ascii_case(b)
+            } else {
+                a == b
+            }
+        };
+        let path = path.as_bytes();
         match self {
-            Self::Exact(p) => path == p,
+            Self::Exact(p) => same(path, p.as_bytes()),
             // `/admin/*` covers `/admin` too: a rule meant for a section
             // must not miss its first page.
             Self::Below(prefix) => {
-                path.starts_with(prefix.as_str()) || path == &prefix[..prefix.len() - 1]
+                let prefix = prefix.as_bytes();
+                path.get(..prefix.len())
+                    .is_some_and(|head| same(head, prefix))
+                    || same(path, &prefix[..prefix.len() - 1])
             }
         }
     }
@@ -231,7 +244,16 @@ impl Rule {
 
     fn matches(&self, request: &Target) -> bool {
         (self.hosts.is_empty() || self.hosts.iter().any(|h| h.matches(&request.host)))
-            && (self.paths.is_empty() || self.paths.iter().any(|p| p.matches(&request.path)))
+            && (self.paths.is_empty() || {
+                // A rule that restricts matches whatever the case: an app
+                // that routes `/Admin` as `/admin` (many do) must not slip
+                // past it. One that lets through matches only as written:
+                // to an app that tells cases apart, `/PUBLIC/x` is another page.
+                let any_case = matches!(self.policy, Policy::Deny | Policy::Roles(_));
+                self.paths
+                    .iter()
+                    .any(|p| p.matches(&request.path, any_case))
+            })
             && (self.methods.is_empty() || self.methods.contains(&request.method))
     }
 }
@@ -431,7 +453,9 @@ pub fn target(method: &str, scheme: &str, host: &str, uri: &str) -> Result<Targe
         None => (uri, None),
     };
     Ok(Target {
-        method: method.to_ascii_uppercase(),
+        // As sent: methods are case-sensitive, and an app may read `get` as
+        // something other than GET, so it matches no rule written `GET`.
+        method: method.to_owned(),
         scheme,
         host,
         port,
@@ -446,17 +470,21 @@ pub fn target(method: &str, scheme: &str, host: &str, uri: &str) -> Result<Targe
 /// As [`target`].
 pub fn target_of_url(method: &str, url: &str) -> Result<Target, TargetError> {
     let (scheme, rest) = url.split_once("://").ok_or(TargetError::NotAUrl)?;
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, uri) = rest.split_at(authority_end);
     if authority.contains('@') {
         return Err(TargetError::Host);
     }
-    let uri = match uri {
-        "" => "/".to_owned(),
-        u if u.starts_with('?') => format!("/{u}"),
-        u => u.to_owned(),
-    };
-    target(method, scheme, authority, &uri)
+    // Only a path may follow the authority: nginx copies whatever a client
+    // wrote after the port in its Host header (`Host: app:443?`) into
+    // `$http_host`, while it routes by the name alone; a `?` there would make
+    // every path of the host look like `/`.
+    if !uri.starts_with('/') {
+        return Err(TargetError::Path(
+            "the URL has no path after its host (a ? or # straight after the host)",
+        ));
+    }
+    target(method, scheme, authority, uri)
 }
 
 fn host_and_port(text: &str) -> Result<(String, Option<u16>), TargetError> {
@@ -485,13 +513,20 @@ fn host_and_port(text: &str) -> Result<(String, Option<u16>), TargetError> {
     }
 }
 
-/// The path as every app reads it: percent-encoded unreserved characters
-/// decoded (and other escapes' hex upper-cased), dot segments resolved,
-/// repeated slashes merged.
+/// The path in one spelling: percent-encoded unreserved characters
+/// decoded, other escapes' hex upper-cased, characters beyond ASCII
+/// percent-encoded (as browsers send them).
+///
+/// Paths that apps read differently are refused rather than resolved:
+/// dot segments (raw or encoded) and empty ones (`//`). Browsers resolve
+/// dot segments before sending and never send an empty one, so only a
+/// hand-made request has them; and an app that routes `/secret/../public`
+/// as `/secret/<path>`, or merges `//..` differently, would be served a
+/// page the rule for the resolved path never meant to open.
 ///
 /// # Errors
-/// An encoded `/` or `\`, a raw `\`, invalid percent-encoding, or `..`
-/// above the root.
+/// An encoded `/` or `\`, a raw `\` or `;`, invalid percent-encoding, a
+/// `.` or `..` segment, or an empty segment other than a trailing slash.
 pub fn normalise_path(path: &str) -> Result<String, &'static str> {
     let bytes = path.as_bytes();
     let mut decoded = String::with_capacity(path.len());
@@ -509,7 +544,7 @@ pub fn normalise_path(path: &str) -> Result<String, &'static str> {
                     b if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') => {
                         decoded.push(char::from(b));
                     }
-                    b => decoded.push_str(&format!("%{b:02X}")),
+                    b => push_escape(&mut decoded, b),
                 }
                 i += 3;
             }
@@ -518,37 +553,37 @@ pub fn normalise_path(path: &str) -> Result<String, &'static str> {
             // (`/public/..;/admin` is `/admin` to Tomcat), others keep them:
             // no reading of such a path is safe for every app.
             b';' => return Err("a ; in the path"),
+            b if b.is_ascii() => {
+                decoded.push(char::from(b));
+                i += 1;
+            }
             _ => {
-                // Not '%' or '\\': copy the whole UTF-8 character.
-                let rest = &path[i..];
-                let c = rest.chars().next().unwrap_or('\u{fffd}');
-                decoded.push(c);
+                // A character beyond ASCII, as its UTF-8 bytes escaped.
+                let c = path[i..].chars().next().unwrap_or('\u{fffd}');
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    push_escape(&mut decoded, b);
+                }
                 i += c.len_utf8();
             }
         }
     }
-    let mut segments: Vec<&str> = Vec::new();
-    let trailing = decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
-    for segment in decoded.split('/').skip(1) {
-        match segment {
-            "" | "." => {}
-            ".." => {
-                if segments.pop().is_none() {
-                    return Err("the path climbs above the root");
-                }
-            }
-            s => segments.push(s),
+    let segments: Vec<&str> = decoded.split('/').skip(1).collect();
+    for (n, segment) in segments.iter().enumerate() {
+        match *segment {
+            "." | ".." => return Err("a . or .. segment in the path"),
+            "" if n + 1 < segments.len() => return Err("an empty segment (//) in the path"),
+            _ => {}
         }
     }
-    let mut out = String::with_capacity(decoded.len());
-    for s in &segments {
-        out.push('/');
-        out.push_str(s);
-    }
-    if trailing || out.is_empty() {
-        out.push('/');
-    }
-    Ok(out)
+    Ok(decoded)
+}
+
+fn push_escape(out: &mut String, byte: u8) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.push('%');
+    out.push(char::from(HEX[usize::from(byte >> 4)]));
+    out.push(char::from(HEX[usize::from(byte & 15)]));
 }
 
 #[cfg(test)]
@@ -570,22 +605,17 @@ mod tests {
     }
 
     #[test]
-    fn paths_are_read_as_an_app_reads_them() {
+    fn paths_are_written_one_way() {
         for (given, normal) in [
             ("/", "/"),
             ("/a/b", "/a/b"),
             ("/a/b/", "/a/b/"),
-            ("/a/./b", "/a/b"),
-            ("/a/../b", "/b"),
-            ("/admin/../public/x", "/public/x"),
             ("/%61dmin", "/admin"),
-            ("/x/%2e%2e/y", "/y"),
-            ("//admin", "/admin"),
-            ("/a//b", "/a/b"),
             ("/a%20b", "/a%20b"),
             ("/a%2ab", "/a%2Ab"),
-            ("/x/.", "/x/"),
-            ("/café", "/café"),
+            ("/café", "/caf%C3%A9"),
+            ("/caf%c3%a9", "/caf%C3%A9"),
+            ("/a.b/.c/..d", "/a.b/.c/..d"),
         ] {
             assert_eq!(normalise_path(given).as_deref(), Ok(normal), "{given}");
         }
@@ -594,6 +624,18 @@ mod tests {
     #[test]
     fn paths_that_apps_could_read_otherwise_are_refused() {
         for bad in [
+            "/a/./b",
+            "/a/../b",
+            "/admin/../public/x",
+            "/secret/../public/x",
+            "/x/%2e%2e/y",
+            "/x/.%2e/y",
+            "/x/%2E/y",
+            "/x/.",
+            "/x/..",
+            "//admin",
+            "/a//b",
+            "/secret//../public/x",
             "/..",
             "/a/../..",
             "/%2e%2e",
@@ -643,13 +685,33 @@ mod tests {
             Some(2)
         );
         assert_eq!(number(&t("GET", "a.example.com", "/api/health")), Some(3));
-        assert_eq!(
-            number(&t("GET", "a.example.com", "/admin/../public/a")),
-            Some(1)
-        );
+        assert_eq!(number(&t("get", "a.example.com", "/public/x")), None);
         assert_eq!(
             rules.matching(&t("GET", "a.example.com", "/x")).policy,
             &Policy::SignedIn
+        );
+    }
+
+    #[test]
+    fn rules_that_restrict_match_in_any_case_and_rules_that_let_through_as_written() {
+        let rules = rules(&[
+            rule(&[], &["/admin/*"], &[], "deny"),
+            RuleText {
+                roles: vec!["ops".into()],
+                ..rule(&[], &["/ops"], &[], "roles")
+            },
+            rule(&[], &["/public/*"], &[], "public"),
+        ]);
+        let t = |uri: &str| target("GET", "https", "a.example.com", uri).expect("valid");
+        let number = |uri: &str| rules.matching(&t(uri)).rule.map(|r| r.number);
+        assert_eq!(number("/Admin/users"), Some(1));
+        assert_eq!(number("/ADMIN"), Some(1));
+        assert_eq!(number("/OPS"), Some(2));
+        assert_eq!(number("/public/x"), Some(3));
+        assert_eq!(
+            number("/PUBLIC/x"),
+            None,
+            "another page to an app that tells cases apart"
         );
     }
 
@@ -682,7 +744,14 @@ mod tests {
                 "access rule 1: path",
             ),
             (rule(&[], &["/a/*/b"], &[], "public"), "access rule 1: path"),
-            (rule(&[], &["/a/../b"], &[], "public"), "not in normal form"),
+            (
+                rule(&[], &["/a/../b"], &[], "public"),
+                "access rule 1: path",
+            ),
+            (
+                rule(&[], &["/café/*"], &[], "public"),
+                "write \"/caf%C3%A9/*\"",
+            ),
             (rule(&[], &[], &["G ET"], "public"), "access rule 1: method"),
             (rule(&[], &[], &[], "open"), "is not one of"),
             (roles_without, "needs roles"),
@@ -718,9 +787,23 @@ mod tests {
         assert!(target("GET", "https", "a.com", "/a b").is_err());
         assert!(target_of_url("GET", "https://user@a.com/").is_err());
         assert!(target_of_url("GET", "/relative").is_err());
-        let t = target_of_url("get", "HTTPS://A.com:8443/x/../y?q=1").expect("valid");
-        assert_eq!(t.url(), "https://a.com:8443/y?q=1");
-        assert_eq!(t.method, "GET");
+        let t = target_of_url("GET", "HTTPS://A.com:8443/x/y?q=1").expect("valid");
+        assert_eq!(t.url(), "https://a.com:8443/x/y?q=1");
+        assert_eq!(
+            target("get", "https", "a.com", "/").expect("valid").method,
+            "get"
+        );
+        for only_a_path_after_the_host in [
+            "https://a.com:443?/secret",
+            "https://a.com?/secret",
+            "https://a.com#/x",
+            "https://a.com",
+        ] {
+            assert!(
+                target_of_url("GET", only_a_path_after_the_host).is_err(),
+                "{only_a_path_after_the_host}"
+            );
+        }
         let v6 = target("GET", "http", "[::1]:8080", "/").expect("valid");
         assert_eq!((v6.host.as_str(), v6.port), ("[::1]", Some(8080)));
     }

@@ -271,9 +271,17 @@ async fn access_check(
     user: Option<&str>,
 ) -> anyhow::Result<()> {
     use crate::access::Verdict;
-    let target = crate::access::target_of_url(method, url)
+    // Typed by a person: `post` means POST here (a proxy's `post` would not).
+    let method = method.to_ascii_uppercase();
+    let target = crate::access::target_of_url(&method, url)
         .map_err(|e| anyhow::anyhow!("{url}: {e} (a forward-auth check would get 400)"))?;
     let matched = config.access.matching(&target);
+    if config.access.rules.is_empty() {
+        say!(
+            "(no access rules are configured: give the file that has them with --config FILE \
+             or LATCHKEY_CONFIG)"
+        );
+    }
     say!("{} {}", target.method, target.url());
     match matched.rule {
         Some(rule) => say!("rule {}: {}", rule.number, rule.policy),

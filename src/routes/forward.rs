@@ -112,6 +112,8 @@ fn answer(
             // Never 200: a check that cannot be read is a misconfigured
             // proxy or a forged request, and either must fail closed.
             tracing::warn!(header = name, reason = %reason, "forward-auth check refused: bad forwarded header");
+            // With a body even for nginx (which answers its client 500
+            // anyway): whoever tries the check by hand learns what is wrong.
             return plain(
                 Contract::Forward,
                 StatusCode::BAD_REQUEST,
@@ -142,8 +144,7 @@ fn answer(
                     username = %crate::username::InLog(&active.username),
                     session = %active.label(),
                     method = %target.method,
-                    // No space or control character gets this far: one field.
-                    url = %target.url(),
+                    url = %UrlInLog(&target.url()),
                     rule = matched.rule.map(|r| r.number),
                 );
             }
@@ -227,4 +228,19 @@ fn plain(contract: Contract, status: StatusCode, text: &str) -> Response {
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// A checked URL as a log field: as it is, or quoted and escaped when it
+/// holds a `"` (it holds no space or control character: those are refused),
+/// so that no URL can read as further fields (`x?a="b"rule=1`).
+struct UrlInLog<'a>(&'a str);
+
+impl std::fmt::Display for UrlInLog<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.contains(['"', '\\', '=']) {
+            write!(f, "{:?}", self.0)
+        } else {
+            f.write_str(self.0)
+        }
+    }
 }

@@ -257,21 +257,27 @@ async fn a_path_that_normalises_elsewhere_cannot_choose_a_more_lenient_rule() {
     app.add_user("root", PASSWORD, &["admin"]).await;
     app.sign_in("root", PASSWORD).await;
     let host = "app.example.test";
-    for uri in [
-        "/public/../admin/x",
-        "/%61dmin/x",
-        "//admin/x",
-        "/public/%2e%2e/admin/x",
-        "/./admin/x",
-        "/admin",
-    ] {
+    // Spellings of /admin, and its case (many apps route /Admin as /admin):
+    // a rule that restricts matches them all.
+    for uri in ["/%61dmin/x", "/admin", "/Admin/x", "/ADMIN"] {
         assert_eq!(
             forward(&app, "GET", host, uri, &[]).await.status(),
             StatusCode::FORBIDDEN,
             "{uri} is under /admin"
         );
     }
+    // Paths an app may read otherwise than latchkey would: refused, never
+    // resolved (an app that routes /secret/../public as /secret/<path>
+    // would be served /secret by the public rule).
     for uri in [
+        "/public/../admin/x",
+        "/admin/../public/x",
+        "//admin/x",
+        "/public/%2e%2e/admin/x",
+        "/public/.%2E/admin/x",
+        "/./admin/x",
+        "/admin//../public/x",
+        "/public/x/.",
         "/public/%2F..%2Fadmin",
         "/public/..%5cadmin",
         "/public\\..\\admin",
@@ -344,6 +350,10 @@ async fn forwarded_headers_missing_repeated_or_odd_are_refused_never_allowed() {
         "gopher://app.example.test/public/x",
         "https:///public/x",
         "https://app.example.test/public/%2f",
+        // What nginx sends for `Host: app.example.test:443?` and any path.
+        "https://app.example.test:443?/admin/x",
+        "https://app.example.test?/admin/x",
+        "https://app.example.test/public/../admin",
     ] {
         let r = nginx(&app, "GET", url, &[]).await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{url}");
@@ -389,6 +399,19 @@ async fn a_signed_out_session_is_refused_at_the_next_check() {
     assert!(r.status().is_success(), "logout: {}", r.status());
     // The same cookie, as a client that kept it would still send it.
     assert_eq!(check().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_method_matches_a_rule_only_as_written() {
+    let app = app().await;
+    // `get` is not GET: an app may take it for a write, so the GET-only
+    // public rule does not let it through.
+    for method in ["get", "Get", "gET"] {
+        let r = forward(&app, method, "app.example.test", "/public/x", &[]).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{method}");
+    }
+    let r = forward(&app, "GET", "app.example.test", "/public/x", &[]).await;
+    assert_eq!(r.status(), StatusCode::OK);
 }
 
 #[tokio::test]
@@ -491,7 +514,7 @@ async fn access_check_names_the_rule_and_the_verdict() {
         all.extend(args);
         common::stdout(&app.cli_ok(&all, None).await)
     };
-    let out = check(vec!["https://app.example.test/public/../admin/x"]).await;
+    let out = check(vec!["https://app.example.test/%61dmin/x"]).await;
     assert!(
         out.contains("GET https://app.example.test/admin/x"),
         "{out}"
@@ -511,14 +534,29 @@ async fn access_check_names_the_rule_and_the_verdict() {
         "{out}"
     );
     assert!(out.contains("not signed in: must sign in"), "{out}");
-    let bad = app
-        .cli(&["access", "check", "https://app.example.test/a%2fb"], None)
-        .await;
-    assert!(!bad.status.success());
+    for url in [
+        "https://app.example.test/a%2fb",
+        "https://app.example.test/public/../admin/x",
+    ] {
+        let bad = app.cli(&["access", "check", url], None).await;
+        assert!(!bad.status.success());
+        assert!(
+            common::stderr(&bad).contains("would get 400"),
+            "{}",
+            common::stderr(&bad)
+        );
+    }
+    // Without the file that has the rules, it says so.
+    let out = common::run_cli(
+        &common::base_env(&tempfile::tempdir().unwrap()),
+        &["access", "check", "https://app.example.test/x"],
+        None,
+    )
+    .await;
     assert!(
-        common::stderr(&bad).contains("would get 400"),
+        common::stdout(&out).contains("no access rules are configured"),
         "{}",
-        common::stderr(&bad)
+        common::stdout(&out)
     );
 }
 
@@ -962,7 +1000,11 @@ async fn a_signed_in_users_refused_check_is_audited_and_nothing_else_is() {
     let fields = &event["fields"];
     assert_eq!(fields["username"], "ann");
     assert_eq!(fields["method"], "GET");
-    assert_eq!(fields["url"], format!("https://app.example.test{uri}"));
+    // Quoted, its quote escaped: the URL stays one field in the text log.
+    assert_eq!(
+        fields["url"],
+        format!("{:?}", format!("https://app.example.test{uri}"))
+    );
     assert_eq!(fields["rule"], 3);
     // The allowed and the anonymous checks came before it, and left no audit line.
     let audited: Vec<&String> = server
