@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use reqwest::{Client, Response, StatusCode, header};
 use serde_json::Value;
 
-use crate::common::proxy::{ADMIN, APP, Deployment, Proxy};
+use crate::common::proxy::{ADMIN, APP, Deployment, PORTAL, Proxy};
 use crate::common::{self, PASSWORD};
 
 /// What a browser sends when a person opens a page.
@@ -335,6 +335,9 @@ async fn identity_headers_a_client_sends_never_reach_the_app(proxy: Proxy) {
         ("Remote_Groups", "admin"),
         ("Remote_Name", "The Administrator"),
         ("Remote_Email", "admin@example.test"),
+        // And with dots, which such servers read so too.
+        ("Remote.User", "admin"),
+        ("Remote.Groups", "admin"),
     ];
     let (client, _) = d.client();
 
@@ -407,11 +410,84 @@ async fn identity_headers_a_client_sends_never_reach_the_app(proxy: Proxy) {
 /// No `Remote_User` (or the like) reached the app.
 fn assert_no_underscore_spelling(p: Proxy, who: &str, seen: &BTreeMap<String, Vec<String>>) {
     for name in IDENTITY {
-        let underscored = name.replace('-', "_");
+        for alias in [name.replace('-', "_"), name.replace('-', ".")] {
+            assert_eq!(
+                seen.get(&alias),
+                None,
+                "{p}: {who}: the app got the client's {alias}"
+            );
+        }
+    }
+}
+
+async fn rewrite_headers_a_client_sends_never_reach_the_app_and_the_checks_are_closed_outside(
+    proxy: Proxy,
+) {
+    let Some(d) = Deployment::start(proxy).await else {
+        return;
+    };
+    let p = d.proxy;
+    let (client, _) = d.client();
+    // Apps that route by these would serve another page than the one
+    // latchkey was asked about.
+    let forged = [
+        ("X-Original-URL", "/private/report"),
+        ("X-Original-Method", "DELETE"),
+        ("X-Rewrite-URL", "/private/report"),
+        ("X-Forwarded-Uri", "/private/report"),
+        ("X-Forwarded-Method", "DELETE"),
+    ];
+    let seen = headers_seen(
+        &format!("{p}: an anonymous request with rewrite headers to a public path"),
+        api(&client, &d.url(APP, "/public/logo.png"), &forged).await,
+    )
+    .await;
+    for (name, _) in forged {
+        let name = name.to_ascii_lowercase();
         assert_eq!(
-            seen.get(&underscored),
+            seen.get(&name),
             None,
-            "{p}: {who}: the app got the client's {underscored}"
+            "{p}: the app got the client's {name}"
+        );
+    }
+    // A Host header with more after its port (nginx routes by the name, and
+    // once copied it into the URL latchkey judged, as `https://app:443?/…`:
+    // every path read as `/`).
+    let r = api(
+        &client,
+        &d.url(APP, "/private/odd-host"),
+        &[("Host", &format!("{APP}:{}?", d.port))],
+    )
+    .await;
+    assert_ne!(
+        r.status(),
+        StatusCode::OK,
+        "{p}: a Host with a ? after its port"
+    );
+    assert!(
+        !d.upstream.saw("/private/odd-host"),
+        "{p}: the private path never reached the app"
+    );
+    // From outside, the portal does not answer checks: nobody can ask it
+    // about any URL they like.
+    for path in ["/auth/forward", "/auth/nginx"] {
+        let r = api(
+            &client,
+            &d.url(PORTAL, path),
+            &[
+                ("X-Original-URL", &d.url(ADMIN, "/")),
+                ("X-Original-Method", "GET"),
+                ("X-Forwarded-Method", "GET"),
+                ("X-Forwarded-Proto", "https"),
+                ("X-Forwarded-Host", ADMIN),
+                ("X-Forwarded-Uri", "/"),
+            ],
+        )
+        .await;
+        assert_eq!(
+            r.status(),
+            StatusCode::NOT_FOUND,
+            "{p}: {path} at the portal"
         );
     }
 }
@@ -805,6 +881,14 @@ macro_rules! behind {
             #[tokio::test]
             async fn identity_headers_a_client_sends_never_reach_the_app() {
                 super::identity_headers_a_client_sends_never_reach_the_app(Proxy::$proxy).await;
+            }
+
+            #[tokio::test]
+            async fn rewrite_headers_a_client_sends_never_reach_the_app_and_the_checks_are_closed_outside() {
+                super::rewrite_headers_a_client_sends_never_reach_the_app_and_the_checks_are_closed_outside(
+                    Proxy::$proxy,
+                )
+                .await;
             }
 
             #[tokio::test]
