@@ -316,6 +316,16 @@ impl Application {
 /// send its visitors to sign in on every visit, however often they do:
 /// said at start-up, with the setting that fixes it.
 fn warn_of_hosts_the_cookie_misses(config: &Config, auth: &Auth) {
+    // Forward-auth means a proxy in front; one not named here makes every
+    // visitor's address the proxy's.
+    let behind_a_proxy = !config.access.rules.is_empty() || config.cookie_domain.is_some();
+    if behind_a_proxy && config.trusted_proxies.is_empty() {
+        tracing::warn!(
+            "LATCHKEY_TRUSTED_PROXIES is empty: behind a proxy every visitor has the proxy's \
+             address, so sign-in limits per address would count everyone together; name the \
+             proxy's address there"
+        );
+    }
     let returns = &auth.settings().returns;
     for (rule, host) in config.access.named_hosts() {
         if !returns.reaches(host) {

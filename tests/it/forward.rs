@@ -1093,7 +1093,7 @@ async fn checks_keep_a_session_alive_but_not_past_its_idle_or_absolute_timeout()
 }
 
 #[tokio::test]
-async fn a_rule_for_a_host_the_cookie_never_reaches_is_warned_of_at_start() {
+async fn a_rule_for_a_host_the_cookie_never_reaches_or_an_unnamed_proxy_is_warned_of_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("latchkey.toml");
     // The test rules name app.example.test and admin.example.test, which a
@@ -1113,8 +1113,16 @@ async fn a_rule_for_a_host_the_cookie_never_reaches_is_warned_of_at_start() {
         "{line}"
     );
     assert!(line.contains("LATCHKEY_COOKIE_DOMAIN"), "{line}");
+    assert!(
+        server
+            .seen
+            .iter()
+            .any(|l| l.contains("LATCHKEY_TRUSTED_PROXIES is empty")),
+        "rules mean a proxy in front: {:#?}",
+        server.seen
+    );
 
-    // Under a cookie domain that covers it, nothing is said.
+    // Under a cookie domain that covers it, with the proxy named, nothing is said.
     let dir = tempfile::tempdir().unwrap();
     let mut env = common::base_env(&dir);
     env.push(("LATCHKEY_CONFIG".into(), file.display().to_string()));
@@ -1123,10 +1131,13 @@ async fn a_rule_for_a_host_the_cookie_never_reaches_is_warned_of_at_start() {
         "https://auth.example.test".into(),
     ));
     env.push(("LATCHKEY_COOKIE_DOMAIN".into(), "example.test".into()));
+    env.push(("LATCHKEY_TRUSTED_PROXIES".into(), "127.0.0.1".into()));
     let mut server = common::process::ServerProcess::start(dir.path(), &env).await;
     let seen = server.drain().await;
     assert!(
-        !seen.iter().any(|l| l.contains("does not reach")),
+        !seen
+            .iter()
+            .any(|l| l.contains("does not reach") || l.contains("TRUSTED_PROXIES")),
         "{seen:#?}"
     );
 }
