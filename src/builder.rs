@@ -552,6 +552,14 @@ fn check_cookie_domain(domain: &str, public: &url::Url) -> Result<String, BuildE
             "a cookie domain needs two labels or more, like example.com"
         });
     }
+    // `co.uk`, `github.io`: browsers refuse a cookie for a public suffix,
+    // and a return URL could name any site under it.
+    if psl::domain_str(&name).is_none() {
+        return refuse(
+            "a public suffix (like co.uk or github.io), shared by sites of different owners: \
+             give your own domain under it",
+        );
+    }
     if public.scheme() != "https" {
         return refuse("a shared cookie is only sent over https: the public URL must be https");
     }

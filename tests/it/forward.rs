@@ -791,6 +791,8 @@ async fn a_cookie_domain_the_public_url_is_not_under_is_refused_at_start() {
             "not a host name",
         ),
         ("https://127.0.0.1", "0.0.1", "not a host name"),
+        ("https://auth.example.co.uk", "co.uk", "a public suffix"),
+        ("https://me.github.io", "github.io", "a public suffix"),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let mut env = common::base_env(&dir);
