@@ -31,6 +31,7 @@ pub(crate) const MIN_CHANGE_FEED_TIMEOUT: Duration = Duration::from_millis(40);
 /// Content-Security-Policy for every page: scripts and styles only as files
 /// from this origin (the one script is `static/latchkey.js`; nothing inline,
 /// no eval), forms only to this origin, no framing.
+#[cfg(feature = "pages")]
 pub(crate) const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
                                    img-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
                                    form-action 'self'";

@@ -22,7 +22,7 @@ pub struct Profile {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProfileRejected {
-    /// Over [`MAX_DISPLAY_NAME_CHARS`] characters.
+    /// Over 128 characters.
     #[error("the display name must be at most 128 characters")]
     NameTooLong,
     /// A control character (a line break, say) or one that shows nothing.

@@ -42,6 +42,7 @@ impl Returns {
     /// Whether `url` may be followed after sign-in or sign-out: https
     /// (or plain http, see above), on an allowed host, no userinfo, and
     /// none of what [`is_safe`] refuses anywhere in it.
+    #[cfg_attr(not(feature = "pages"), allow(dead_code))]
     pub(crate) fn allows(&self, url: &str) -> bool {
         if url.len() > 2048
             || url
@@ -68,6 +69,7 @@ impl Returns {
 
     /// Whether the session cookie reaches `host` (lower case): the public
     /// URL's host, or a name under the cookie domain.
+    #[cfg_attr(not(feature = "pages"), allow(dead_code))]
     pub(crate) fn reaches(&self, host: &str) -> bool {
         host == self.host
             || self
