@@ -61,7 +61,7 @@ enum Command {
 enum AccessCommand {
     /// Print which access rule decides a URL, and what it decides.
     Check {
-        /// The URL as the browser asks for it (https://app.example.com/path).
+        /// The URL as the browser asks for it (`https://app.example.com/path`).
         url: String,
         /// The request's method.
         #[arg(long, default_value = "GET", value_name = "METHOD")]
