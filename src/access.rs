@@ -2,12 +2,13 @@
 //! which URL. The first rule whose hosts, paths and methods all match
 //! decides; no rule matching leaves the default.
 //!
-//! Rules see the request as the protected app will: the path with its dot
-//! segments resolved, repeated slashes merged and percent-encoded unreserved
-//! characters decoded. A path that an app might read differently from
-//! latchkey (an encoded `/` or `\`, invalid percent-encoding, a `..` above
-//! the root) is refused outright, so that `/admin/../public` or `/%61dmin`
-//! cannot pick a more lenient rule.
+//! Rules see the path in one spelling: percent-encoded unreserved
+//! characters decoded, the rest encoded as browsers send it. A path that an
+//! app might read differently from latchkey (dot segments, empty segments,
+//! an encoded `/` or `\`, `;`, invalid percent-encoding) is refused
+//! outright rather than resolved, so that `/secret/../public` cannot pick a
+//! more lenient rule; restrictive rules match in any ASCII case (and `/x`
+//! also as `/x/`), lenient ones only as written; methods must be upper case.
 
 use std::fmt;
 
@@ -134,7 +135,15 @@ impl PathPattern {
         };
         let path = path.as_bytes();
         match self {
-            Self::Exact(p) => same(path, p.as_bytes()),
+            // A rule that restricts `/secret` covers `/secret/` too: many
+            // apps serve both with one handler.
+            Self::Exact(p) => {
+                same(path, p.as_bytes())
+                    || (any_case
+                        && path
+                            .strip_suffix(b"/")
+                            .is_some_and(|trimmed| trimmed != b"" && same(trimmed, p.as_bytes())))
+            }
             // `/admin/*` covers `/admin` too: a rule meant for a section
             // must not miss its first page.
             Self::Below(prefix) => {
@@ -417,7 +426,7 @@ pub enum TargetError {
     #[error("no valid host")]
     Host,
     /// A method that is not a token.
-    #[error("not a method")]
+    #[error("not a method in upper case")]
     Method,
     /// The path cannot be read the same way by every app.
     #[error("{0}")]
@@ -429,7 +438,9 @@ pub enum TargetError {
 /// # Errors
 /// [`TargetError`]: anything missing or not as a browser would send it.
 pub fn target(method: &str, scheme: &str, host: &str, uri: &str) -> Result<Target, TargetError> {
-    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
+    // Upper case only: methods are case-sensitive, and an app that reads
+    // `delete` as DELETE (many do) must not see it slip past a rule for DELETE.
+    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
         return Err(TargetError::Method);
     }
     let scheme = scheme.to_ascii_lowercase();
@@ -453,8 +464,6 @@ pub fn target(method: &str, scheme: &str, host: &str, uri: &str) -> Result<Targe
         None => (uri, None),
     };
     Ok(Target {
-        // As sent: methods are case-sensitive, and an app may read `get` as
-        // something other than GET, so it matches no rule written `GET`.
         method: method.to_owned(),
         scheme,
         host,
@@ -685,7 +694,6 @@ mod tests {
             Some(2)
         );
         assert_eq!(number(&t("GET", "a.example.com", "/api/health")), Some(3));
-        assert_eq!(number(&t("get", "a.example.com", "/public/x")), None);
         assert_eq!(
             rules.matching(&t("GET", "a.example.com", "/x")).policy,
             &Policy::SignedIn
@@ -707,6 +715,12 @@ mod tests {
         assert_eq!(number("/Admin/users"), Some(1));
         assert_eq!(number("/ADMIN"), Some(1));
         assert_eq!(number("/OPS"), Some(2));
+        assert_eq!(
+            number("/ops/"),
+            Some(2),
+            "an exact restrictive path covers its /"
+        );
+        assert_eq!(number("/opsx"), None);
         assert_eq!(number("/public/x"), Some(3));
         assert_eq!(
             number("/PUBLIC/x"),
@@ -789,10 +803,12 @@ mod tests {
         assert!(target_of_url("GET", "/relative").is_err());
         let t = target_of_url("GET", "HTTPS://A.com:8443/x/y?q=1").expect("valid");
         assert_eq!(t.url(), "https://a.com:8443/x/y?q=1");
-        assert_eq!(
-            target("get", "https", "a.com", "/").expect("valid").method,
-            "get"
-        );
+        for lower in ["get", "Get", "dELETE"] {
+            assert_eq!(
+                target(lower, "https", "a.com", "/"),
+                Err(TargetError::Method)
+            );
+        }
         for only_a_path_after_the_host in [
             "https://a.com:443?/secret",
             "https://a.com?/secret",

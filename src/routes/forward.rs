@@ -231,8 +231,8 @@ fn plain(contract: Contract, status: StatusCode, text: &str) -> Response {
 }
 
 /// A checked URL as a log field: as it is, or quoted and escaped when it
-/// holds a `"` (it holds no space or control character: those are refused),
-/// so that no URL can read as further fields (`x?a="b"rule=1`).
+/// holds a `"`, `\` or `=` (it holds no space or control character: those
+/// are refused), so that no URL can read as further fields (`x?a="b"rule=1`).
 struct UrlInLog<'a>(&'a str);
 
 impl std::fmt::Display for UrlInLog<'_> {
