@@ -171,7 +171,10 @@ SECRET=$(head -c 48 /dev/urandom | base64 -w0 | tr '+/' '-_' | tr -d '=')
 free_port() {
     local port
     for _ in $(seq 1 100); do
-        port=$(( 20000 + RANDOM % 40000 ))
+        # Below Linux's ephemeral range (32768 and up), where a client
+        # connection's own end (to PostgreSQL, to Redis) may hold the port
+        # although nothing listens there.
+        port=$(( 20000 + RANDOM % 12000 ))
         # Nothing listening there: the connection is refused.
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             echo "$port"
