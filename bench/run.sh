@@ -1092,8 +1092,11 @@ http {
     fastcgi_temp_path $d/tmp/fastcgi;
     uwsgi_temp_path $d/tmp/uwsgi;
     scgi_temp_path $d/tmp/scgi;
-    upstream app { server $2; keepalive 64; }
-    upstream latchkey { server $3; keepalive 64; }
+    # keepalive_requests: nginx closes a kept connection after 1,000
+    # requests by default, which at these rates is a new connection (and a
+    # socket in TIME_WAIT) every few milliseconds.
+    upstream app { server $2; keepalive 64; keepalive_requests 1000000; }
+    upstream latchkey { server $3; keepalive 64; keepalive_requests 1000000; }
     proxy_http_version 1.1;
     proxy_set_header Connection "";
     server {
