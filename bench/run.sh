@@ -1072,6 +1072,33 @@ declare -A NGINX_NAME=(
     [nginx_basic]="nginx auth_basic, SHA-512-crypt htpasswd, → bare axum"
 )
 
+# A server block asking `check` (a URL in an upstream) before each request to the app.
+auth_request_server() { # port, check
+    cat <<CONF
+    server {
+        listen 127.0.0.1:$1;
+        location / {
+            auth_request /check;
+            auth_request_set \$remote_user_from_check \$upstream_http_remote_user;
+            # A proxy_set_header here drops those of the http block: the
+            # keep-alive one must be said again.
+            proxy_set_header Remote-User \$remote_user_from_check;
+            proxy_set_header Connection "";
+            proxy_pass http://app;
+        }
+        location = /check {
+            internal;
+            proxy_pass $2;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header Connection "";
+            proxy_set_header X-Original-URL \$scheme://\$http_host\$request_uri;
+            proxy_set_header X-Original-Method \$request_method;
+        }
+    }
+CONF
+}
+
 nginx_conf() { # dir, bare address, latchkey address, four ports
     local d=$1
     mkdir -p "$d/tmp" "$d/logs"
@@ -1103,46 +1130,8 @@ http {
         listen 127.0.0.1:$4;
         location / { proxy_pass http://app; }
     }
-    server {
-        listen 127.0.0.1:$5;
-        location / {
-            auth_request /latchkey-check;
-            auth_request_set \$remote_user_from_latchkey \$upstream_http_remote_user;
-            # A proxy_set_header here drops those of the http block: the
-            # keep-alive one must be said again.
-            proxy_set_header Remote-User \$remote_user_from_latchkey;
-            proxy_set_header Connection "";
-            proxy_pass http://app;
-        }
-        location = /latchkey-check {
-            internal;
-            proxy_pass http://latchkey/auth/nginx;
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_set_header Connection "";
-            proxy_set_header X-Original-URL \$scheme://\$http_host\$request_uri;
-            proxy_set_header X-Original-Method \$request_method;
-        }
-    }
-    server {
-        listen 127.0.0.1:$7;
-        location / {
-            auth_request /noop-check;
-            auth_request_set \$remote_user_from_check \$upstream_http_remote_user;
-            proxy_set_header Remote-User \$remote_user_from_check;
-            proxy_set_header Connection "";
-            proxy_pass http://app;
-        }
-        location = /noop-check {
-            internal;
-            proxy_pass http://app/check;
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_set_header Connection "";
-            proxy_set_header X-Original-URL \$scheme://\$http_host\$request_uri;
-            proxy_set_header X-Original-Method \$request_method;
-        }
-    }
+$(auth_request_server "$5" http://latchkey/auth/nginx)
+$(auth_request_server "$7" http://app/check)
     server {
         listen 127.0.0.1:$6;
         location / {

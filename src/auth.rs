@@ -569,6 +569,7 @@ impl Auth {
             roles: user.roles.clone(),
             display_name: user.display_name.clone(),
             email: user.email.clone(),
+            forward_headers: std::sync::OnceLock::new(),
             csrf_token: self.inner.csrf.session_token(&record.key),
             created_at: record.created_at,
             signed_in_at: crate::clock::rfc3339(record.created_at),

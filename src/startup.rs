@@ -228,7 +228,7 @@ impl Application {
                 "no user exists yet. Open this one-time link to create the first administrator: {link}"
             );
         }
-        warn_of_hosts_the_cookie_misses(&config, &auth);
+        warn_of_forward_auth_mistakes(&config, &auth);
         let router = router(
             AppState {
                 auth: auth.clone(),
@@ -312,10 +312,11 @@ impl Application {
     }
 }
 
-/// A forward-auth rule for a host the session cookie never reaches would
-/// send its visitors to sign in on every visit, however often they do:
-/// said at start-up, with the setting that fixes it.
-fn warn_of_hosts_the_cookie_misses(config: &Config, auth: &Auth) {
+/// Forward-auth set up so that it cannot work as meant, said at start-up
+/// with the setting that fixes it: no trusted proxy, or a rule for a host
+/// the session cookie never reaches (its visitors would be sent to sign in
+/// on every visit, however often they do).
+fn warn_of_forward_auth_mistakes(config: &Config, auth: &Auth) {
     // Forward-auth means a proxy in front; one not named here makes every
     // visitor's address the proxy's.
     let behind_a_proxy = !config.access.rules.is_empty() || config.cookie_domain.is_some();

@@ -162,12 +162,17 @@ fn allowed(session: &Session) -> Response {
             .unwrap_or_else(|_| HeaderValue::from_static(""))
     };
     let values = match session.active.as_deref() {
-        Some(a) => [
-            value(Some(&a.username)),
-            value(Some(&a.roles.join(","))),
-            value(a.display_name.as_deref()),
-            value(a.email.as_deref()),
-        ],
+        Some(a) => a
+            .forward_headers
+            .get_or_init(|| {
+                [
+                    value(Some(&a.username)),
+                    value(Some(&a.roles.join(","))),
+                    value(a.display_name.as_deref()),
+                    value(a.email.as_deref()),
+                ]
+            })
+            .clone(),
         None => std::array::from_fn(|_| HeaderValue::from_static("")),
     };
     let mut response = StatusCode::OK.into_response();

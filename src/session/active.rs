@@ -20,6 +20,10 @@ pub struct ActiveSession {
     pub email: Option<String>,
     /// The token that state-changing requests must carry.
     pub csrf_token: String,
+    /// Forward-auth's identity headers (`Remote-User`, `-Groups`, `-Name`,
+    /// `-Email`), made at the session's first check: later checks of the
+    /// cached session clone them instead of building four values each.
+    pub(crate) forward_headers: std::sync::OnceLock<[axum::http::HeaderValue; 4]>,
     /// When the user signed in.
     pub created_at: Millis,
     /// The same, as RFC 3339 text (formatted once, not per request).

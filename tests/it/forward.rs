@@ -652,14 +652,7 @@ async fn a_cookie_domain_shares_the_session_with_every_host_under_it() {
     );
 
     // The app's host sends the same cookie: the check lets it through.
-    let r = forward(
-        &app,
-        "GET",
-        "app.example.test",
-        "/reports?id=7",
-        &[("Cookie", &session)],
-    )
-    .await;
+    let r = check_with(&app, "/reports?id=7", &session).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(header_of(&r, "remote-user"), Some("ann"));
 }
@@ -684,6 +677,11 @@ async fn a_return_url_outside_the_cookie_domain_is_not_followed() {
         assert_eq!(r.status(), StatusCode::SEE_OTHER, "{rd}");
         assert_eq!(header_of(&r, "location"), Some("/profile"), "{rd}");
     }
+}
+
+/// A check of `https://app.example.test{uri}` carrying the session cookie.
+async fn check_with(app: &TestApp, uri: &str, session: &str) -> Response {
+    forward(app, "GET", "app.example.test", uri, &[("Cookie", session)]).await
 }
 
 /// `GET path` with the session cookie.
@@ -740,14 +738,7 @@ async fn signing_out_with_rd_returns_to_the_app_and_ends_the_session_everywhere(
         cleared.contains("Max-Age=0") && cleared.contains("Domain=example.test"),
         "{cleared}"
     );
-    let r = forward(
-        &app,
-        "GET",
-        "app.example.test",
-        "/",
-        &[("Cookie", &session)],
-    )
-    .await;
+    let r = check_with(&app, "/", &session).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
 
@@ -760,14 +751,7 @@ async fn signing_out_with_a_foreign_rd_lands_on_the_sign_in_page() {
     let r = sign_out_at_portal(&app, &session, "https://evilexample.test/").await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(header_of(&r, "location"), Some("/login?reason=signed_out"));
-    let r = forward(
-        &app,
-        "GET",
-        "app.example.test",
-        "/",
-        &[("Cookie", &session)],
-    )
-    .await;
+    let r = check_with(&app, "/", &session).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
 
